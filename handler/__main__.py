@@ -1,0 +1,5 @@
+import sys
+
+from handler.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,153 @@
+"""The agent's engine: worker threads draining the keyed queue, periodic resync, and the
+stop policy. Sources and sinks (manifest directory or Kubernetes) plug in from outside."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+import structlog
+
+from handler.agent.keyed_queue import KeyedQueue
+from handler.agent.reconciler import Outcome, Reconciler
+from handler.agent.worker_pulse import WorkerPulse
+from handler.core.desired import Desired, Intent
+from handler.core.vmi import key_of_domain
+
+log = structlog.get_logger("qat_handler.agent")
+
+
+class StopPolicy(StrEnum):
+    SHUTDOWN = "shutdown"
+    """Shut every guest down (ACPI, destroy at grace) before the agent exits, like libvirt-guests."""
+    KEEP = "keep"
+    """Leave guests running; a new agent adopts them. For upgrades of the agent itself."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    workers: int = 4
+    """Reconcile threads; one VMI is never worked on by two of them at once."""
+    resync_seconds: float = 60.0
+    """Every VMI is looked at this often even without events, healing anything missed."""
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+    stop_margin_seconds: float = 5.0
+    """Added to the largest grace period when waiting for guests at agent stop."""
+
+
+class Engine:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        settings: EngineSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reconciler = reconciler
+        self.settings = settings
+        self.clock = clock
+        self.queue = KeyedQueue(clock)
+        self.pulse = WorkerPulse(clock)
+        self._failures: dict[str, int] = {}
+        self._threads: list[threading.Thread] = []
+        self._own_keys: Callable[[], set[str]] = lambda: set(reconciler.source.keys())
+
+    # -- inputs -------------------------------------------------------------------------
+    def enqueue(self, key: str, delay: float = 0.0) -> None:
+        self.queue.add(key, delay)
+
+    def on_domain_event(self, domain_name: str, kind: str) -> None:
+        """Called from the dispatcher thread with each libvirt lifecycle event."""
+        key = key_of_domain(domain_name)
+        if kind in ("defined", "undefined") and key not in self._own_keys():
+            self.reconciler.foreign.invalidate()
+        self.queue.add(key)
+
+    def resync(self) -> None:
+        keys = set(self.reconciler.source.keys())
+        try:
+            keys |= {d.identity.key for d in self.reconciler.hypervisor.list_managed() if d.identity}
+        except Exception as error:  # libvirt down: the source's keys still get their turn
+            log.warning("resync could not list domains", error=str(error))
+        for key in keys:
+            self.queue.add(key)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        managed = self.reconciler.hypervisor.list_managed()
+        self.reconciler.adopt(managed)
+        log.info("adopted existing domains", count=len(managed))
+        for index in range(self.settings.workers):
+            thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
+            self.pulse.register(thread.name)
+            thread.start()
+            self._threads.append(thread)
+        self.resync()
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self.queue.wait_idle(timeout)
+
+    def stop(self, policy: StopPolicy) -> None:
+        if policy is StopPolicy.SHUTDOWN:
+            self._halt_guests()
+        else:
+            log.info("agent stopping; guests keep running", policy=str(policy))
+        self.queue.close()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _halt_guests(self) -> None:
+        def halt(desired: Desired) -> Desired:
+            return replace(desired, intent=Intent.HALT) if desired.intent is Intent.RUN else desired
+
+        self.reconciler.override = halt
+        active = [d for d in self.reconciler.hypervisor.list_managed() if d.active and d.identity]
+        grace = max((d.identity.grace_seconds for d in active if d.identity), default=0)
+        deadline = self.clock() + grace + self.settings.stop_margin_seconds
+        running: list[str] = []
+        log.info("agent stopping; shutting guests down", policy="shutdown", guests=len(active), grace_seconds=grace)
+        for domain in active:
+            assert domain.identity is not None
+            self.queue.add(domain.identity.key)
+        while self.clock() < deadline:
+            running = [d.name for d in self.reconciler.hypervisor.list_managed() if d.active]
+            if not running:
+                break
+            time.sleep(0.2)
+        else:
+            log.error("guests still running at the stop deadline", domains=running)
+        self.queue.wait_idle(5.0)
+        log.info("all guests are off", guests=len(active))
+
+    # -- workers ------------------------------------------------------------------------
+    def _work(self) -> None:
+        name = threading.current_thread().name
+        while True:
+            self.pulse.beat(name)
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                if self.queue.closed:
+                    return
+                continue
+            try:
+                outcome = self.reconciler.reconcile(key)
+            except Exception:
+                log.exception("reconcile crashed", vmi=key)
+                outcome = Outcome(None, failed=True)
+            finally:
+                self.queue.done(key)
+            self._after(key, outcome)
+
+    def _after(self, key: str, outcome: Outcome) -> None:
+        if outcome.failed:
+            count = self._failures.get(key, 0) + 1
+            self._failures[key] = count
+            delay = min(self.settings.backoff_base_seconds * 2 ** (count - 1), self.settings.backoff_max_seconds)
+            self.queue.add(key, delay)
+            return
+        self._failures.pop(key, None)
+        if outcome.requeue_after is not None:
+            self.queue.add(key, outcome.requeue_after)

@@ -1,0 +1,51 @@
+"""The agent's ports: what the reconciler needs from the world, as Protocols.
+
+Production wires libvirt, the manifest directory or the Kubernetes API behind these;
+tests inject fakes through the same constructor arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from handler.core.actions import RecordEvent
+from handler.core.bdf import Bdf
+from handler.core.desired import Desired
+from handler.core.domain_state import ObservedDomain
+from handler.core.refusal import Refusal
+from handler.core.status import VMIStatus
+
+
+class Hypervisor(Protocol):
+    def define(self, xml: str) -> None: ...
+    def start(self, name: str) -> None: ...
+    def request_shutdown(self, name: str) -> None: ...
+    def destroy(self, name: str) -> None: ...
+    def undefine(self, name: str) -> None: ...
+    def observe(self, name: str) -> ObservedDomain | None: ...
+    def list_managed(self) -> list[ObservedDomain]: ...
+    def foreign_devices(self) -> dict[Bdf, str]: ...
+
+
+class DesiredSource(Protocol):
+    def desired(self, key: str) -> Desired | None:
+        """What is wanted for ``key``; None when the source no longer knows the VMI."""
+        ...
+
+    def keys(self) -> Iterable[str]: ...
+
+
+class StatusSink(Protocol):
+    def last_status(self, key: str) -> VMIStatus | None: ...
+    def write(self, key: str, status: VMIStatus) -> None: ...
+    def record_event(self, key: str, event: RecordEvent) -> None: ...
+    def forget(self, key: str) -> None: ...
+
+
+class DeviceInspector(Protocol):
+    """Host-side checks that a PCI function may be passed through (sysfs under the host root)."""
+
+    def check(self, bdf: Bdf, resource: str) -> Refusal | None:
+        """A Refusal if the device must not be used, else None."""
+        ...

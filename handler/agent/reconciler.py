@@ -1,0 +1,180 @@
+"""One reconcile pass for one VMI: observe, ask the pure planner, carry out its actions.
+
+The reconciler owns the shell-side memory the planner needs (stop progress, device
+claims) and turns libvirt failures into a Synchronized=False status plus a retry.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import structlog
+
+from handler.agent.claims import DeviceClaims
+from handler.agent.foreign_devices import ForeignDevices
+from handler.agent.ports import DesiredSource, DeviceInspector, Hypervisor, StatusSink
+from handler.core.actions import (
+    Action,
+    DefineDomain,
+    DestroyDomain,
+    ForgetVMI,
+    RecordEvent,
+    RequestShutdown,
+    StartDomain,
+    UndefineDomain,
+    WriteStatus,
+)
+from handler.core.desired import Desired, Intent, Observed, StopProgress
+from handler.core.domain_state import ObservedDomain
+from handler.core.planner import Plan, PlanSettings, domain_name_for, plan
+from handler.core.refusal import Refusal
+from handler.core.sync_failure import sync_failed
+from handler.virt.errors import ErrorKind, VirtError
+
+log = structlog.get_logger("qat_handler.reconciler")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    requeue_after: float | None
+    failed: bool = False
+
+
+class Reconciler:
+    def __init__(
+        self,
+        source: DesiredSource,
+        hypervisor: Hypervisor,
+        sink: StatusSink,
+        settings: PlanSettings,
+        inspector: DeviceInspector | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.hypervisor = hypervisor
+        self.sink = sink
+        self.settings = settings
+        self.inspector = inspector
+        self.clock = clock
+        self.claims = DeviceClaims()
+        self.foreign = ForeignDevices(hypervisor)
+        self._stops: dict[str, StopProgress] = {}
+        self._stops_lock = threading.Lock()
+        self.override: Callable[[Desired], Desired] | None = None
+        """Set while the agent stops with the shutdown policy: turns every intent into HALT."""
+
+    def adopt(self, domains: list[ObservedDomain]) -> None:
+        """Rebuild device claims from the metadata of domains that already exist."""
+        for domain in domains:
+            if domain.identity is not None:
+                self.claims.claim(domain.identity.key, [d.bdf for d in domain.identity.devices])
+
+    def reconcile(self, key: str) -> Outcome:
+        desired = self.source.desired(key) or Desired(key, Intent.REMOVE, None)
+        if self.override is not None:
+            desired = self.override(desired)
+        name = desired.vmi.domain_name if desired.vmi is not None else domain_name_for(key)
+        bound = log.bind(vmi=key, domain=name, uid=desired.vmi.uid if desired.vmi else None)
+        try:
+            domain = self.hypervisor.observe(name)
+            if desired.intent is Intent.RUN:
+                self._set_stop(key, None)
+            desired = self._gate_devices(desired, domain)
+            observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
+            result: Plan = plan(desired, observed, self.settings)
+            self._execute(key, result.actions, bound)
+        except VirtError as error:
+            reason = "LibvirtUnavailable" if error.kind is ErrorKind.CONNECTION else "SyncFailed"
+            bound.warning("sync failed", reason=reason, error=str(error))
+            self._execute(key, sync_failed(self.sink.last_status(key), name, reason, str(error)), bound)
+            return Outcome(None, failed=True)
+        return Outcome(result.requeue_after)
+
+    def _gate_devices(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
+        """Judge the devices of a guest about to be (re)started; a running guest is never re-judged."""
+        if desired.intent is not Intent.RUN or desired.blocked is not None or not desired.devices:
+            return desired
+        if domain is not None and domain.active:
+            return desired
+        refusal = self._device_refusal(desired)
+        return desired if refusal is None else replace(desired, blocked=refusal)
+
+    def _device_refusal(self, desired: Desired) -> Refusal | None:
+        for device in desired.devices:
+            if self.inspector is not None:
+                refusal = self.inspector.check(device.bdf, device.resource)
+                if refusal is not None:
+                    return refusal
+            foreign = self.foreign.owner(device.bdf)
+            if foreign is not None:
+                return Refusal(
+                    "DeviceRejected",
+                    str(device.bdf),
+                    f"is already assigned to domain {foreign}, which qat-handler does not manage",
+                    "give this VMI another VF, or remove the hostdev from that domain",
+                )
+        conflict = self.claims.claim(desired.key, [device.bdf for device in desired.devices])
+        if conflict is not None:
+            bdf, holder = conflict
+            return Refusal(
+                "DeviceRejected", str(bdf), f"is already assigned to VMI {holder}", "give every VMI its own VFs"
+            )
+        return None
+
+    def _execute(self, key: str, actions: tuple[Action, ...], bound: structlog.typing.FilteringBoundLogger) -> None:
+        for action in actions:
+            self._apply(key, action, bound)
+
+    def _apply(self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger) -> None:
+        match action:
+            case DefineDomain(name=name, xml=xml):
+                self.hypervisor.define(xml)
+                bound.debug("domain defined")
+            case StartDomain(name=name):
+                self.hypervisor.start(name)
+                bound.info("domain started", bdfs=[str(b) for b in self.claims.held_by(key)])
+            case RequestShutdown(name=name, attempt=attempt):
+                self.hypervisor.request_shutdown(name)
+                now = self.clock()
+                progress = self._get_stop(key)
+                if progress is None or attempt == 1:
+                    progress = StopProgress(started_at=now, last_request_at=now, requests=1)
+                else:
+                    progress = replace(progress, last_request_at=now, requests=attempt)
+                self._set_stop(key, progress)
+                bound.info("ACPI shutdown requested", attempt=attempt)
+            case DestroyDomain(name=name, after_seconds=after):
+                self.hypervisor.destroy(name)
+                now = self.clock()
+                progress = self._get_stop(key) or StopProgress(now, now, 0)
+                self._set_stop(key, replace(progress, destroyed_after=after))
+                bound.warning("domain destroyed", after_seconds=round(after, 1))
+            case UndefineDomain(name=name):
+                self.hypervisor.undefine(name)
+                self.claims.release(key)
+                bound.info("domain undefined")
+            case WriteStatus(status=status):
+                self.sink.write(key, status)
+            case RecordEvent():
+                self.sink.record_event(key, action)
+                emit = bound.warning if action.warning else bound.info
+                emit(action.message, reason=action.reason)
+            case ForgetVMI():
+                self.sink.forget(key)
+                self.claims.release(key)
+                self._set_stop(key, None)
+                bound.info("VMI forgotten")
+
+    def _get_stop(self, key: str) -> StopProgress | None:
+        with self._stops_lock:
+            return self._stops.get(key)
+
+    def _set_stop(self, key: str, progress: StopProgress | None) -> None:
+        with self._stops_lock:
+            if progress is None:
+                self._stops.pop(key, None)
+            else:
+                self._stops[key] = progress

@@ -1,0 +1,145 @@
+"""The bare-metal stand-in for the API server: a directory of VMI manifests, watched live.
+
+``<stem>.yaml`` (or .yml/.json) is a VMI; ``<stem>.env`` beside it holds its device
+environment. Each file is read on its own, so one bad manifest never blocks another.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from handler.baremetal.manifest_entry import Allocate, ManifestEntry, read_entry
+from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest
+from handler.core.desired import Desired
+
+log = structlog.get_logger("qat_handler.manifests")
+
+
+class DirectorySource:
+    def __init__(
+        self,
+        directory: Path,
+        on_change: Callable[[str], None] = lambda _key: None,
+        allocate: Allocate | None = None,
+    ) -> None:
+        self.directory = directory
+        self.on_change = on_change
+        self.allocate = allocate
+        self._lock = threading.RLock()
+        self._entries: dict[str, ManifestEntry] = {}
+        self._key_of: dict[Path, str] = {}
+        self._shadowed: dict[str, set[Path]] = {}
+        """Duplicate manifests waiting for the key's owner file to go away."""
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+
+    # -- the DesiredSource port -------------------------------------------------------
+    def desired(self, key: str) -> Desired | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry.desired if entry else None
+
+    def keys(self) -> Iterable[str]:
+        with self._lock:
+            return list(self._entries)
+
+    # -- reading ----------------------------------------------------------------------
+    def scan(self) -> None:
+        """Read every manifest now; the watcher keeps the picture current afterwards."""
+        present = {path for path in self.directory.iterdir() if is_manifest(path)}
+        for path in sorted(present):
+            self.reload(path)
+        with self._lock:
+            gone = [path for path in self._key_of if path not in present]
+        for path in gone:
+            self.reload(path)
+
+    def reload(self, path: Path) -> None:
+        changed: list[str] = []
+        with self._lock:
+            old_key = self._key_of.get(path)
+            for waiting in self._shadowed.values():
+                waiting.discard(path)
+            if not path.exists():
+                self._key_of.pop(path, None)
+                if old_key is not None and self._entries[old_key].path == path:
+                    del self._entries[old_key]
+                    changed.append(old_key)
+                    heir = min(self._shadowed.pop(old_key, set()), default=None)
+                    if heir is not None:
+                        changed += self._store(read_entry(heir, None, self.allocate), None)
+            else:
+                entry = read_entry(path, old_key, self.allocate)
+                changed += self._store(entry, old_key)
+        for key in dict.fromkeys(changed):
+            self.on_change(key)
+
+    def _store(self, entry: ManifestEntry, old_key: str | None) -> list[str]:
+        holder = self._entries.get(entry.key)
+        if holder is not None and holder.path != entry.path:
+            self._shadowed.setdefault(entry.key, set()).add(entry.path)
+            log.error(
+                "duplicate VMI manifest ignored",
+                vmi=entry.key,
+                file=entry.path.name,
+                reason="DuplicateManifest",
+                fix=f"{entry.key} is already defined by {holder.path.name}; rename or remove one of them",
+            )
+            return []
+        changed = [entry.key]
+        if old_key is not None and old_key != entry.key:
+            self._entries.pop(old_key, None)
+            changed.append(old_key)
+            heir = min(self._shadowed.pop(old_key, set()), default=None)
+            if heir is not None:
+                changed += self._store(read_entry(heir, None, self.allocate), None)
+        self._entries[entry.key] = entry
+        self._key_of[entry.path] = entry.key
+        if entry.desired.blocked is not None:
+            log.warning(
+                entry.desired.blocked.line(), vmi=entry.key, file=entry.path.name, reason=entry.desired.blocked.reason
+            )
+        return changed
+
+    def manifest_for(self, changed: Path) -> list[Path]:
+        """The manifest(s) a changed file affects: itself, or the manifests sharing an env file's stem."""
+        if changed.suffix == ENV_SUFFIX:
+            return [changed.with_suffix(suffix) for suffix in MANIFEST_SUFFIXES
+                    if changed.with_suffix(suffix).exists() or changed.with_suffix(suffix) in self._key_of]
+        return [changed] if is_manifest(changed) else []
+
+    # -- watching ---------------------------------------------------------------------
+    def start(self) -> None:
+        observer = Observer()
+        observer.schedule(_Handler(self), str(self.directory), recursive=False)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, source: DirectorySource) -> None:
+        self.source = source
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = {event.src_path, getattr(event, "dest_path", "") or ""} - {""}
+        for raw in paths:
+            path = Path(raw if isinstance(raw, str) else raw.decode())
+            for manifest in self.source.manifest_for(path):
+                try:
+                    self.source.reload(manifest)
+                except Exception:  # one unreadable file must never stop the watcher
+                    log.exception("manifest reload failed", file=str(manifest))

@@ -1,0 +1,55 @@
+"""The on-disk shape of a VMI's status in the bare-metal state file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from handler.core.bdf import parse_bdf
+from handler.core.device_env import AssignedDevice
+from handler.core.status import Condition, Phase, VMIStatus
+
+
+def status_to_json(status: VMIStatus, transitions: dict[str, float]) -> dict[str, Any]:
+    return {
+        "phase": str(status.phase),
+        "reason": status.reason,
+        "domain": status.domain,
+        "specDigest": status.spec_digest,
+        "devices": [
+            {"name": d.name, "resource": d.resource, "bdf": str(d.bdf), "source": d.source} for d in status.devices
+        ],
+        "conditions": [
+            {
+                "type": c.type,
+                "status": "True" if c.status else "False",
+                "reason": c.reason,
+                "message": c.message,
+                "lastTransitionTime": transitions.get(c.type),
+            }
+            for c in status.conditions
+        ],
+    }
+
+
+def status_from_json(data: dict[str, Any]) -> VMIStatus | None:
+    try:
+        devices = []
+        for item in data.get("devices", []):
+            bdf = parse_bdf(item["bdf"])
+            if bdf is None:
+                return None
+            devices.append(AssignedDevice(item["name"], item["resource"], bdf, item.get("source", "")))
+        conditions = tuple(
+            Condition(c["type"], c["status"] == "True", c.get("reason", ""), c.get("message", ""))
+            for c in data.get("conditions", [])
+        )
+        return VMIStatus(
+            phase=Phase(data["phase"]),
+            domain=data["domain"],
+            conditions=conditions,
+            devices=tuple(devices),
+            reason=data.get("reason", ""),
+            spec_digest=data.get("specDigest", ""),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

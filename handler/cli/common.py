@@ -1,0 +1,44 @@
+"""Pieces several subcommands share: common flags, one-line errors, settings assembly."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from handler.core.render_settings import RenderSettings
+from handler.settings import AgentSettings
+
+DOMAIN_TYPES = ("kvm", "qemu", "test")
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the hand-written examples as they are and shows defaults."""
+
+
+def fail(message: str, code: int = 2) -> int:
+    """Print one line to stderr and return the exit code: errors never show a traceback."""
+    print(f"qat-handler: {message}", file=sys.stderr)
+    return code
+
+
+def add_host_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", type=Path, default=AgentSettings.state_dir,
+                        help="status file, allocation records and serial console logs")
+    parser.add_argument("--host-root", type=Path, default=Path("/"),
+                        help="where the host's /sys and /dev are (a simulated tree in tests)")
+    parser.add_argument("--domain-type", choices=DOMAIN_TYPES, default="kvm",
+                        help="libvirt domain type: kvm on QAT hosts, qemu (TCG) where KVM cannot run the guest")
+    parser.add_argument("--managed-hostdevs", action="store_true",
+                        help="let libvirt bind vfio-pci itself (managed='yes')")
+    parser.add_argument("--cpu-mode", default=None,
+                        help="libvirt <cpu mode>, e.g. host-passthrough to give guests AES-NI under KVM")
+
+
+def render_settings(args: argparse.Namespace) -> RenderSettings:
+    return RenderSettings(
+        domain_type=args.domain_type,
+        log_dir=str(Path(args.state_dir) / "logs"),
+        managed_hostdevs=args.managed_hostdevs,
+        cpu_mode=args.cpu_mode,
+    )

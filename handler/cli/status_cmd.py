@@ -1,0 +1,79 @@
+"""``qat-handler status``: what the bare-metal agent reports, like ``kubectl get vmi``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from handler.baremetal.status_store import read_status_file
+from handler.cli.common import Formatter
+from handler.settings import AgentSettings
+
+EXAMPLES = """\
+examples:
+  qat-handler status
+  qat-handler status --state-dir /var/lib/qat-handler -o json | jq '.[] | select(.phase != "Running")'
+"""
+COLUMNS = ("NAMESPACE", "NAME", "PHASE", "DOMAIN", "DEVICES", "AGE")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "status",
+        help="show the VMIs the bare-metal agent manages",
+        description="Print every VMI the bare-metal agent knows, with its phase, domain and QAT devices, "
+        "read from the agent's state directory. Works while the agent runs.",
+        epilog=EXAMPLES,
+        formatter_class=Formatter,
+    )
+    parser.add_argument("--state-dir", type=Path, default=AgentSettings.state_dir, help="the agent's state directory")
+    parser.add_argument("-o", "--output", choices=("table", "json", "wide"), default="table")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    vmis = read_status_file(args.state_dir)
+    rows = [_row(key, data) for key, data in sorted(vmis.items())]
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [list(COLUMNS) + (["MESSAGE"] if args.output == "wide" else [])]
+    for row in rows:
+        cells = [row["namespace"], row["name"], row["phase"], row["domain"], ",".join(row["devices"]) or "<none>",
+                 _age(row["created"])]
+        if args.output == "wide":
+            cells.append(row["message"])
+        table.append(cells)
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        print("   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _row(key: str, data: dict[str, Any]) -> dict[str, Any]:
+    namespace, _, name = key.partition("/")
+    unhappy = [c for c in data.get("conditions", []) if c.get("status") == "False" and c.get("message")]
+    return {
+        "namespace": namespace,
+        "name": name,
+        "phase": data.get("phase", "Unknown"),
+        "reason": data.get("reason", ""),
+        "domain": data.get("domain", ""),
+        "devices": [d["bdf"] for d in data.get("devices", [])],
+        "deviceDetails": data.get("devices", []),
+        "conditions": data.get("conditions", []),
+        "message": unhappy[-1]["message"] if unhappy else "",
+        "created": data.get("created", time.time()),
+        "events": data.get("events", []),
+    }
+
+
+def _age(created: float) -> str:
+    seconds = max(0, int(time.time() - created))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

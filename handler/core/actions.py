@@ -1,0 +1,68 @@
+"""The steps a plan asks the shell to take, in order. Each is a small immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from handler.core.status import VMIStatus
+
+
+@dataclass(frozen=True, slots=True)
+class DefineDomain:
+    name: str
+    xml: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartDomain:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RequestShutdown:
+    """An ACPI power-button press; ``attempt`` counts presses for this stop."""
+
+    name: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class DestroyDomain:
+    """Pull the plug: graceful destroy first, then forced."""
+
+    name: str
+    after_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class UndefineDomain:
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteStatus:
+    status: VMIStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RecordEvent:
+    reason: str
+    message: str
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ForgetVMI:
+    """The VMI is gone and its domain undefined: drop its status (and, in Kubernetes, the finalizer)."""
+
+
+Action = (
+    DefineDomain
+    | StartDomain
+    | RequestShutdown
+    | DestroyDomain
+    | UndefineDomain
+    | WriteStatus
+    | RecordEvent
+    | ForgetVMI
+)

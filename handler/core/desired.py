@@ -1,0 +1,53 @@
+"""The planner's inputs: what the source wants for one VMI, and what the shell has observed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from handler.core.device_env import AssignedDevice
+from handler.core.domain_state import ObservedDomain
+from handler.core.refusal import Refusal
+from handler.core.status import VMIStatus
+from handler.core.vmi import VMI
+
+
+class Intent(StrEnum):
+    RUN = "run"
+    """Keep the guest running."""
+    STOP = "stop"
+    """Shut the guest down and release its devices, but keep the VMI and its final status."""
+    REMOVE = "remove"
+    """The VMI is gone or being deleted: shut down, undefine, then forget it."""
+    HALT = "halt"
+    """The agent itself is stopping: shut down but keep the domain, and start it again on return."""
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    key: str
+    intent: Intent
+    vmi: VMI | None
+    """None when the VMI is gone, or when its manifest could not be read at all."""
+    devices: tuple[AssignedDevice, ...] = ()
+    blocked: Refusal | None = None
+    """Why the guest may not be (re)started now; a running guest is never stopped for it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopProgress:
+    """The shell's memory of an ongoing stop, fed back to the planner as an observation."""
+
+    started_at: float
+    last_request_at: float
+    requests: int
+    destroyed_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    domain: ObservedDomain | None
+    status: VMIStatus | None
+    """The status the agent last wrote for this VMI."""
+    stop: StopProgress | None
+    now: float

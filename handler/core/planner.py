@@ -1,0 +1,235 @@
+"""The agent's decisions: ``plan(desired, observed) -> actions``, pure and level-triggered.
+
+The shell gathers a Desired (from manifests or the API) and an Observed (from libvirt and
+its own memory), calls plan(), and executes the actions in order. Running it again on
+the same inputs asks for the same thing, so a missed event is healed by the next pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from handler.core.actions import (
+    Action,
+    DefineDomain,
+    DestroyDomain,
+    ForgetVMI,
+    RecordEvent,
+    RequestShutdown,
+    StartDomain,
+    UndefineDomain,
+    WriteStatus,
+)
+from handler.core.desired import Desired, Intent, Observed, StopProgress
+from handler.core.domain_state import ObservedDomain, StopCause
+from handler.core.domain_xml import desired_digest, render_domain
+from handler.core.render_settings import RenderSettings
+from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
+from handler.core.stop_outcome import AGENT_STOPPED, final_status
+from handler.core.vmi import VMI
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSettings:
+    render: RenderSettings
+    acpi_resend_seconds: float = 3.0
+    """How often the power button is pressed again: a booting guest can miss the first press."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+    requeue_after: float | None = None
+    """Seconds until the VMI must be looked at again even if nothing happens."""
+
+
+def domain_name_for(key: str) -> str:
+    namespace, _, name = key.partition("/")
+    return f"{namespace}_{name}"
+
+
+def plan(desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
+    domain = observed.domain
+    if domain is not None and domain.identity is None:
+        return _foreign_domain(desired, observed, domain)
+    if desired.intent is Intent.RUN:
+        if desired.vmi is None or desired.blocked is not None:
+            return _blocked(desired, observed)
+        return _run(desired.vmi, desired, observed, settings)
+    return _stop(desired, observed, settings)
+
+
+def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
+    digest = desired_digest(vmi, desired.devices, settings.render)
+    domain, last = observed.domain, observed.status
+    running = VMIStatus(
+        Phase.RUNNING,
+        vmi.domain_name,
+        (ready(True), synchronized(True)),
+        desired.devices,
+        spec_digest=digest,
+    )
+    if domain is None:
+        if last is not None and last.phase.terminal and last.spec_digest == digest:
+            return Plan(())
+        xml = render_domain(vmi, desired.devices, settings.render)
+        return Plan(
+            (
+                DefineDomain(vmi.domain_name, xml),
+                RecordEvent("Created", f"defined domain {vmi.domain_name}{_device_note(desired)}"),
+                StartDomain(vmi.domain_name),
+                *_transition(last, running, RecordEvent("Started", f"started domain {vmi.domain_name}")),
+            )
+        )
+    assert domain.identity is not None
+    stale = domain.identity.digest != digest
+    if domain.active:
+        status = replace(running, devices=domain.identity.devices, spec_digest=domain.identity.digest)
+        if stale:
+            status = status.with_condition(
+                Condition(
+                    "RestartRequired",
+                    True,
+                    "SpecChanged",
+                    "the VMI changed while its guest runs; the change applies when the guest is next started",
+                )
+            )
+        return Plan(_transition(last, status, _restart_event(last, status)))
+    if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last):
+        define = (DefineDomain(vmi.domain_name, render_domain(vmi, desired.devices, settings.render)),) if stale else ()
+        started = RecordEvent("Started", f"started domain {vmi.domain_name}")
+        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))
+    final, event = final_status(domain, last, None, domain.identity.grace_seconds)
+    return Plan(_transition(last, final, event))
+
+
+def _stop(desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
+    domain, last, progress = observed.domain, observed.status, observed.stop
+    if domain is None:
+        if desired.intent is Intent.REMOVE:
+            return Plan((ForgetVMI(),))
+        return Plan(_never_ran(desired, last))
+    assert domain.identity is not None
+    grace = desired.vmi.grace_seconds if desired.vmi is not None else domain.identity.grace_seconds
+    if domain.active:
+        return _press_or_pull(domain, last, progress, grace, observed.now, settings.acpi_resend_seconds)
+    final, event = final_status(domain, last, progress, grace)
+    if desired.intent is Intent.HALT:
+        note = Condition("Ready", False, AGENT_STOPPED, "the agent stopped the guest; it starts again with the agent")
+        final = final.with_condition(note)
+    actions: list[Action] = list(_transition(last, final, event))
+    if desired.intent is not Intent.HALT:
+        actions.append(UndefineDomain(domain.name))
+    if desired.intent is Intent.REMOVE:
+        actions.append(ForgetVMI())
+    return Plan(tuple(actions))
+
+
+def _press_or_pull(
+    domain: ObservedDomain,
+    last: VMIStatus | None,
+    progress: StopProgress | None,
+    grace: int,
+    now: float,
+    resend: float,
+) -> Plan:
+    if progress is None:
+        if grace <= 0:
+            return Plan((DestroyDomain(domain.name, 0.0),), requeue_after=0.0)
+        status = _shutting_down(domain, last, grace, 1)
+        event = RecordEvent("ShuttingDown", f"sent ACPI shutdown to {domain.name}; destroy after {grace} s")
+        return Plan(
+            (RequestShutdown(domain.name, 1), *_transition(last, status, event)),
+            requeue_after=min(resend, float(grace)),
+        )
+    elapsed = now - progress.started_at
+    remaining = grace - elapsed
+    if remaining <= 0:
+        return Plan((DestroyDomain(domain.name, elapsed),), requeue_after=0.0)
+    since_press = now - progress.last_request_at
+    if since_press >= resend:
+        return Plan((RequestShutdown(domain.name, progress.requests + 1),), requeue_after=min(resend, remaining))
+    return Plan((), requeue_after=min(resend - since_press, remaining))
+
+
+def _shutting_down(domain: ObservedDomain, last: VMIStatus | None, grace: int, presses: int) -> VMIStatus:
+    assert domain.identity is not None
+    base = last or VMIStatus(Phase.RUNNING, domain.name, devices=domain.identity.devices)
+    message = f"ACPI power button pressed; the guest is destroyed if still running after {grace} s"
+    return base.with_condition(Condition("Ready", False, "ShuttingDown", message))
+
+
+def _never_ran(desired: Desired, last: VMIStatus | None) -> tuple[Action, ...]:
+    if last is not None and last.phase.terminal:
+        return ()
+    name = desired.vmi.domain_name if desired.vmi else domain_name_for(desired.key)
+    status = VMIStatus(
+        Phase.SUCCEEDED,
+        name,
+        (ready(False, "Stopped", "stopped before the guest was started"),),
+        spec_digest=last.spec_digest if last else "",
+    )
+    return _transition(last, status, RecordEvent("Stopped", f"{desired.key} stopped before its guest started"))
+
+
+def _blocked(desired: Desired, observed: Observed) -> Plan:
+    refusal = desired.blocked
+    domain, last = observed.domain, observed.status
+    reason = refusal.reason if refusal else "Unknown"
+    message = refusal.line() if refusal else "the VMI could not be read"
+    if domain is not None and domain.identity is not None:
+        if domain.active:
+            base = VMIStatus(
+                Phase.RUNNING, domain.name, (ready(True),), domain.identity.devices, spec_digest=domain.identity.digest
+            )
+        else:
+            base, _ = final_status(domain, last, None, domain.identity.grace_seconds)
+    else:
+        name = desired.vmi.domain_name if desired.vmi else domain_name_for(desired.key)
+        base = VMIStatus(Phase.SCHEDULED, name, (ready(False, reason, "the guest cannot start yet"),))
+    status = base.with_condition(synchronized(False, reason, message))
+    return Plan(_transition(last, status, RecordEvent(reason, message, warning=True)))
+
+
+def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain) -> Plan:
+    """A domain with our name that we did not create: never touch it, and say so."""
+    if desired.intent is Intent.REMOVE:
+        return Plan((ForgetVMI(),))
+    message = f"domain {domain.name} exists but is not managed by qat-handler; fix: rename or undefine that domain"
+    status = VMIStatus(Phase.SCHEDULED, domain.name, (ready(False), synchronized(False, "DomainNameTaken", message)))
+    return Plan(_transition(observed.status, status, RecordEvent("DomainNameTaken", message, warning=True)))
+
+
+def _transition(last: VMIStatus | None, new: VMIStatus, event: RecordEvent | None) -> tuple[Action, ...]:
+    """Write the status and emit the event only when something actually changed."""
+    if last == new:
+        return ()
+    if event is None or _same_story(last, new):
+        return (WriteStatus(new),)
+    return (WriteStatus(new), event)
+
+
+def _same_story(last: VMIStatus | None, new: VMIStatus) -> bool:
+    """True when only details changed: the phase and every condition reason are as before."""
+    if last is None or last.phase != new.phase:
+        return False
+    return {(c.type, c.status, c.reason) for c in last.conditions} == {
+        (c.type, c.status, c.reason) for c in new.conditions
+    }
+
+
+def _restart_event(last: VMIStatus | None, status: VMIStatus) -> RecordEvent | None:
+    if status.condition("RestartRequired") and not (last and last.condition("RestartRequired")):
+        return RecordEvent("RestartRequired", "the VMI changed while its guest runs; restart the guest to apply it")
+    return RecordEvent("Started", f"domain {status.domain} is running")
+
+
+def _halted_by_agent(last: VMIStatus | None) -> bool:
+    condition = last.condition("Ready") if last else None
+    return condition is not None and condition.reason == AGENT_STOPPED
+
+
+def _device_note(desired: Desired) -> str:
+    if not desired.devices:
+        return ""
+    return " with QAT " + ", ".join(str(device.bdf) for device in desired.devices)

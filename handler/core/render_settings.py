@@ -1,0 +1,21 @@
+"""Host-level choices that shape every domain the agent renders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RenderSettings:
+    domain_type: str = "kvm"
+    """``kvm`` on real QAT hosts; ``qemu`` (TCG) where KVM cannot run the guest; ``test`` is accepted too."""
+    log_dir: str = "/var/lib/qat-handler/logs"
+    """Directory for the per-VMI serial console logs."""
+    managed_hostdevs: bool = False
+    """Let libvirt bind/unbind vfio-pci itself (managed='yes'); off because the agent checks the binding."""
+    cpu_mode: str | None = None
+    """``host-passthrough`` gives the guest AES-NI and friends under KVM; None leaves libvirt's default."""
+    machine: str = "q35"
+
+    def fingerprint(self) -> str:
+        return f"{self.domain_type}|{self.managed_hostdevs}|{self.cpu_mode}|{self.machine}|{self.log_dir}"

@@ -1,0 +1,37 @@
+"""Where the domain XML skeletons live and how they are loaded (once, then copied)."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+ENV_OVERRIDE = "QAT_HANDLER_TEMPLATES"
+
+
+def templates_dir() -> Path:
+    """The repository's ``templates/`` for a source checkout, else the installed data copy."""
+    candidates = [
+        Path(os.environ[ENV_OVERRIDE]) if os.environ.get(ENV_OVERRIDE) else None,
+        Path(__file__).resolve().parents[2] / "templates",
+        Path(sys.prefix) / "share" / "qat-handler" / "templates",
+    ]
+    for candidate in candidates:
+        if candidate is not None and (candidate / "domain.xml").is_file():
+            return candidate
+    raise FileNotFoundError(f"domain templates not found; set {ENV_OVERRIDE} to the templates/ directory")
+
+
+@cache
+def _parsed(name: str, directory: str) -> etree._Element:
+    parser = etree.XMLParser(remove_blank_text=True, remove_comments=True, resolve_entities=False)
+    return etree.parse(str(Path(directory) / name), parser).getroot()
+
+
+def template(name: str) -> etree._Element:
+    """A fresh copy of ``templates/<name>`` that the caller may change freely."""
+    return copy.deepcopy(_parsed(name, str(templates_dir())))

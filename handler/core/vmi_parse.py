@@ -1,0 +1,225 @@
+"""Validate a VirtualMachineInstance manifest (as parsed YAML/JSON) into a VMI.
+
+Every rejection is a one-line Refusal naming the field; nothing that would change the
+guest is silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from handler.core.fields import integer, invalid, mapping, only_known, sequence, string, unsupported
+from handler.core.quantity import parse_bytes
+from handler.core.refusal import Refused
+from handler.core.vmi import VMI, DeviceRequest, HostDisk, KernelBoot
+from handler.core.vmi_volumes import parse_disks
+
+API_VERSION = "kubevirt.io/v1"
+KIND = "VirtualMachineInstance"
+DEFAULT_GRACE_SECONDS = 30
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ENTRY_NAME = re.compile(r"^[a-zA-Z0-9]([-_a-zA-Z0-9]{0,62})$")
+_RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
+
+# Fields that steer scheduling or the pod, never what the guest sees.
+_SPEC_FIELDS = (
+    "domain",
+    "volumes",
+    "terminationGracePeriodSeconds",
+    "nodeSelector",
+    "affinity",
+    "tolerations",
+    "schedulerName",
+    "priorityClassName",
+    "evictionStrategy",
+    "topologySpreadConstraints",
+)
+_DOMAIN_FIELDS = ("cpu", "memory", "resources", "devices", "firmware", "machine", "features")
+_DEVICE_FIELDS = (
+    "qats",
+    "hostDevices",
+    "disks",
+    "interfaces",
+    "autoattachPodInterface",
+    "autoattachGraphicsDevice",
+    "autoattachSerialConsole",
+    "autoattachMemBalloon",
+)
+
+
+def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
+    """Parse a manifest or raise Refused naming the first bad field."""
+    doc = mapping(manifest, "manifest")
+    if doc.get("apiVersion") != API_VERSION:
+        raise invalid("apiVersion", f"is {doc.get('apiVersion')!r}", f"set apiVersion: {API_VERSION}")
+    if doc.get("kind") != KIND:
+        raise invalid("kind", f"is {doc.get('kind')!r}", f"set kind: {KIND}")
+    meta = mapping(doc.get("metadata"), "metadata")
+    namespace, name, uid = _identity(meta, default_uid)
+    spec = mapping(doc.get("spec"), "spec")
+    only_known(spec, "spec", _SPEC_FIELDS)
+    domain = mapping(spec.get("domain"), "spec.domain")
+    only_known(domain, "spec.domain", _DOMAIN_FIELDS)
+    _check_machine(domain)
+    _check_features(domain)
+    devices_spec = mapping(domain.get("devices"), "spec.domain.devices")
+    only_known(devices_spec, "spec.domain.devices", _DEVICE_FIELDS)
+    _check_autoattach(devices_spec)
+    labels = mapping(meta.get("labels"), "metadata.labels")
+    return VMI(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        generation=integer(meta.get("generation"), "metadata.generation", default=1, low=1, high=2**62),
+        labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())),
+        deletion_requested=bool(meta.get("deletionTimestamp")),
+        cores=_cores(domain),
+        memory_bytes=_memory(domain),
+        devices=_device_requests(devices_spec),
+        kernel_boot=_kernel_boot(domain),
+        disks=parse_disks(devices_spec, spec),
+        grace_seconds=integer(
+            spec.get("terminationGracePeriodSeconds"),
+            "spec.terminationGracePeriodSeconds",
+            default=DEFAULT_GRACE_SECONDS,
+            low=0,
+            high=86400,
+        ),
+        spec_digest=spec_digest(spec),
+    )
+
+
+def spec_digest(spec: Mapping[str, Any]) -> str:
+    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _identity(meta: Mapping[str, Any], default_uid: str | None) -> tuple[str, str, str]:
+    name = string(meta.get("name"), "metadata.name")
+    if not _DNS_SUBDOMAIN.match(name):
+        raise invalid("metadata.name", f"{name!r} is not a DNS-1123 name", "use lower-case letters, digits and '-'")
+    namespace = string(meta.get("namespace"), "metadata.namespace", required=False) or "default"
+    if not _DNS_LABEL.match(namespace):
+        raise invalid("metadata.namespace", f"{namespace!r} is not a DNS-1123 label", "use a valid namespace")
+    uid = string(meta.get("uid"), "metadata.uid", required=False) or (default_uid or "")
+    if not uid:
+        raise invalid("metadata.uid", "is missing", "set metadata.uid to a UUID")
+    if not _UUID.match(uid):
+        raise invalid("metadata.uid", f"{uid!r} is not a UUID", "set metadata.uid to a UUID, or leave it out")
+    return namespace, name, uid.lower()
+
+
+def _cores(domain: Mapping[str, Any]) -> int:
+    cpu = mapping(domain.get("cpu"), "spec.domain.cpu")
+    only_known(cpu, "spec.domain.cpu", ("cores", "sockets", "threads"))
+    for single in ("sockets", "threads"):
+        if cpu.get(single) not in (None, 1):
+            raise unsupported(f"spec.domain.cpu.{single}", "only one socket with one thread per core")
+    return integer(cpu.get("cores"), "spec.domain.cpu.cores", default=1, low=1, high=512)
+
+
+def _memory(domain: Mapping[str, Any]) -> int:
+    memory = mapping(domain.get("memory"), "spec.domain.memory")
+    only_known(memory, "spec.domain.memory", ("guest",))
+    resources = mapping(domain.get("resources"), "spec.domain.resources")
+    only_known(resources, "spec.domain.resources", ("requests", "limits", "overcommitGuestOverhead"))
+    requests = mapping(resources.get("requests"), "spec.domain.resources.requests")
+    for path, raw in (
+        ("spec.domain.memory.guest", memory.get("guest")),
+        ("spec.domain.resources.requests.memory", requests.get("memory")),
+    ):
+        if raw is None:
+            continue
+        size = parse_bytes(raw)
+        if size is None or size < 2**20:
+            raise invalid(path, f"{raw!r} is not a memory size of at least 1Mi", "use a quantity such as 512Mi")
+        return size
+    raise invalid("spec.domain.memory.guest", "is missing", "set spec.domain.memory.guest, e.g. 1Gi")
+
+
+def _device_requests(devices: Mapping[str, Any]) -> tuple[DeviceRequest, ...]:
+    requests: list[DeviceRequest] = []
+    seen: dict[str, str] = {}
+    for field in ("qats", "hostDevices"):
+        for index, entry in enumerate(sequence(devices.get(field), f"spec.domain.devices.{field}")):
+            path = f"spec.domain.devices.{field}[{index}]"
+            item = mapping(entry, path)
+            only_known(item, path, ("name", "deviceName", "tag"))
+            name = string(item.get("name"), f"{path}.name")
+            if not _ENTRY_NAME.match(name):
+                raise invalid(f"{path}.name", f"{name!r} is not a valid device name", "use letters, digits, '-' or '_'")
+            if name in seen:
+                raise invalid(
+                    f"{path}.name", f"{name!r} is also used by {seen[name]}", "give every device a unique name"
+                )
+            seen[name] = path
+            resource = string(item.get("deviceName"), f"{path}.deviceName")
+            if not _RESOURCE.match(resource):
+                raise invalid(
+                    f"{path}.deviceName", f"{resource!r} is not a resource name", "use e.g. qat.intel.com/generic"
+                )
+            requests.append(DeviceRequest(name=name, resource=resource, field=path))
+    return tuple(requests)
+
+
+def _kernel_boot(domain: Mapping[str, Any]) -> KernelBoot | None:
+    firmware = mapping(domain.get("firmware"), "spec.domain.firmware")
+    only_known(firmware, "spec.domain.firmware", ("kernelBoot",))
+    if "kernelBoot" not in firmware:
+        return None
+    boot = mapping(firmware.get("kernelBoot"), "spec.domain.firmware.kernelBoot")
+    only_known(boot, "spec.domain.firmware.kernelBoot", ("kernelArgs", "container"))
+    container = mapping(boot.get("container"), "spec.domain.firmware.kernelBoot.container")
+    # image names where the launcher would fetch the files from; on a node the paths are host paths.
+    only_known(
+        container,
+        "spec.domain.firmware.kernelBoot.container",
+        ("kernelPath", "initrdPath", "image", "imagePullPolicy", "imagePullSecret"),
+    )
+    kernel = string(container.get("kernelPath"), "spec.domain.firmware.kernelBoot.container.kernelPath")
+    initrd = string(container.get("initrdPath"), "spec.domain.firmware.kernelBoot.container.initrdPath", required=False)
+    args = string(boot.get("kernelArgs"), "spec.domain.firmware.kernelBoot.kernelArgs", required=False)
+    for path, value in (("kernelPath", kernel), ("initrdPath", initrd)):
+        if value and not value.startswith("/"):
+            raise invalid(
+                f"spec.domain.firmware.kernelBoot.container.{path}",
+                f"{value!r} is not absolute",
+                "use an absolute path on the host",
+            )
+    return KernelBoot(kernel=kernel, initrd=initrd or None, cmdline=args)
+
+
+def _check_machine(domain: Mapping[str, Any]) -> None:
+    machine = mapping(domain.get("machine"), "spec.domain.machine")
+    only_known(machine, "spec.domain.machine", ("type",))
+    kind = machine.get("type")
+    if kind not in (None, "", "q35") and not str(kind).startswith("pc-q35"):
+        raise unsupported("spec.domain.machine.type", f"{kind!r}; only q35 machines carry PCIe passthrough here")
+
+
+def _check_features(domain: Mapping[str, Any]) -> None:
+    features = mapping(domain.get("features"), "spec.domain.features")
+    only_known(features, "spec.domain.features", ("acpi",), "ACPI is always on so shutdown is graceful")
+    acpi = mapping(features.get("acpi"), "spec.domain.features.acpi")
+    if acpi.get("enabled") is False:
+        raise unsupported("spec.domain.features.acpi.enabled", "graceful shutdown needs ACPI")
+
+
+def _check_autoattach(devices: Mapping[str, Any]) -> None:
+    for flag in ("autoattachPodInterface", "autoattachGraphicsDevice"):
+        if devices.get(flag) is True:
+            raise unsupported(f"spec.domain.devices.{flag}", "the agent attaches no network or graphics")
+    if devices.get("autoattachSerialConsole") is False:
+        raise unsupported("spec.domain.devices.autoattachSerialConsole", "the serial log is always kept")
+    if sequence(devices.get("interfaces"), "spec.domain.devices.interfaces"):
+        raise unsupported("spec.domain.devices.interfaces", "no networking is attached by this agent")
+
+
+__all__ = ["API_VERSION", "KIND", "HostDisk", "KernelBoot", "Refused", "parse_vmi", "spec_digest"]

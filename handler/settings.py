@@ -1,0 +1,43 @@
+"""Every setting of the agent, in one typed object built by the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from handler.core.planner import PlanSettings
+from handler.core.render_settings import RenderSettings
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    connect: str = "qemu:///system"
+    """libvirt URI. ``test:///default`` is libvirt's in-process test hypervisor (no daemon)."""
+    vmi_dir: Path = Path("/etc/qat-handler/vmis")
+    """Bare metal: the directory of VMI manifests (and their ``.env`` files) to keep running."""
+    state_dir: Path = Path("/var/lib/qat-handler")
+    """Status file, allocation records and serial console logs."""
+    run_dir: Path = Path("/run/qat-handler")
+    """Kubernetes: per-pod handoff slots written by launchers."""
+    host_root: Path = Path("/")
+    """Where the host's /sys and /dev are; tests and the demo point it at a simulated tree."""
+    render: RenderSettings = field(default_factory=RenderSettings)
+    acpi_resend_seconds: float = 3.0
+    """A shutdown request presses the power button again this often until the guest is off."""
+    on_stop: str = "shutdown"
+    """``shutdown`` guests when the agent stops (bare-metal default) or ``keep`` them running."""
+    workers: int = 4
+    resync_seconds: float = 60.0
+    permitted_devices: Path | None = None
+    """A KubeVirt-style permittedHostDevices file that replaces or extends the built-in QAT table."""
+    metrics_address: str | None = None
+    """``HOST:PORT`` for /metrics, /healthz and /readyz; off when None."""
+    log_format: str = "auto"
+    log_level: str = "info"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def plan_settings(self) -> PlanSettings:
+        return PlanSettings(render=self.render, acpi_resend_seconds=self.acpi_resend_seconds)

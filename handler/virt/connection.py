@@ -1,0 +1,97 @@
+"""One libvirt connection that notices when it breaks and reopens on next use.
+
+Lifecycle events are registered on every (re)opened connection. Nothing is logged
+from libvirt's callback thread: callbacks only hand small values to the agent.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import libvirt
+
+from handler.virt.domain_events import DomainEvent, lifecycle_event
+from handler.virt.errors import ErrorKind, VirtError, wrap
+from handler.virt.event_loop import ensure_event_loop
+
+# libvirt prints every error to stderr by default; we report them ourselves, once.
+libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+
+REOPEN_MIN_INTERVAL = 1.0
+
+
+class Connection:
+    def __init__(
+        self,
+        uri: str,
+        on_event: Callable[[DomainEvent], None],
+        on_reopen: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.uri = uri
+        self._on_event = on_event
+        self._on_reopen = on_reopen
+        self._lock = threading.Lock()
+        self._conn: libvirt.virConnect | None = None
+        self._opened_once = False
+        self._last_attempt = 0.0
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.isAlive() == 1
+
+    def get(self) -> libvirt.virConnect:
+        """The live connection, reopened if it broke; raises VirtError(CONNECTION) if libvirt is unreachable."""
+        conn = self._conn
+        if conn is not None:
+            return conn
+        reopened = False
+        with self._lock:
+            if self._conn is None:
+                self._open_locked()
+                reopened = self._opened_once
+                self._opened_once = True
+            conn = self._conn
+        assert conn is not None
+        if reopened:
+            self._on_reopen()
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+    def _open_locked(self) -> None:
+        wait = self._last_attempt + REOPEN_MIN_INTERVAL - time.monotonic()
+        if self._opened_once and wait > 0:
+            raise VirtError(ErrorKind.CONNECTION, 0, "reconnect pending", f"connect {self.uri}")
+        self._last_attempt = time.monotonic()
+        ensure_event_loop()
+        try:
+            conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as error:
+            raise _unreachable(self.uri, error) from None
+        conn.registerCloseCallback(self._closed, None)
+        conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
+        self._conn = conn
+
+    def _closed(self, conn: libvirt.virConnect, _reason: int, _opaque: object) -> None:
+        # Runs on the event thread: only forget the connection; the next get() reopens it.
+        if self._conn is conn:
+            self._conn = None
+
+    def _lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int, _opaque: object) -> None:
+        self._on_event(lifecycle_event(dom.name(), event, detail))
+
+
+def _unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:
+    wrapped = wrap(error, f"connect {uri}")
+    hint = "start libvirtd (or virtqemud), or check that this user is in the libvirt group"
+    return VirtError(ErrorKind.CONNECTION, wrapped.code, f"{wrapped.message}; fix: {hint}", f"connect {uri}")

@@ -1,0 +1,59 @@
+"""libvirt errors sorted by what the agent should do about them, decided by error code."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import libvirt
+
+
+class ErrorKind(StrEnum):
+    NO_DOMAIN = "no-domain"
+    """The domain does not exist: fine for undefine/destroy, a miss for lookups."""
+    WRONG_STATE = "wrong-state"
+    """Already running / not running: the operation's goal already holds."""
+    CONNECTION = "connection"
+    """The connection to libvirtd broke: reconnect and retry."""
+    UNSUPPORTED = "unsupported"
+    """The driver or host cannot do it (e.g. no VFIO on this host)."""
+    OTHER = "other"
+
+
+_CONNECTION_CODES = {
+    libvirt.VIR_ERR_NO_CONNECT,
+    libvirt.VIR_ERR_INVALID_CONN,
+    libvirt.VIR_ERR_RPC,
+    libvirt.VIR_ERR_AUTH_FAILED,
+}
+_UNSUPPORTED_CODES = {libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_CONFIG_UNSUPPORTED, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED}
+
+
+class VirtError(Exception):
+    """A libvirt failure with its kind, code and message on one line."""
+
+    def __init__(self, kind: ErrorKind, code: int, message: str, operation: str) -> None:
+        super().__init__(f"{operation}: {message} (libvirt error {code})")
+        self.kind = kind
+        self.code = code
+        self.message = message
+        self.operation = operation
+
+
+def classify(error: libvirt.libvirtError) -> ErrorKind:
+    code = error.get_error_code()
+    if code == libvirt.VIR_ERR_NO_DOMAIN:
+        return ErrorKind.NO_DOMAIN
+    if code == libvirt.VIR_ERR_OPERATION_INVALID:
+        return ErrorKind.WRONG_STATE
+    if code in _CONNECTION_CODES:
+        return ErrorKind.CONNECTION
+    if code == libvirt.VIR_ERR_SYSTEM_ERROR and error.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
+        return ErrorKind.CONNECTION
+    if code in _UNSUPPORTED_CODES:
+        return ErrorKind.UNSUPPORTED
+    return ErrorKind.OTHER
+
+
+def wrap(error: libvirt.libvirtError, operation: str) -> VirtError:
+    message = (error.get_error_message() or str(error)).strip().replace("\n", " ")
+    return VirtError(classify(error), error.get_error_code() or 0, message, operation)

@@ -1,0 +1,187 @@
+"""The libvirt side of the agent: intention-revealing operations on domains.
+
+Every operation is idempotent where its goal may already hold (starting a running
+domain, destroying a stopped one, undefining a missing one), decided by error code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import libvirt
+from lxml import etree
+
+from handler.core.bdf import Bdf
+from handler.core.domain_identity import METADATA_NS, read_identity, read_identity_element
+from handler.core.domain_state import ObservedDomain, Power, StopCause
+from handler.virt.connection import Connection
+from handler.virt.domain_events import DomainEvent
+from handler.virt.errors import ErrorKind, VirtError, wrap
+
+_POWER = {
+    libvirt.VIR_DOMAIN_RUNNING: Power.RUNNING,
+    libvirt.VIR_DOMAIN_BLOCKED: Power.RUNNING,
+    libvirt.VIR_DOMAIN_PAUSED: Power.PAUSED,
+    libvirt.VIR_DOMAIN_PMSUSPENDED: Power.PAUSED,
+    libvirt.VIR_DOMAIN_SHUTDOWN: Power.SHUTTING_DOWN,
+    libvirt.VIR_DOMAIN_SHUTOFF: Power.SHUTOFF,
+    libvirt.VIR_DOMAIN_CRASHED: Power.CRASHED,
+}
+_STOP_CAUSE = {
+    libvirt.VIR_DOMAIN_SHUTOFF_UNKNOWN: StopCause.NEVER_STARTED,
+    libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN: StopCause.GUEST_POWEROFF,
+    libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED: StopCause.DESTROYED,
+    libvirt.VIR_DOMAIN_SHUTOFF_CRASHED: StopCause.CRASHED,
+    libvirt.VIR_DOMAIN_SHUTOFF_FAILED: StopCause.FAILED,
+}
+
+
+class LibvirtHypervisor:
+    def __init__(
+        self,
+        uri: str,
+        on_event: Callable[[DomainEvent], None] = lambda _event: None,
+        on_reopen: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.connection = Connection(uri, on_event, on_reopen)
+
+    @property
+    def uri(self) -> str:
+        return self.connection.uri
+
+    def connect(self) -> None:
+        self.connection.get()
+
+    def version(self) -> str:
+        number = self._call("version", lambda: self.connection.get().getLibVersion())
+        return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+    def define(self, xml: str) -> None:
+        self._call("define", lambda: self.connection.get().defineXML(xml))
+
+    def start(self, name: str) -> None:
+        def create(dom: libvirt.virDomain) -> None:
+            if not dom.isActive():  # not every driver reports "already running" as OPERATION_INVALID
+                dom.create()
+
+        self._on_domain(name, "start", create, ok=(ErrorKind.WRONG_STATE,))
+
+    def request_shutdown(self, name: str) -> None:
+        """Press the ACPI power button; never the default method, which may block on a guest agent."""
+
+        def press(dom: libvirt.virDomain) -> None:
+            try:
+                dom.shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+            except libvirt.libvirtError as error:
+                if error.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
+                    raise
+                dom.shutdown()  # drivers without ACPI (libvirt's test driver) just power off
+
+        self._on_domain(name, "shutdown", press, ok=(ErrorKind.WRONG_STATE, ErrorKind.NO_DOMAIN))
+
+    def destroy(self, name: str) -> None:
+        """Graceful destroy (SIGTERM to QEMU) first; forced if QEMU does not go."""
+
+        def pull(dom: libvirt.virDomain) -> None:
+            try:
+                dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+            except libvirt.libvirtError as error:
+                if error.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+                    return
+                dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_DEFAULT)
+
+        self._on_domain(name, "destroy", pull, ok=(ErrorKind.WRONG_STATE, ErrorKind.NO_DOMAIN))
+
+    def undefine(self, name: str) -> None:
+        self._on_domain(name, "undefine", lambda dom: dom.undefine(), ok=(ErrorKind.NO_DOMAIN,))
+
+    def observe(self, name: str) -> ObservedDomain | None:
+        try:
+            dom = self.connection.get().lookupByName(name)
+            return _observe(dom)
+        except libvirt.libvirtError as error:
+            wrapped = wrap(error, f"look up {name}")
+            if wrapped.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise wrapped from None
+
+    def list_managed(self) -> list[ObservedDomain]:
+        """Every domain carrying our metadata, active or not."""
+        domains = self._call("list domains", lambda: self.connection.get().listAllDomains(0))
+        found = []
+        for dom in domains:
+            try:
+                observed = _observe(dom)
+            except libvirt.libvirtError:
+                continue  # vanished between list and look
+            if observed.identity is not None:
+                found.append(observed)
+        return found
+
+    def foreign_devices(self) -> dict[Bdf, str]:
+        """PCI hostdevs of every domain that does not carry our metadata: BDF -> domain name.
+
+        Our own domains are tracked through their metadata instead.
+        """
+        domains = self._call("list domains", lambda: self.connection.get().listAllDomains(0))
+        owners: dict[Bdf, str] = {}
+        for dom in domains:
+            try:
+                xml = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+                name = dom.name()
+            except libvirt.libvirtError:
+                continue
+            if read_identity(xml) is not None:
+                continue
+            for bdf in _hostdev_addresses(xml):
+                owners[bdf] = name
+        return owners
+
+    def _on_domain(
+        self,
+        name: str,
+        operation: str,
+        apply: Callable[[libvirt.virDomain], object],
+        ok: tuple[ErrorKind, ...],
+    ) -> None:
+        try:
+            apply(self.connection.get().lookupByName(name))
+        except libvirt.libvirtError as error:
+            wrapped = wrap(error, f"{operation} {name}")
+            if wrapped.kind not in ok:
+                raise wrapped from None
+
+    def _call(self, operation: str, apply: Callable[[], object]) -> object:
+        try:
+            return apply()
+        except libvirt.libvirtError as error:
+            raise wrap(error, operation) from None
+
+
+def _observe(dom: libvirt.virDomain) -> ObservedDomain:
+    state, reason = dom.state()
+    power = _POWER.get(state, Power.OTHER)
+    cause = _STOP_CAUSE.get(reason, StopCause.OTHER) if power is Power.SHUTOFF else None
+    if power is Power.CRASHED:
+        cause = StopCause.CRASHED
+    try:
+        identity = read_identity_element(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
+    except libvirt.libvirtError as error:
+        if error.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            raise
+        identity = None
+    return ObservedDomain(dom.name(), dom.UUIDString(), power, cause, identity)
+
+
+def _hostdev_addresses(xml: str) -> list[Bdf]:
+    root = etree.fromstring(xml.encode())
+    found = []
+    for address in root.iterfind("devices/hostdev[@type='pci']/source/address"):
+        try:
+            found.append(Bdf(*(int(address.get(part, "0"), 16) for part in ("domain", "bus", "slot", "function"))))
+        except ValueError:
+            continue
+    return found
+
+
+__all__ = ["LibvirtHypervisor", "VirtError"]
