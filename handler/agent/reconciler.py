@@ -18,6 +18,7 @@ from handler.agent.foreign_devices import ForeignDevices
 from handler.agent.ports import DesiredSource, DeviceInspector, Hypervisor, StatusSink
 from handler.core.actions import (
     Action,
+    ClaimVMI,
     DefineDomain,
     DestroyDomain,
     ForgetVMI,
@@ -130,6 +131,8 @@ class Reconciler:
 
     def _apply(self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger) -> None:
         match action:
+            case ClaimVMI():
+                self.sink.claim(key)
             case DefineDomain(name=name, xml=xml):
                 self.hypervisor.define(xml)
                 bound.debug("domain defined")

@@ -51,6 +51,9 @@ class StatusStore:
         self._load()
 
     # -- the StatusSink port ----------------------------------------------------------
+    def claim(self, key: str) -> None:
+        """Nothing to take: manifests are removed by the operator, never deleted under us."""
+
     def last_status(self, key: str) -> VMIStatus | None:
         with self._lock:
             record = self._records.get(key)

@@ -8,6 +8,12 @@ from handler.core.status import VMIStatus
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimVMI:
+    """Take ownership before creating anything, so the VMI cannot vanish with a domain left
+    behind (in Kubernetes: add the agent's finalizer). Always precedes DefineDomain."""
+
+
+@dataclass(frozen=True, slots=True)
 class DefineDomain:
     name: str
     xml: str
@@ -57,7 +63,8 @@ class ForgetVMI:
 
 
 Action = (
-    DefineDomain
+    ClaimVMI
+    | DefineDomain
     | StartDomain
     | RequestShutdown
     | DestroyDomain

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 
 from handler.core.actions import (
     Action,
+    ClaimVMI,
     DefineDomain,
     DestroyDomain,
     ForgetVMI,
@@ -75,6 +76,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
         xml = render_domain(vmi, desired.devices, settings.render)
         return Plan(
             (
+                ClaimVMI(),
                 DefineDomain(vmi.domain_name, xml),
                 RecordEvent("Created", f"defined domain {vmi.domain_name}{_device_note(desired)}"),
                 StartDomain(vmi.domain_name),
@@ -96,7 +98,8 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
             )
         return Plan(_transition(last, status, _restart_event(last, status)))
     if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last):
-        define = (DefineDomain(vmi.domain_name, render_domain(vmi, desired.devices, settings.render)),) if stale else ()
+        xml = render_domain(vmi, desired.devices, settings.render) if stale else ""
+        define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}")
         return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))
     final, event = final_status(domain, last, None, domain.identity.grace_seconds)
