@@ -31,9 +31,10 @@ from handler.core.actions import (
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain
 from handler.core.planner import Plan, PlanSettings, domain_name_for, plan
+from handler.core.port_error import PortError
 from handler.core.refusal import Refusal
+from handler.core.status import VMIStatus
 from handler.core.sync_failure import sync_failed
-from handler.virt.errors import ErrorKind, VirtError
 
 log = structlog.get_logger("qat_handler.reconciler")
 
@@ -64,6 +65,8 @@ class Reconciler:
         self.foreign = ForeignDevices(hypervisor)
         self._stops: dict[str, StopProgress] = {}
         self._stops_lock = threading.Lock()
+        self._phases: dict[str, tuple[str, bool]] = {}
+        """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
         """Set while the agent stops with the shutdown policy: turns every intent into HALT."""
 
@@ -87,10 +90,15 @@ class Reconciler:
             observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
             result: Plan = plan(desired, observed, self.settings)
             self._execute(key, result.actions, bound)
-        except VirtError as error:
-            reason = "LibvirtUnavailable" if error.kind is ErrorKind.CONNECTION else "SyncFailed"
-            bound.warning("sync failed", reason=reason, error=str(error))
-            self._execute(key, sync_failed(self.sink.last_status(key), name, reason, str(error)), bound)
+            forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
+            if observed.status is not None and not forgotten:
+                self._remember_adopted(key, observed.status)
+        except PortError as error:
+            bound.warning("sync failed", reason=error.reason, error=str(error))
+            try:
+                self._execute(key, sync_failed(self.sink.last_status(key), name, error.reason, str(error)), bound)
+            except PortError as also:
+                bound.warning("could not report the failure", error=str(also))
             return Outcome(None, failed=True)
         return Outcome(result.requeue_after)
 
@@ -161,15 +169,35 @@ class Reconciler:
                 bound.info("domain undefined")
             case WriteStatus(status=status):
                 self.sink.write(key, status)
+                synced = status.condition("Synchronized")
+                with self._stops_lock:
+                    self._phases[key] = (str(status.phase), synced is None or synced.status)
             case RecordEvent():
                 self.sink.record_event(key, action)
                 emit = bound.warning if action.warning else bound.info
                 emit(action.message, reason=action.reason)
             case ForgetVMI():
                 self.sink.forget(key)
+                with self._stops_lock:
+                    self._phases.pop(key, None)
                 self.claims.release(key)
                 self._set_stop(key, None)
                 bound.info("VMI forgotten")
+
+    def _remember_adopted(self, key: str, status: VMIStatus) -> None:
+        """Count a status this agent did not write itself (it was there when the agent started)."""
+        synced = status.condition("Synchronized")
+        with self._stops_lock:
+            self._phases.setdefault(key, (str(status.phase), synced is None or synced.status))
+
+    def summary(self) -> tuple[dict[str, int], int]:
+        """VMIs per phase, and how many are out of sync (Synchronized=False)."""
+        with self._stops_lock:
+            values = list(self._phases.values())
+        counts: dict[str, int] = {}
+        for phase, _ in values:
+            counts[phase] = counts.get(phase, 0) + 1
+        return counts, sum(1 for _, ok in values if not ok)
 
     def _get_stop(self, key: str) -> StopProgress | None:
         with self._stops_lock:

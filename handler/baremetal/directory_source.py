@@ -109,8 +109,11 @@ class DirectorySource:
     def manifest_for(self, changed: Path) -> list[Path]:
         """The manifest(s) a changed file affects: itself, or the manifests sharing an env file's stem."""
         if changed.suffix == ENV_SUFFIX:
-            return [changed.with_suffix(suffix) for suffix in MANIFEST_SUFFIXES
-                    if changed.with_suffix(suffix).exists() or changed.with_suffix(suffix) in self._key_of]
+            return [
+                changed.with_suffix(suffix)
+                for suffix in MANIFEST_SUFFIXES
+                if changed.with_suffix(suffix).exists() or changed.with_suffix(suffix) in self._key_of
+            ]
         return [changed] if is_manifest(changed) else []
 
     # -- watching ---------------------------------------------------------------------

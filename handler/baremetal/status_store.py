@@ -17,10 +17,10 @@ from typing import Any
 
 import structlog
 
-from handler.baremetal.atomic_file import write_atomically
 from handler.baremetal.status_json import status_from_json, status_to_json
 from handler.core.actions import RecordEvent
 from handler.core.status import VMIStatus
+from handler.ops.atomic_file import write_atomically
 
 STATUS_FILE = "status.json"
 FORMAT_VERSION = 1

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import threading
-from collections import Counter
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import structlog
 
-from handler.agent.agent import StopPolicy
-from handler.baremetal.node import BareMetalNode
+from handler.agent.agent import Engine, StopPolicy
 from handler.cli.common import Formatter, add_host_flags, fail, render_settings
+from handler.core.port_error import PortError
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.ops.heartbeat import Heartbeat
 from handler.ops.logs import configure_logging
 from handler.ops.sdnotify import Notifier
 from handler.settings import AgentSettings
-from handler.virt.errors import VirtError
 
 EXAMPLES = """\
 examples:
@@ -29,45 +29,86 @@ examples:
   # try it without a QAT card or libvirtd: libvirt's in-process test driver
   qat-handler agent --vmi-dir examples/vmis --connect test:///default --host-root /tmp/fake-host
 
+  # Kubernetes (the DaemonSet): VMIs labelled kubevirt.io/nodeName=$NODE_NAME
+  qat-handler agent --kubernetes --node-name "$NODE_NAME" --connect qemu:///system --on-stop keep
+
 signals:
   SIGTERM, SIGINT  stop; with --on-stop shutdown every guest is shut down first
-  SIGHUP           re-read the manifest directory without touching running guests
+  SIGHUP           re-read manifests and handoffs without touching running guests
 """
 log = structlog.get_logger("qat_handler.cli")
+
+
+class Node(Protocol):
+    @property
+    def engine(self) -> Engine: ...
+    def start(self) -> None: ...
+    def wait_synced(self, timeout: float) -> bool: ...
+    def run(self, stop: threading.Event, on_tick: object = None) -> None: ...
+    def reload(self) -> None: ...
+    def shutdown(self, policy: StopPolicy) -> None: ...
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser(
         "agent",
         help="run the node agent",
-        description="Run the node agent: keep one libvirt domain per VMI manifest in --vmi-dir, with the "
-        "VMI's QAT VFs passed through with vfio, and report status in --state-dir.",
+        description="Run the node agent: keep one libvirt domain per VMI, with the VMI's QAT VFs passed "
+        "through with vfio. On bare metal the VMIs are manifests in --vmi-dir and status goes to "
+        "--state-dir; with --kubernetes they are this node's VMIs in the cluster.",
         epilog=EXAMPLES,
         formatter_class=Formatter,
     )
     parser.add_argument("--vmi-dir", type=Path, default=AgentSettings.vmi_dir, help="directory of VMI manifests")
     parser.add_argument("--connect", default=AgentSettings.connect, help="libvirt URI")
     add_host_flags(parser)
-    parser.add_argument("--on-stop", choices=[p.value for p in StopPolicy], default=StopPolicy.SHUTDOWN.value,
-                        help="what happens to guests when the agent stops")
+    parser.add_argument("--kubernetes", action="store_true", help="take VMIs from the Kubernetes API")
+    parser.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="this node (default: $NODE_NAME)")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=AgentSettings.run_dir,
+        help="Kubernetes: where launcher pods' handoff slots are (<run-dir>/pods/<pod-uid>)",
+    )
+    parser.add_argument(
+        "--kubevirt-namespace",
+        default="kubevirt",
+        help="Kubernetes: namespace of the kubevirt-config ConfigMap and the KubeVirt CR",
+    )
+    parser.add_argument(
+        "--on-stop",
+        choices=[p.value for p in StopPolicy],
+        default=None,
+        help="what happens to guests when the agent stops (default: shutdown on bare metal, keep with --kubernetes)",
+    )
     parser.add_argument("--workers", type=int, default=AgentSettings.workers, help="reconcile threads")
-    parser.add_argument("--resync-seconds", type=float, default=AgentSettings.resync_seconds,
-                        help="look at every VMI at least this often")
-    parser.add_argument("--acpi-resend-seconds", type=float, default=AgentSettings.acpi_resend_seconds,
-                        help="press the ACPI power button again this often during a shutdown")
+    parser.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=AgentSettings.resync_seconds,
+        help="look at every VMI at least this often",
+    )
+    parser.add_argument(
+        "--acpi-resend-seconds",
+        type=float,
+        default=AgentSettings.acpi_resend_seconds,
+        help="press the ACPI power button again this often during a shutdown",
+    )
     parser.add_argument("--log-format", choices=("auto", "console", "json", "journal"), default="auto")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.set_defaults(run=run)
 
 
 def settings_from(args: argparse.Namespace) -> AgentSettings:
+    on_stop = args.on_stop or (StopPolicy.KEEP if args.kubernetes else StopPolicy.SHUTDOWN).value
     return AgentSettings(
         connect=args.connect,
         vmi_dir=args.vmi_dir,
         state_dir=args.state_dir,
+        run_dir=args.run_dir,
         host_root=args.host_root,
         render=render_settings(args),
-        on_stop=args.on_stop,
+        on_stop=on_stop,
         workers=max(1, args.workers),
         resync_seconds=args.resync_seconds,
         acpi_resend_seconds=args.acpi_resend_seconds,
@@ -79,19 +120,40 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging(settings.log_format, settings.log_level)
-    if not settings.vmi_dir.is_dir():
-        return fail(f"--vmi-dir {settings.vmi_dir} is not a directory; fix: create it or point --vmi-dir elsewhere")
-    node = BareMetalNode(settings, FreshDeviceChecks(settings.host_root))
     try:
+        node = _kube_node(args, settings) if args.kubernetes else _bare_metal_node(settings)
+        if isinstance(node, int):
+            return node
         node.start()
-    except VirtError as error:
+    except PortError as error:
         return fail(str(error))
     except OSError as error:
         return fail(f"{error.filename}: {error.strerror}; fix: check the path and its permissions")
     return serve(node, StopPolicy(settings.on_stop))
 
 
-def serve(node: BareMetalNode, policy: StopPolicy) -> int:
+def _bare_metal_node(settings: AgentSettings) -> Node | int:
+    from handler.baremetal.node import BareMetalNode
+
+    if not settings.vmi_dir.is_dir():
+        return fail(f"--vmi-dir {settings.vmi_dir} is not a directory; fix: create it or point --vmi-dir elsewhere")
+    return BareMetalNode(settings, FreshDeviceChecks(settings.host_root))
+
+
+def _kube_node(args: argparse.Namespace, settings: AgentSettings) -> Node | int:
+    from handler.kube.client import KubeConfigError, api_client
+    from handler.kube.node import KubeNode
+
+    if not args.node_name:
+        return fail("--node-name is not set; fix: pass --node-name or set NODE_NAME (downward API spec.nodeName)")
+    try:
+        api = api_client()
+    except KubeConfigError as error:
+        return fail(str(error))
+    return KubeNode(settings, api, args.node_name, FreshDeviceChecks(settings.host_root), args.kubevirt_namespace)
+
+
+def serve(node: Node, policy: StopPolicy) -> int:
     """Run until a stop signal, keeping systemd informed; then apply the stop policy."""
     stop = threading.Event()
     notifier = Notifier()
@@ -111,7 +173,7 @@ def serve(node: BareMetalNode, policy: StopPolicy) -> int:
         _tick(node, heartbeat, notifier)
     if not stop.is_set():
         notifier.ready()
-        log.info("first sync done", vmis=len(list(node.source.keys())))
+        log.info("first sync done")
     node.run(stop, on_tick=lambda: _tick(node, heartbeat, notifier))
     notifier.stopping()
     node.shutdown(policy)
@@ -119,28 +181,22 @@ def serve(node: BareMetalNode, policy: StopPolicy) -> int:
     return 0
 
 
-def _tick(node: BareMetalNode, heartbeat: Heartbeat, notifier: Notifier) -> None:
+def _tick(node: Node, heartbeat: Heartbeat, notifier: Notifier) -> None:
     stalled = node.engine.pulse.stalled(within=heartbeat.period or 30.0)
     if stalled:
         log.error("reconcile workers stalled; withholding the watchdog ping", workers=stalled)
         return
     heartbeat.beat()
-    notifier.status(status_line(node))
+    notifier.status(status_line(node.engine))
 
 
-def status_line(node: BareMetalNode) -> str:
-    snapshot = node.store.snapshot()
-    phases = Counter(data.get("phase", "Unknown") for data in snapshot.values())
-    failing = sum(
-        1 for data in snapshot.values()
-        if any(c.get("status") == "False" and c.get("type") == "Synchronized" for c in data.get("conditions", []))
-    )
-    return f"{len(snapshot)} VMIs, {phases.get('Running', 0)} running, {failing} failing"
+def status_line(engine: Engine) -> str:
+    phases, failing = engine.reconciler.summary()
+    return f"{sum(phases.values())} VMIs, {phases.get('Running', 0)} running, {failing} failing"
 
 
-def _reload(node: BareMetalNode, notifier: Notifier) -> None:
+def _reload(node: Node, notifier: Notifier) -> None:
     notifier.reloading()
-    log.info("reloading: re-reading the manifest directory")
-    node.source.scan()
-    node.engine.resync()
+    log.info("reloading")
+    node.reload()
     notifier.ready()

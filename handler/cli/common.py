@@ -10,6 +10,8 @@ from handler.core.render_settings import RenderSettings
 from handler.settings import AgentSettings
 
 DOMAIN_TYPES = ("kvm", "qemu", "test")
+DEFAULTS = AgentSettings()
+"""Flag defaults. Read them from an instance: on a slots dataclass ``AgentSettings.x`` is a slot descriptor."""
 
 
 class Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -23,16 +25,30 @@ def fail(message: str, code: int = 2) -> int:
 
 
 def add_host_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", type=Path, default=AgentSettings.state_dir,
-                        help="status file, allocation records and serial console logs")
-    parser.add_argument("--host-root", type=Path, default=Path("/"),
-                        help="where the host's /sys and /dev are (a simulated tree in tests)")
-    parser.add_argument("--domain-type", choices=DOMAIN_TYPES, default="kvm",
-                        help="libvirt domain type: kvm on QAT hosts, qemu (TCG) where KVM cannot run the guest")
-    parser.add_argument("--managed-hostdevs", action="store_true",
-                        help="let libvirt bind vfio-pci itself (managed='yes')")
-    parser.add_argument("--cpu-mode", default=None,
-                        help="libvirt <cpu mode>, e.g. host-passthrough to give guests AES-NI under KVM")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULTS.state_dir,
+        help="status file, allocation records and serial console logs",
+    )
+    parser.add_argument(
+        "--host-root",
+        type=Path,
+        default=Path("/"),
+        help="where the host's /sys and /dev are (a simulated tree in tests)",
+    )
+    parser.add_argument(
+        "--domain-type",
+        choices=DOMAIN_TYPES,
+        default="kvm",
+        help="libvirt domain type: kvm on QAT hosts, qemu (TCG) where KVM cannot run the guest",
+    )
+    parser.add_argument(
+        "--managed-hostdevs", action="store_true", help="let libvirt bind vfio-pci itself (managed='yes')"
+    )
+    parser.add_argument(
+        "--cpu-mode", default=None, help="libvirt <cpu mode>, e.g. host-passthrough to give guests AES-NI under KVM"
+    )
 
 
 def render_settings(args: argparse.Namespace) -> RenderSettings:

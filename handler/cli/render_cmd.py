@@ -61,4 +61,3 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{error.filename or args.vmi_file}: {error.strerror}")
     print(render_domain(vmi, devices, render_settings(args)), end="")
     return 0
-

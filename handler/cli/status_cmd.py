@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from handler.baremetal.status_store import read_status_file
-from handler.cli.common import Formatter
-from handler.settings import AgentSettings
+from handler.cli.common import DEFAULTS, Formatter
 
 EXAMPLES = """\
 examples:
@@ -29,7 +28,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog=EXAMPLES,
         formatter_class=Formatter,
     )
-    parser.add_argument("--state-dir", type=Path, default=AgentSettings.state_dir, help="the agent's state directory")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULTS.state_dir, help="the agent's state directory")
     parser.add_argument("-o", "--output", choices=("table", "json", "wide"), default="table")
     parser.set_defaults(run=run)
 
@@ -42,8 +41,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     table = [list(COLUMNS) + (["MESSAGE"] if args.output == "wide" else [])]
     for row in rows:
-        cells = [row["namespace"], row["name"], row["phase"], row["domain"], ",".join(row["devices"]) or "<none>",
-                 _age(row["created"])]
+        cells = [
+            row["namespace"],
+            row["name"],
+            row["phase"],
+            row["domain"],
+            ",".join(row["devices"]) or "<none>",
+            _age(row["created"]),
+        ]
         if args.output == "wide":
             cells.append(row["message"])
         table.append(cells)

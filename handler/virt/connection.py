@@ -6,6 +6,7 @@ from libvirt's callback thread: callbacks only hand small values to the agent.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -63,10 +64,8 @@ class Connection:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(libvirt.libvirtError):
                 conn.close()
-            except libvirt.libvirtError:
-                pass
 
     def _open_locked(self) -> None:
         wait = self._last_attempt + REOPEN_MIN_INTERVAL - time.monotonic()

@@ -6,6 +6,8 @@ from enum import StrEnum
 
 import libvirt
 
+from handler.core.port_error import PortError
+
 
 class ErrorKind(StrEnum):
     NO_DOMAIN = "no-domain"
@@ -25,14 +27,19 @@ _CONNECTION_CODES = {
     libvirt.VIR_ERR_RPC,
     libvirt.VIR_ERR_AUTH_FAILED,
 }
-_UNSUPPORTED_CODES = {libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_CONFIG_UNSUPPORTED, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED}
+_UNSUPPORTED_CODES = {
+    libvirt.VIR_ERR_NO_SUPPORT,
+    libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
+    libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED,
+}
 
 
-class VirtError(Exception):
+class VirtError(PortError):
     """A libvirt failure with its kind, code and message on one line."""
 
     def __init__(self, kind: ErrorKind, code: int, message: str, operation: str) -> None:
         super().__init__(f"{operation}: {message} (libvirt error {code})")
+        self.reason = "LibvirtUnavailable" if kind is ErrorKind.CONNECTION else "SyncFailed"
         self.kind = kind
         self.code = code
         self.message = message
@@ -47,7 +54,10 @@ def classify(error: libvirt.libvirtError) -> ErrorKind:
         return ErrorKind.WRONG_STATE
     if code in _CONNECTION_CODES:
         return ErrorKind.CONNECTION
-    if code == libvirt.VIR_ERR_SYSTEM_ERROR and error.get_error_domain() in (libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE):
+    if code == libvirt.VIR_ERR_SYSTEM_ERROR and error.get_error_domain() in (
+        libvirt.VIR_FROM_RPC,
+        libvirt.VIR_FROM_REMOTE,
+    ):
         return ErrorKind.CONNECTION
     if code in _UNSUPPORTED_CODES:
         return ErrorKind.UNSUPPORTED

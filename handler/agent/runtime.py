@@ -1,0 +1,61 @@
+"""The part of a node agent both modes share: libvirt, the reconciler, the engine and the
+dispatch of lifecycle events. Bare metal and Kubernetes differ only in source and sink."""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import structlog
+
+from handler.agent.agent import Engine, EngineSettings, StopPolicy
+from handler.agent.ports import DesiredSource, DeviceInspector, StatusSink
+from handler.agent.reconciler import Reconciler
+from handler.settings import AgentSettings
+from handler.virt.domain_events import DomainEvent
+from handler.virt.hypervisor import LibvirtHypervisor
+
+log = structlog.get_logger("qat_handler.runtime")
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        source: DesiredSource,
+        sink: StatusSink,
+        inspector: DeviceInspector | None = None,
+    ) -> None:
+        self.settings = settings
+        self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
+        self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
+        self.reconciler = Reconciler(source, self.hypervisor, sink, settings.plan_settings(), inspector)
+        self.engine = Engine(
+            self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)
+        )
+        self._dispatcher: threading.Thread | None = None
+
+    def connect(self) -> None:
+        """Open libvirt; raises VirtError with a one-line fix if it is unreachable."""
+        self.hypervisor.connect()
+
+    def start(self) -> None:
+        self._dispatcher = threading.Thread(target=self._dispatch, name="libvirt-dispatch", daemon=True)
+        self._dispatcher.start()
+        self.engine.start()
+
+    def stop(self, policy: StopPolicy) -> None:
+        self.engine.stop(policy)
+        self._events.put(None)
+        self.hypervisor.connection.close()
+
+    def _reopened(self) -> None:
+        log.warning("libvirt connection re-established; resyncing", connect=self.settings.connect)
+        self.engine.resync()
+
+    def _dispatch(self) -> None:
+        while True:
+            event = self._events.get()
+            if event is None:
+                return
+            self.engine.on_domain_event(event.domain, event.kind)

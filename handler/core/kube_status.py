@@ -1,0 +1,93 @@
+"""VMIStatus in KubeVirt's shape, and back, for the VMI object in the API server.
+
+The assigned VFs and the desired-state digest are annotations on the VMI:
+
+* ``qat-handler/devices``: ``<entry name>=<resource>@<BDF>``, comma separated
+  (``qat1=qat.intel.com/generic@0000:3d:01.0``), shown by ``kubectl describe vmi``;
+* ``qat-handler/spec-digest``: what the status describes, so a terminal phase sticks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from handler.core.bdf import parse_bdf
+from handler.core.device_env import AssignedDevice
+from handler.core.status import Condition, Phase, VMIStatus
+
+FINALIZER = "qat-handler/domain-cleanup"
+DEVICES_ANNOTATION = "qat-handler/devices"
+DIGEST_ANNOTATION = "qat-handler/spec-digest"
+
+
+def devices_annotation(devices: tuple[AssignedDevice, ...]) -> str:
+    return ",".join(f"{d.name}={d.resource}@{d.bdf}" for d in devices)
+
+
+def parse_devices_annotation(text: str) -> tuple[AssignedDevice, ...]:
+    devices = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, rest = item.partition("=")
+        resource, _, address = rest.rpartition("@")
+        bdf = parse_bdf(address)
+        if name and bdf is not None:
+            devices.append(AssignedDevice(name, resource, bdf, "annotation"))
+    return tuple(devices)
+
+
+def status_body(
+    status: VMIStatus,
+    node_name: str,
+    now: str,
+    previous: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The ``status`` object; a condition keeps its lastTransitionTime while its status holds."""
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
+    conditions = []
+    for condition in status.conditions:
+        text = "True" if condition.status else "False"
+        old = before.get(condition.type)
+        since = old.get("lastTransitionTime") if old and old.get("status") == text else now
+        conditions.append(
+            {
+                "type": condition.type,
+                "status": text,
+                "reason": condition.reason,
+                "message": condition.message,
+                "lastProbeTime": None,
+                "lastTransitionTime": since or now,
+            }
+        )
+    body: dict[str, Any] = {"phase": str(status.phase), "nodeName": node_name, "conditions": conditions}
+    body["reason"] = status.reason or None
+    return body
+
+
+def status_annotations(status: VMIStatus) -> dict[str, str]:
+    return {DEVICES_ANNOTATION: devices_annotation(status.devices), DIGEST_ANNOTATION: status.spec_digest}
+
+
+def status_from_object(obj: Mapping[str, Any]) -> VMIStatus | None:
+    """Our last status from a VMI object as served, or None if we never wrote one."""
+    status = obj.get("status") or {}
+    try:
+        phase = Phase(status.get("phase"))
+    except ValueError:
+        return None
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    name = (obj.get("metadata") or {}).get("name", "")
+    namespace = (obj.get("metadata") or {}).get("namespace", "default")
+    conditions = tuple(
+        Condition(c.get("type", ""), c.get("status") == "True", c.get("reason") or "", c.get("message") or "")
+        for c in status.get("conditions") or []
+        if isinstance(c, Mapping)
+    )
+    return VMIStatus(
+        phase=phase,
+        domain=f"{namespace}_{name}",
+        conditions=conditions,
+        devices=parse_devices_annotation(annotations.get(DEVICES_ANNOTATION, "")),
+        reason=status.get("reason") or "",
+        spec_digest=annotations.get(DIGEST_ANNOTATION, ""),
+    )

@@ -1,0 +1,77 @@
+"""Events on VMIs through core/v1 Events, aggregated like kubectl expects: a repeat of the
+same reason and message bumps ``count`` instead of creating another Event."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+log = structlog.get_logger("qat_handler.events")
+
+COMPONENT = "qat-handler"
+MESSAGE_LIMIT = 1024
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class EventRecorder:
+    def __init__(self, api: client.ApiClient, node_name: str) -> None:
+        self._core = client.CoreV1Api(api)
+        self._node = node_name
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str, str], tuple[str, int]] = {}
+
+    def record(self, vmi: dict[str, Any], reason: str, message: str, warning: bool) -> None:
+        meta = vmi.get("metadata") or {}
+        namespace, uid = meta.get("namespace", "default"), str(meta.get("uid", ""))
+        message = message[:MESSAGE_LIMIT]
+        stamp = now_iso()
+        with self._lock:
+            seen = self._seen.get((uid, reason, message))
+        try:
+            if seen is not None:
+                name, count = seen
+                self._core.patch_namespaced_event(name, namespace, {"count": count + 1, "lastTimestamp": stamp})
+                with self._lock:
+                    self._seen[(uid, reason, message)] = (name, count + 1)
+                return
+            name = f"{meta.get('name', 'vmi')}.{secrets.token_hex(8)}"
+            body = {
+                "metadata": {"name": name, "namespace": namespace},
+                "involvedObject": {
+                    "apiVersion": "kubevirt.io/v1",
+                    "kind": "VirtualMachineInstance",
+                    "name": meta.get("name"),
+                    "namespace": namespace,
+                    "uid": uid,
+                    "resourceVersion": meta.get("resourceVersion"),
+                },
+                "reason": reason,
+                "message": message,
+                "type": "Warning" if warning else "Normal",
+                "source": {"component": COMPONENT, "host": self._node},
+                "reportingComponent": COMPONENT,
+                "reportingInstance": self._node,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "count": 1,
+            }
+            self._core.create_namespaced_event(namespace, body)
+            with self._lock:
+                self._seen[(uid, reason, message)] = (name, 1)
+        except ApiException as error:
+            # An Event is best effort: the status condition and the log line carry the same news.
+            log.warning(
+                "event not recorded",
+                vmi=f"{namespace}/{meta.get('name')}",
+                reason=reason,
+                error=f"{error.status} {error.reason}",
+            )

@@ -1,0 +1,125 @@
+"""The node side of the launcher handoff: ``<run-dir>/pods/<pod-uid>/handoff.json``.
+
+Each launcher pod mounts only its own slot (``subPathExpr: $(POD_UID)``), so the
+directory name is the one fact a pod cannot forge: the agent trusts the slot name as
+the pod UID and checks everything else in the file against the API.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, Handoff, handoff_from_json, report_to_json
+from handler.core.refusal import Refusal, Refused
+from handler.ops.atomic_file import write_atomically
+
+log = structlog.get_logger("qat_handler.handoff")
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    pod_uid: str
+    """The slot directory's name: the pod UID, as kubelet's subPathExpr made it."""
+    handoff: Handoff | None
+    refusal: Refusal | None = None
+
+
+class HandoffSlots:
+    def __init__(self, run_dir: Path, on_change: Callable[[str], None] = lambda _uid: None) -> None:
+        self.pods_dir = run_dir / "pods"
+        self.on_change = on_change
+        self._lock = threading.Lock()
+        self._slots: dict[str, Slot] = {}
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+
+    def for_vmi(self, vmi_uid: str) -> list[Slot]:
+        with self._lock:
+            return [s for s in self._slots.values() if s.handoff is not None and s.handoff.vmi_uid == vmi_uid]
+
+    def slot(self, pod_uid: str) -> Slot | None:
+        with self._lock:
+            return self._slots.get(pod_uid)
+
+    def scan(self) -> None:
+        self.pods_dir.mkdir(parents=True, exist_ok=True)
+        present = {entry.name for entry in self.pods_dir.iterdir() if entry.is_dir()}
+        for pod_uid in sorted(present | set(self._slots)):
+            self.reload(pod_uid)
+
+    def reload(self, pod_uid: str) -> None:
+        slot = self._read(pod_uid)
+        with self._lock:
+            old = self._slots.pop(pod_uid, None)
+            if slot is not None:
+                self._slots[pod_uid] = slot
+        touched = {s.handoff.vmi_uid for s in (old, slot) if s is not None and s.handoff is not None}
+        for vmi_uid in touched:
+            self.on_change(vmi_uid)
+
+    def write_report(self, pod_uid: str, report: AgentReport) -> None:
+        folder = self.pods_dir / pod_uid
+        if folder.is_dir():
+            write_atomically(folder / REPORT_FILE, json.dumps(report_to_json(report)).encode(), mode=0o644)
+
+    def _read(self, pod_uid: str) -> Slot | None:
+        path = self.pods_dir / pod_uid / HANDOFF_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            refusal = Refusal(
+                "HandoffInvalid",
+                f"slot {pod_uid}",
+                f"holds an unreadable handoff ({error})",
+                "restart the VMI's pod so its launcher writes the handoff again",
+            )
+            log.warning(refusal.line(), pod_uid=pod_uid, reason=refusal.reason)
+            return Slot(pod_uid, None, refusal)
+        try:
+            return Slot(pod_uid, handoff_from_json(data, f"slot {pod_uid}"))
+        except Refused as refused:
+            log.warning(refused.refusal.line(), pod_uid=pod_uid, reason=refused.refusal.reason)
+            return Slot(pod_uid, None, refused.refusal)
+
+    # -- watching -------------------------------------------------------------------------
+    def start(self) -> None:
+        observer = Observer()
+        observer.schedule(_Handler(self), str(self.pods_dir), recursive=True)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, slots: HandoffSlots) -> None:
+        self.slots = slots
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        for raw in {event.src_path, getattr(event, "dest_path", "") or ""} - {""}:
+            path = Path(raw if isinstance(raw, str) else raw.decode())
+            try:
+                relative = path.relative_to(self.slots.pods_dir)
+            except ValueError:
+                continue
+            if relative.parts and (len(relative.parts) == 1 or relative.parts[1] == HANDOFF_FILE):
+                try:
+                    self.slots.reload(relative.parts[0])
+                except Exception:  # a bad slot must never stop the watcher
+                    log.exception("handoff reload failed", pod_uid=relative.parts[0])

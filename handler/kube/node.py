@@ -1,0 +1,118 @@
+"""The Kubernetes agent assembled: VMIs from the API and devices from launcher handoffs in,
+libvirt domains, VMI status and Events out."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import structlog
+from kubernetes import client
+
+from handler.agent.agent import Engine, StopPolicy
+from handler.agent.ports import DeviceInspector
+from handler.agent.runtime import NodeRuntime
+from handler.core.handoff import AgentReport
+from handler.core.status import VMIStatus
+from handler.kube.client import serves_vmi_status
+from handler.kube.handoff_slots import HandoffSlots
+from handler.kube.informer import WatchSettings
+from handler.kube.source import KubeSource
+from handler.kube.status_sink import KubeStatusSink
+from handler.settings import AgentSettings
+
+log = structlog.get_logger("qat_handler.kube")
+
+
+class KubeNode:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        api: client.ApiClient,
+        node_name: str,
+        inspector: DeviceInspector | None = None,
+        kubevirt_namespace: str = "kubevirt",
+        watch_settings: WatchSettings | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node_name = node_name
+        self.slots = HandoffSlots(settings.run_dir, on_change=self._handoff_changed)
+        self.source = KubeSource(
+            api,
+            node_name,
+            self.slots,
+            kubevirt_namespace=kubevirt_namespace,
+            watch_settings=watch_settings or WatchSettings(),
+            on_change=self._changed,
+        )
+        self.status_subresource = serves_vmi_status(api)
+        self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
+        self.runtime = NodeRuntime(settings, self.source, self.sink, inspector)
+        self._started = threading.Event()
+
+    @property
+    def engine(self) -> Engine:
+        return self.runtime.engine
+
+    def start(self, sync_timeout: float = 60.0) -> None:
+        """Connect libvirt, fill the caches from the API, then reconcile. Until the first list is
+        complete nothing is treated as deleted: a new cache is not evidence of a delete."""
+        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime.connect()
+        self.slots.scan()
+        self.slots.start()
+        self.source.start()
+        while not self.source.wait_synced(sync_timeout):
+            log.warning("still waiting for the first list from the API server", node=self.node_name)
+        self.runtime.start()
+        self._started.set()
+        log.info(
+            "agent started",
+            mode="kubernetes",
+            node=self.node_name,
+            vmis=len(list(self.source.keys())),
+            status_subresource=self.status_subresource,
+        )
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self._started.is_set() and self.engine.wait_idle(timeout)
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        next_resync = time.monotonic() + self.settings.resync_seconds
+        while not stop.wait(0.5):
+            if on_tick is not None:
+                on_tick()
+            if time.monotonic() >= next_resync:
+                self.engine.resync()
+                next_resync = time.monotonic() + self.settings.resync_seconds
+
+    def reload(self) -> None:
+        self.slots.scan()
+        self.engine.resync()
+
+    def shutdown(self, policy: StopPolicy) -> None:
+        self.slots.stop()
+        self.runtime.stop(policy)
+        self.source.stop()
+
+    def _changed(self, key: str) -> None:
+        if self._started.is_set():
+            self.engine.enqueue(key)
+
+    def _handoff_changed(self, vmi_uid: str) -> None:
+        self.source.handoff_changed(vmi_uid)
+
+    def _report(self, key: str, status: VMIStatus) -> None:
+        """Tell the VMI's launcher how its guest is doing; it waits on this during pod shutdown."""
+        obj = self.source.vmis.get(key)
+        uid = str(((obj or {}).get("metadata") or {}).get("uid", ""))
+        slot = self.source.launcher_slot(uid) if uid else None
+        if slot is None:
+            return
+        message = next((c.message for c in status.conditions if c.type == "Ready"), "")
+        report = AgentReport(uid, str(status.phase), guest_off=status.phase.terminal, message=message)
+        try:
+            self.slots.write_report(slot.pod_uid, report)
+        except OSError as error:
+            log.warning("could not report to the launcher", vmi=key, pod_uid=slot.pod_uid, error=str(error))

@@ -1,0 +1,178 @@
+"""What the cluster wants for each VMI on this node: the VMI from the API, its devices from
+the launcher's handoff, and the QAT feature gate."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+
+import structlog
+from kubernetes import client
+
+from handler.core.desired import Desired, Intent
+from handler.core.device_env import resolve_devices
+from handler.core.feature_gates import gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
+from handler.core.refusal import Refusal, Refused
+from handler.core.vmi import NODE_LABEL, VMI
+from handler.core.vmi_parse import parse_vmi
+from handler.kube.client import GROUP, PLURAL, VERSION
+from handler.kube.handoff_slots import HandoffSlots, Slot
+from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings
+from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid
+
+log = structlog.get_logger("qat_handler.kube")
+
+CONFIGMAP_NAME = "kubevirt-config"
+
+
+class KubeSource:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        node_name: str,
+        slots: HandoffSlots,
+        kubevirt_namespace: str = "kubevirt",
+        watch_settings: WatchSettings = DEFAULT_WATCH,
+        on_change: Callable[[str], None] = lambda _key: None,
+        on_watch_restart: Callable[[str], None] = lambda _name: None,
+    ) -> None:
+        self.node_name = node_name
+        self.slots = slots
+        self.on_change = on_change
+        custom = client.CustomObjectsApi(api)
+        core = client.CoreV1Api(api)
+        self._uid_to_key: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+        def vmis(**kwargs: object) -> object:
+            return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+
+        def kubevirts(**kwargs: object) -> object:
+            return custom.list_namespaced_custom_object(GROUP, VERSION, kubevirt_namespace, "kubevirts", **kwargs)
+
+        def configmaps(**kwargs: object) -> object:
+            return core.list_namespaced_config_map(kubevirt_namespace, **kwargs)
+
+        def pods(**kwargs: object) -> object:
+            return core.list_pod_for_all_namespaces(**kwargs)
+
+        common = {"settings": watch_settings, "on_restart": on_watch_restart}
+        self.vmis = Informer("vmis", vmis, self._vmi_changed, label_selector=f"{NODE_LABEL}={node_name}", **common)
+        self.configmaps = Informer(
+            "kubevirt-config",
+            configmaps,
+            self._gates_changed,
+            field_selector=f"metadata.name={CONFIGMAP_NAME}",
+            **common,
+        )
+        self.kubevirts = Informer("kubevirt-cr", kubevirts, self._gates_changed, **common)
+        self.pods = Informer(
+            "pods",
+            pods,
+            self._pod_changed,
+            field_selector=f"spec.nodeName={node_name}",
+            label_selector=CREATED_BY_LABEL,
+            **common,
+        )
+        self.informers = (self.vmis, self.configmaps, self.kubevirts, self.pods)
+
+    def start(self) -> None:
+        for informer in self.informers:
+            informer.start()
+
+    def wait_synced(self, timeout: float) -> bool:
+        return all(informer.synced.wait(timeout) for informer in self.informers)
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    # -- the DesiredSource port -----------------------------------------------------------
+    def keys(self) -> Iterable[str]:
+        return self.vmis.keys()
+
+    def desired(self, key: str) -> Desired | None:
+        obj = self.vmis.get(key)
+        if obj is None:
+            return None
+        try:
+            vmi = parse_vmi(obj)
+        except Refused as refused:
+            return Desired(key, Intent.RUN, None, blocked=refused.refusal)
+        if vmi.deletion_requested:
+            return Desired(key, Intent.REMOVE, vmi)
+        if any(request.field.startswith("spec.domain.devices.qats") for request in vmi.devices):
+            refusal = gate_refusal(self.enabled_gates())
+            if refusal is not None:
+                return Desired(key, Intent.RUN, vmi, blocked=refusal)
+        slot, refusal = self._launcher_slot(vmi)
+        if slot is None or slot.handoff is None:
+            return Desired(key, Intent.RUN, vmi, blocked=refusal)
+        intent = Intent.STOP if slot.handoff.stop_requested else Intent.RUN
+        try:
+            devices = resolve_devices(vmi, slot.handoff.env_map())
+        except Refused as refused:
+            return Desired(key, intent, vmi, blocked=refused.refusal)
+        return Desired(key, intent, vmi, devices)
+
+    def enabled_gates(self) -> set[str]:
+        gates: set[str] = set()
+        for configmap in self.configmaps.items():
+            gates |= gates_from_configmap(configmap)
+        for kubevirt in self.kubevirts.items():
+            gates |= gates_from_kubevirt_cr(kubevirt)
+        return gates
+
+    def launcher_slot(self, vmi_uid: str) -> Slot | None:
+        """The verified slot of a VMI's launcher, for reporting back to it."""
+        key = self._uid_to_key.get(vmi_uid)
+        obj = self.vmis.get(key) if key else None
+        if obj is None:
+            return None
+        try:
+            slot, _ = self._launcher_slot(parse_vmi(obj))
+        except Refused:
+            return None
+        return slot
+
+    def _launcher_slot(self, vmi: VMI) -> tuple[Slot | None, Refusal]:
+        refusal = Refusal(
+            "WaitingForLauncher",
+            "launcher handoff",
+            "has not arrived from the VMI's pod yet",
+            "check that the pod runs `qat-handler launcher` with the handoff volume mounted",
+        )
+        pods = self.pods.items()
+        for slot in self.slots.for_vmi(vmi.uid):
+            assert slot.handoff is not None
+            rejected = handoff_refusal(vmi, slot.pod_uid, slot.handoff, pod_with_uid(pods, slot.pod_uid))
+            if rejected is None:
+                return slot, refusal
+            log.warning(rejected.line(), vmi=vmi.key, uid=vmi.uid, pod_uid=slot.pod_uid, reason=rejected.reason)
+            refusal = rejected
+        return None, refusal
+
+    # -- change fan-out ----------------------------------------------------------------------
+    def _vmi_changed(self, kind: str, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        with self._lock:
+            if kind == "DELETED":
+                self._uid_to_key.pop(str(meta.get("uid")), None)
+            else:
+                self._uid_to_key[str(meta.get("uid"))] = key
+        self.on_change(key)
+
+    def _gates_changed(self, _kind: str, _obj: Obj) -> None:
+        for key in self.vmis:
+            self.on_change(key)
+
+    def _pod_changed(self, _kind: str, obj: Obj) -> None:
+        vmi_uid = ((obj.get("metadata") or {}).get("labels") or {}).get(CREATED_BY_LABEL)
+        if vmi_uid:
+            self.handoff_changed(vmi_uid)
+
+    def handoff_changed(self, vmi_uid: str) -> None:
+        key = self._uid_to_key.get(vmi_uid)
+        if key is not None:
+            self.on_change(key)

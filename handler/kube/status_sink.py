@@ -1,0 +1,147 @@
+"""Writing VMI status back to the API server, the way virt-handler does.
+
+KubeVirt's VMI CRD serves no status subresource, so by default status goes through the
+main resource as a merge patch that names only ``status`` and our annotations; nothing
+else of the object is ever sent back, so a concurrent spec change cannot be clobbered.
+Where discovery shows ``virtualmachineinstances/status``, status goes there instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from handler.core.actions import RecordEvent
+from handler.core.kube_status import FINALIZER, status_annotations, status_body, status_from_object
+from handler.core.port_error import PortError
+from handler.core.status import VMIStatus
+from handler.kube.client import GROUP, PLURAL, VERSION
+from handler.kube.event_recorder import EventRecorder, now_iso
+from handler.kube.informer import Informer
+
+log = structlog.get_logger("qat_handler.status")
+
+ATTEMPTS = 5
+
+
+class KubeStatusSink:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        vmis: Informer,
+        node_name: str,
+        status_subresource: bool,
+        on_status: Callable[[str, VMIStatus], None] = lambda _key, _status: None,
+    ) -> None:
+        self._custom = client.CustomObjectsApi(api)
+        self._vmis = vmis
+        self._node = node_name
+        self._status_subresource = status_subresource
+        self._events = EventRecorder(api, node_name)
+        self._on_status = on_status
+        self._lock = threading.Lock()
+        self._written: dict[str, tuple[str, VMIStatus]] = {}
+        """Our last write per key (with the VMI uid): the watch may not have echoed it yet."""
+
+    # -- the StatusSink port --------------------------------------------------------------
+    def last_status(self, key: str) -> VMIStatus | None:
+        obj = self._vmis.get(key)
+        uid = _uid(obj)
+        with self._lock:
+            written = self._written.get(key)
+        if written is not None and written[0] == uid:
+            return written[1]
+        return status_from_object(obj) if obj is not None else None
+
+    def write(self, key: str, status: VMIStatus) -> None:
+        obj = self._vmis.get(key)
+        if obj is None:
+            return
+        body = status_body(status, self._node, now_iso(), obj.get("status"))
+        annotations = {"metadata": {"annotations": status_annotations(status)}}
+        namespace, name = key.split("/", 1)
+        if self._status_subresource:
+            self._patch(namespace, name, annotations, status_only=False)
+            self._patch(namespace, name, {"status": body}, status_only=True)
+        else:
+            self._patch(namespace, name, {**annotations, "status": body}, status_only=False)
+        with self._lock:
+            self._written[key] = (_uid(obj), status)
+        self._on_status(key, status)
+
+    def record_event(self, key: str, event: RecordEvent) -> None:
+        obj = self._vmis.get(key)
+        if obj is not None:
+            self._events.record(obj, event.reason, event.message, event.warning)
+
+    def claim(self, key: str) -> None:
+        self._edit_finalizers(key, add=True)
+
+    def forget(self, key: str) -> None:
+        self._edit_finalizers(key, add=False)
+        with self._lock:
+            self._written.pop(key, None)
+
+    # -- API calls ------------------------------------------------------------------------
+    def _patch(self, namespace: str, name: str, body: dict[str, Any], status_only: bool) -> None:
+        call = (
+            self._custom.patch_namespaced_custom_object_status
+            if status_only
+            else self._custom.patch_namespaced_custom_object
+        )
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                call(GROUP, VERSION, namespace, PLURAL, name, body)
+                return
+            except ApiException as error:
+                if error.status == 404:
+                    return  # the VMI is gone; nothing left to report on
+                if error.status != 409 or attempt == ATTEMPTS:
+                    raise _api_error(error, f"patch {namespace}/{name}") from None
+                log.info("status patch conflicted; retrying", vmi=f"{namespace}/{name}", attempt=attempt)
+                time.sleep(0.05 * attempt)
+
+    def _edit_finalizers(self, key: str, add: bool) -> None:
+        namespace, name = key.split("/", 1)
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                current = self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                raise _api_error(error, f"get {key}") from None
+            meta = current.get("metadata") or {}
+            finalizers = list(meta.get("finalizers") or [])
+            if (FINALIZER in finalizers) == add:
+                return
+            wanted = [*finalizers, FINALIZER] if add else [f for f in finalizers if f != FINALIZER]
+            patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}
+            try:
+                self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+                log.info("finalizer " + ("added" if add else "removed"), vmi=key, finalizer=FINALIZER)
+                return
+            except ApiException as error:
+                if error.status == 404:
+                    return
+                if error.status != 409 or attempt == ATTEMPTS:
+                    raise _api_error(error, f"update finalizers of {key}") from None
+
+
+class KubeApiError(PortError):
+    """An API call that failed for good; the reconciler reports it and retries later."""
+
+    reason = "ApiError"
+
+
+def _api_error(error: ApiException, what: str) -> KubeApiError:
+    return KubeApiError(f"{what}: {error.status} {error.reason}")
+
+
+def _uid(obj: dict[str, Any] | None) -> str:
+    return str(((obj or {}).get("metadata") or {}).get("uid", ""))
