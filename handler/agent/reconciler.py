@@ -35,8 +35,12 @@ from handler.core.port_error import PortError
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
 from handler.core.sync_failure import sync_failed
+from handler.ops.metrics import Metrics
 
 log = structlog.get_logger("qat_handler.reconciler")
+
+SHUTDOWN_OUTCOMES = {"Stopped": "guest_poweroff", "Destroyed": "destroyed"}
+"""Event reasons that end a stop, and the outcome label they count under."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class Reconciler:
         settings: PlanSettings,
         inspector: DeviceInspector | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -61,6 +66,7 @@ class Reconciler:
         self.settings = settings
         self.inspector = inspector
         self.clock = clock
+        self.metrics = metrics
         self.claims = DeviceClaims()
         self.foreign = ForeignDevices(hypervisor)
         self._stops: dict[str, StopProgress] = {}
@@ -77,6 +83,14 @@ class Reconciler:
                 self.claims.claim(domain.identity.key, [d.bdf for d in domain.identity.devices])
 
     def reconcile(self, key: str) -> Outcome:
+        started = time.perf_counter()
+        try:
+            return self._reconcile(key)
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_reconcile(time.perf_counter() - started)
+
+    def _reconcile(self, key: str) -> Outcome:
         desired = self.source.desired(key) or Desired(key, Intent.REMOVE, None)
         if self.override is not None:
             desired = self.override(desired)
@@ -95,6 +109,8 @@ class Reconciler:
                 self._remember_adopted(key, observed.status)
         except PortError as error:
             bound.warning("sync failed", reason=error.reason, error=str(error))
+            if self.metrics is not None:
+                self.metrics.count_error(error.reason)
             try:
                 self._execute(key, sync_failed(self.sink.last_status(key), name, error.reason, str(error)), bound)
             except PortError as also:
@@ -174,6 +190,8 @@ class Reconciler:
                     self._phases[key] = (str(status.phase), synced is None or synced.status)
             case RecordEvent():
                 self.sink.record_event(key, action)
+                if self.metrics is not None and action.reason in SHUTDOWN_OUTCOMES:
+                    self.metrics.count_shutdown(SHUTDOWN_OUTCOMES[action.reason])
                 emit = bound.warning if action.warning else bound.info
                 emit(action.message, reason=action.reason)
             case ForgetVMI():

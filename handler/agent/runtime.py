@@ -11,6 +11,7 @@ import structlog
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
 from handler.agent.ports import DesiredSource, DeviceInspector, StatusSink
 from handler.agent.reconciler import Reconciler
+from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 from handler.virt.domain_events import DomainEvent
 from handler.virt.hypervisor import LibvirtHypervisor
@@ -25,11 +26,15 @@ class NodeRuntime:
         source: DesiredSource,
         sink: StatusSink,
         inspector: DeviceInspector | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
-        self.reconciler = Reconciler(source, self.hypervisor, sink, settings.plan_settings(), inspector)
+        self.reconciler = Reconciler(
+            source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics
+        )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)
         )
@@ -48,6 +53,19 @@ class NodeRuntime:
         self.engine.stop(policy)
         self._events.put(None)
         self.hypervisor.connection.close()
+
+    def refresh_gauges(self) -> None:
+        """Point-in-time metrics, refreshed from the main loop."""
+        if self.metrics is None:
+            return
+        phases, _ = self.reconciler.summary()
+        self.metrics.set_phase_counts(phases)
+        self.metrics.set_devices_assigned(len(self.reconciler.claims.snapshot()))
+        self.metrics.set_libvirt_connected(self.hypervisor.connection.connected)
+
+    @property
+    def ready(self) -> bool:
+        return self.hypervisor.connection.connected
 
     def _reopened(self) -> None:
         log.warning("libvirt connection re-established; resyncing", connect=self.settings.connect)

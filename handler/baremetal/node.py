@@ -14,6 +14,7 @@ from handler.agent.reconciler import Reconciler
 from handler.agent.runtime import NodeRuntime
 from handler.baremetal.directory_source import DirectorySource
 from handler.baremetal.status_store import StatusStore
+from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 from handler.virt.hypervisor import LibvirtHypervisor
 
@@ -21,11 +22,16 @@ log = structlog.get_logger("qat_handler.node")
 
 
 class BareMetalNode:
-    def __init__(self, settings: AgentSettings, inspector: DeviceInspector | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        inspector: DeviceInspector | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.settings = settings
         self.store = StatusStore(settings.state_dir)
         self.source = DirectorySource(settings.vmi_dir, on_change=self._changed)
-        self.runtime = NodeRuntime(settings, self.source, self.store, inspector)
+        self.runtime = NodeRuntime(settings, self.source, self.store, inspector, metrics)
         self.synced = threading.Event()
 
     @property

@@ -13,11 +13,14 @@ from typing import Protocol
 import structlog
 
 from handler.agent.agent import Engine, StopPolicy
-from handler.cli.common import Formatter, add_host_flags, fail, render_settings
+from handler.agent.runtime import NodeRuntime
+from handler.cli.common import DEFAULTS, Formatter, add_host_flags, fail, render_settings
 from handler.core.port_error import PortError
 from handler.host.fresh_checks import FreshDeviceChecks
+from handler.ops.health_server import HealthServer, parse_address
 from handler.ops.heartbeat import Heartbeat
 from handler.ops.logs import configure_logging
+from handler.ops.metrics import Metrics
 from handler.ops.sdnotify import Notifier
 from handler.settings import AgentSettings
 
@@ -37,9 +40,13 @@ signals:
   SIGHUP           re-read manifests and handoffs without touching running guests
 """
 log = structlog.get_logger("qat_handler.cli")
+LIVENESS_SECONDS = 30.0
+"""/healthz fails when the main loop or a reconcile worker has not turned for this long."""
 
 
 class Node(Protocol):
+    runtime: NodeRuntime
+
     @property
     def engine(self) -> Engine: ...
     def start(self) -> None: ...
@@ -59,15 +66,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         epilog=EXAMPLES,
         formatter_class=Formatter,
     )
-    parser.add_argument("--vmi-dir", type=Path, default=AgentSettings.vmi_dir, help="directory of VMI manifests")
-    parser.add_argument("--connect", default=AgentSettings.connect, help="libvirt URI")
+    parser.add_argument("--vmi-dir", type=Path, default=DEFAULTS.vmi_dir, help="directory of VMI manifests")
+    parser.add_argument("--connect", default=DEFAULTS.connect, help="libvirt URI")
     add_host_flags(parser)
     parser.add_argument("--kubernetes", action="store_true", help="take VMIs from the Kubernetes API")
     parser.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="this node (default: $NODE_NAME)")
     parser.add_argument(
         "--run-dir",
         type=Path,
-        default=AgentSettings.run_dir,
+        default=DEFAULTS.run_dir,
         help="Kubernetes: where launcher pods' handoff slots are (<run-dir>/pods/<pod-uid>)",
     )
     parser.add_argument(
@@ -81,18 +88,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="what happens to guests when the agent stops (default: shutdown on bare metal, keep with --kubernetes)",
     )
-    parser.add_argument("--workers", type=int, default=AgentSettings.workers, help="reconcile threads")
+    parser.add_argument("--workers", type=int, default=DEFAULTS.workers, help="reconcile threads")
     parser.add_argument(
         "--resync-seconds",
         type=float,
-        default=AgentSettings.resync_seconds,
+        default=DEFAULTS.resync_seconds,
         help="look at every VMI at least this often",
     )
     parser.add_argument(
         "--acpi-resend-seconds",
         type=float,
-        default=AgentSettings.acpi_resend_seconds,
+        default=DEFAULTS.acpi_resend_seconds,
         help="press the ACPI power button again this often during a shutdown",
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /readyz here (off when not given)",
     )
     parser.add_argument("--log-format", choices=("auto", "console", "json", "journal"), default="auto")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
@@ -114,14 +127,23 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         acpi_resend_seconds=args.acpi_resend_seconds,
         log_format=args.log_format,
         log_level=args.log_level,
+        metrics_address=args.metrics_address,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     configure_logging(settings.log_format, settings.log_level)
+    if settings.metrics_address is not None:
+        try:
+            parse_address(settings.metrics_address)
+        except ValueError as error:
+            return fail(
+                f"--metrics-address {settings.metrics_address}: {error}; fix: use HOST:PORT, e.g. 127.0.0.1:9471"
+            )
+    metrics = Metrics()
     try:
-        node = _kube_node(args, settings) if args.kubernetes else _bare_metal_node(settings)
+        node = _kube_node(args, settings, metrics) if args.kubernetes else _bare_metal_node(settings, metrics)
         if isinstance(node, int):
             return node
         node.start()
@@ -129,18 +151,18 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(error))
     except OSError as error:
         return fail(f"{error.filename}: {error.strerror}; fix: check the path and its permissions")
-    return serve(node, StopPolicy(settings.on_stop))
+    return serve(node, StopPolicy(settings.on_stop), metrics, settings.metrics_address)
 
 
-def _bare_metal_node(settings: AgentSettings) -> Node | int:
+def _bare_metal_node(settings: AgentSettings, metrics: Metrics) -> Node | int:
     from handler.baremetal.node import BareMetalNode
 
     if not settings.vmi_dir.is_dir():
         return fail(f"--vmi-dir {settings.vmi_dir} is not a directory; fix: create it or point --vmi-dir elsewhere")
-    return BareMetalNode(settings, FreshDeviceChecks(settings.host_root))
+    return BareMetalNode(settings, FreshDeviceChecks(settings.host_root), metrics)
 
 
-def _kube_node(args: argparse.Namespace, settings: AgentSettings) -> Node | int:
+def _kube_node(args: argparse.Namespace, settings: AgentSettings, metrics: Metrics) -> Node | int:
     from handler.kube.client import KubeConfigError, api_client
     from handler.kube.node import KubeNode
 
@@ -150,14 +172,32 @@ def _kube_node(args: argparse.Namespace, settings: AgentSettings) -> Node | int:
         api = api_client()
     except KubeConfigError as error:
         return fail(str(error))
-    return KubeNode(settings, api, args.node_name, FreshDeviceChecks(settings.host_root), args.kubevirt_namespace)
+    return KubeNode(
+        settings,
+        api,
+        args.node_name,
+        FreshDeviceChecks(settings.host_root),
+        args.kubevirt_namespace,
+        metrics=metrics,
+    )
 
 
-def serve(node: Node, policy: StopPolicy) -> int:
-    """Run until a stop signal, keeping systemd informed; then apply the stop policy."""
+def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str | None) -> int:
+    """Run until a stop signal, keeping systemd and the probes informed; then apply the stop policy."""
     stop = threading.Event()
     notifier = Notifier()
     heartbeat = Heartbeat(notifier)
+    synced = threading.Event()
+    server = None
+    if metrics_address is not None:
+        server = HealthServer(
+            metrics_address,
+            metrics,
+            live=lambda: _alive(node, heartbeat),
+            ready=lambda: _ready(node, synced),
+        )
+        port = server.start()
+        log.info("serving metrics and health", address=metrics_address, port=port)
 
     def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("stop signal received", signal=signal.Signals(signum).name)
@@ -172,13 +212,31 @@ def serve(node: Node, policy: StopPolicy) -> int:
     while not stop.is_set() and not node.wait_synced(0.5):
         _tick(node, heartbeat, notifier)
     if not stop.is_set():
+        synced.set()
         notifier.ready()
         log.info("first sync done")
     node.run(stop, on_tick=lambda: _tick(node, heartbeat, notifier))
     notifier.stopping()
     node.shutdown(policy)
+    if server is not None:
+        server.stop()
     log.info("agent stopped", policy=str(policy))
     return 0
+
+
+def _alive(node: Node, heartbeat: Heartbeat) -> tuple[bool, str]:
+    stalled = node.engine.pulse.stalled(within=LIVENESS_SECONDS)
+    if stalled:
+        return False, f"reconcile workers stalled: {', '.join(stalled)}"
+    return heartbeat.check(LIVENESS_SECONDS)
+
+
+def _ready(node: Node, synced: threading.Event) -> tuple[bool, str]:
+    if not synced.is_set():
+        return False, "first sync not done"
+    if not node.runtime.ready:
+        return False, f"libvirt {node.runtime.settings.connect} not connected"
+    return True, "ok"
 
 
 def _tick(node: Node, heartbeat: Heartbeat, notifier: Notifier) -> None:
@@ -187,6 +245,7 @@ def _tick(node: Node, heartbeat: Heartbeat, notifier: Notifier) -> None:
         log.error("reconcile workers stalled; withholding the watchdog ping", workers=stalled)
         return
     heartbeat.beat()
+    node.runtime.refresh_gauges()
     notifier.status(status_line(node.engine))
 
 

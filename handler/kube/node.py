@@ -20,6 +20,7 @@ from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
 from handler.kube.source import KubeSource
 from handler.kube.status_sink import KubeStatusSink
+from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 
 log = structlog.get_logger("qat_handler.kube")
@@ -34,6 +35,7 @@ class KubeNode:
         inspector: DeviceInspector | None = None,
         kubevirt_namespace: str = "kubevirt",
         watch_settings: WatchSettings | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.node_name = node_name
@@ -45,10 +47,11 @@ class KubeNode:
             kubevirt_namespace=kubevirt_namespace,
             watch_settings=watch_settings or WatchSettings(),
             on_change=self._changed,
+            on_watch_restart=metrics.count_watch_restart if metrics is not None else lambda _name: None,
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
-        self.runtime = NodeRuntime(settings, self.source, self.sink, inspector)
+        self.runtime = NodeRuntime(settings, self.source, self.sink, inspector, metrics)
         self._started = threading.Event()
 
     @property
