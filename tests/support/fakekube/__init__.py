@@ -1,0 +1,29 @@
+"""A stateful fake kube-apiserver over real HTTP, for driving code that uses the
+official ``kubernetes`` Python client (stdlib only: ``http.server``).
+
+Served: ``kubevirt.io/v1`` virtualmachineinstances and kubevirts (custom-resource
+rules), core ``v1`` configmaps, pods and events, ``events.k8s.io/v1`` events (the
+same stored events as core ``v1``), and discovery (``/api``, ``/api/v1``, ``/apis``,
+``/apis/{group}[/{version}]``, ``/version``).
+
+Behaviour follows the real server where a node agent can notice the difference:
+one global resourceVersion; list/watch with label and field selectors; a watch from
+``""``/``"0"`` starts with synthetic ADDED events for existing objects; a watch
+from an RV older than the retained history gets a 410 ERROR event; bookmarks when
+allowed; objects that stop (start) matching a watch's selector arrive as DELETED
+(ADDED); 409 on stale RV for PUT/PATCH; custom resources refuse strategic merge
+(415) and unconditional PUT (422); the status subresource (when enabled) splits
+status from the rest; generation follows apiextensions rules; finalizers delay
+deletion; no-op writes do not bump the RV.
+
+Not modelled: namespaces (any namespace exists), authn/authz, admission, server-side
+apply, dryRun (rejected with 400), graceful pod deletion (pods go at once),
+garbage collection (propagationPolicy is ignored), managedFields, list paging
+(``limit`` is ignored; lists are always served at the latest RV).
+"""
+
+from .httpapi import FaultRule, RequestRecord
+from .resources import ResourceType
+from .server import FakeApiServer
+
+__all__ = ["FakeApiServer", "FaultRule", "RequestRecord", "ResourceType"]
