@@ -14,8 +14,9 @@ import structlog
 
 from handler.agent.agent import Engine, StopPolicy
 from handler.agent.runtime import NodeRuntime
-from handler.cli.common import DEFAULTS, Formatter, add_host_flags, fail, render_settings
+from handler.cli.common import DEFAULTS, Formatter, add_host_flags, fail, permitted_devices, render_settings
 from handler.core.port_error import PortError
+from handler.core.refusal import Refused
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.ops.health_server import HealthServer, parse_address
 from handler.ops.heartbeat import Heartbeat
@@ -141,9 +142,17 @@ def run(args: argparse.Namespace) -> int:
             return fail(
                 f"--metrics-address {settings.metrics_address}: {error}; fix: use HOST:PORT, e.g. 127.0.0.1:9471"
             )
+    try:
+        checks = FreshDeviceChecks(settings.host_root, permitted_devices(args))
+    except Refused as refused:
+        return fail(refused.refusal.line())
     metrics = Metrics()
     try:
-        node = _kube_node(args, settings, metrics) if args.kubernetes else _bare_metal_node(settings, metrics)
+        node = (
+            _kube_node(args, settings, metrics, checks)
+            if args.kubernetes
+            else _bare_metal_node(settings, metrics, checks)
+        )
         if isinstance(node, int):
             return node
         node.start()
@@ -154,15 +163,17 @@ def run(args: argparse.Namespace) -> int:
     return serve(node, StopPolicy(settings.on_stop), metrics, settings.metrics_address)
 
 
-def _bare_metal_node(settings: AgentSettings, metrics: Metrics) -> Node | int:
+def _bare_metal_node(settings: AgentSettings, metrics: Metrics, checks: FreshDeviceChecks) -> Node | int:
     from handler.baremetal.node import BareMetalNode
 
     if not settings.vmi_dir.is_dir():
         return fail(f"--vmi-dir {settings.vmi_dir} is not a directory; fix: create it or point --vmi-dir elsewhere")
-    return BareMetalNode(settings, FreshDeviceChecks(settings.host_root), metrics)
+    return BareMetalNode(settings, checks, metrics)
 
 
-def _kube_node(args: argparse.Namespace, settings: AgentSettings, metrics: Metrics) -> Node | int:
+def _kube_node(
+    args: argparse.Namespace, settings: AgentSettings, metrics: Metrics, checks: FreshDeviceChecks
+) -> Node | int:
     from handler.kube.client import KubeConfigError, api_client
     from handler.kube.node import KubeNode
 
@@ -176,7 +187,7 @@ def _kube_node(args: argparse.Namespace, settings: AgentSettings, metrics: Metri
         settings,
         api,
         args.node_name,
-        FreshDeviceChecks(settings.host_root),
+        checks,
         args.kubevirt_namespace,
         metrics=metrics,
     )

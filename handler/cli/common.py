@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from handler.core.permitted_devices import PermitMode, PermittedDevices
 from handler.core.render_settings import RenderSettings
+from handler.host.permitted_file import load_permitted_devices
 from handler.settings import AgentSettings
 
 DOMAIN_TYPES = ("kvm", "qemu", "test")
@@ -49,6 +51,28 @@ def add_host_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cpu-mode", default=None, help="libvirt <cpu mode>, e.g. host-passthrough to give guests AES-NI under KVM"
     )
+    add_permitted_flags(parser)
+
+
+def add_permitted_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--permitted-devices",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="KubeVirt-style permittedHostDevices (pciVendorSelector, resourceName) as YAML",
+    )
+    parser.add_argument(
+        "--permitted-mode",
+        choices=("extend", "replace"),
+        default="extend",
+        help="whether FILE extends or replaces the built-in table of QAT VF IDs",
+    )
+
+
+def permitted_devices(args: argparse.Namespace) -> PermittedDevices:
+    """The permitted list from the flags; raises Refused with a one-line reason."""
+    return load_permitted_devices(args.permitted_devices, PermitMode(args.permitted_mode))
 
 
 def render_settings(args: argparse.Namespace) -> RenderSettings:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from handler.baremetal.manifest_file import default_uid, load_manifest
-from handler.cli.common import Formatter, add_host_flags, fail, render_settings
+from handler.cli.common import Formatter, add_host_flags, fail, permitted_devices, render_settings
 from handler.core.device_env import resolve_devices
 from handler.core.domain_xml import render_domain
 from handler.core.env_text import parse_env_text
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"{args.env_file}: no such env file")
         devices = resolve_devices(vmi, env)
         if args.host_root is not None:
-            checks = FreshDeviceChecks(args.host_root)
+            checks = FreshDeviceChecks(args.host_root, permitted_devices(args))
             for device in devices:
                 refusal = checks.check(device.bdf, device.resource)
                 if refusal is not None:

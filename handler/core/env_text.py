@@ -6,7 +6,9 @@ import re
 
 from handler.core.refusal import Refusal, Refused
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Dashes and dots too: KubeVirt keeps the dash of a resource such as intel.com/qat-vf in
+# PCI_RESOURCE_INTEL_COM_QAT-VF, and Kubernetes allows such names in a pod environment.
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def parse_env_text(text: str, source: str) -> dict[str, str]:

@@ -50,6 +50,14 @@ def string(value: Any, path: str, *, required: bool = True) -> str:
     return value
 
 
+def boolean(value: Any, path: str, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise invalid(path, f"must be true or false, got {value!r}", "write true or false without quotes")
+    return value
+
+
 def integer(value: Any, path: str, *, default: int, low: int, high: int) -> int:
     if value is None:
         return default

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handler.core.fields import invalid, mapping, only_known, sequence, string, unsupported
+from handler.core.fields import boolean, invalid, mapping, only_known, sequence, string, unsupported
 from handler.core.vmi import HostDisk
 
 BUSES = ("virtio", "sata")
@@ -14,11 +14,15 @@ BUSES = ("virtio", "sata")
 def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[HostDisk, ...]:
     volumes = _host_disk_paths(spec)
     disks: list[HostDisk] = []
+    seen: dict[str, str] = {}
     for index, entry in enumerate(sequence(devices.get("disks"), "spec.domain.devices.disks")):
         path = f"spec.domain.devices.disks[{index}]"
         item = mapping(entry, path)
         only_known(item, path, ("name", "disk", "serial", "bootOrder"))
         name = string(item.get("name"), f"{path}.name")
+        if name in seen:
+            raise invalid(f"{path}.name", f"{name!r} is also used by {seen[name]}", "give every disk a unique name")
+        seen[name] = path
         if name not in volumes:
             raise invalid(f"{path}.name", f"{name!r} names no volume", "add a spec.volumes entry with a hostDisk")
         disk = mapping(item.get("disk"), f"{path}.disk")
@@ -27,15 +31,19 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
         if bus not in BUSES:
             raise unsupported(f"{path}.disk.bus", f"{bus!r}; use one of {', '.join(BUSES)}")
         serial = string(item.get("serial"), f"{path}.serial", required=False) or None
-        disks.append(HostDisk(name, volumes.pop(name), bus, bool(disk.get("readonly", False)), serial))
+        readonly = boolean(disk.get("readonly"), f"{path}.disk.readonly", default=False)
+        disks.append(HostDisk(name, volumes.pop(name)[1], bus, readonly, serial))
     if volumes:
-        orphan = next(iter(volumes))
-        raise invalid(f"spec.volumes {orphan!r}", "has no disk", "add a matching spec.domain.devices.disks entry")
+        orphan, (index, _) = next(iter(volumes.items()))
+        raise invalid(
+            f"spec.volumes[{index}].name", f"{orphan!r} has no disk", "add a matching spec.domain.devices.disks entry"
+        )
     return tuple(disks)
 
 
-def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, str]:
-    paths: dict[str, str] = {}
+def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
+    """hostDisk volumes by name: (index in spec.volumes, host path)."""
+    paths: dict[str, tuple[int, str]] = {}
     for index, entry in enumerate(sequence(spec.get("volumes"), "spec.volumes")):
         path = f"spec.volumes[{index}]"
         item = mapping(entry, path)
@@ -55,5 +63,5 @@ def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, str]:
             raise invalid(f"{path}.hostDisk.path", f"{file_path!r} is not absolute", "use an absolute host path")
         if name in paths:
             raise invalid(f"{path}.name", f"{name!r} is used twice", "give every volume a unique name")
-        paths[name] = file_path
+        paths[name] = (index, file_path)
     return paths

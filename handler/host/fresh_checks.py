@@ -17,5 +17,5 @@ class FreshDeviceChecks:
         self.permitted = permitted or PermittedDevices()
         self._rules = host_rules(self.permitted)
 
-    def check(self, bdf: Bdf, resource: str) -> Refusal | None:
+    def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         return check_device(read_pci_function(self.host_root, bdf), resource, self._rules)
