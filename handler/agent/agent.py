@@ -54,6 +54,7 @@ class Engine:
         self._failures: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         self._own_keys: Callable[[], set[str]] = lambda: set(reconciler.source.keys())
+        reconciler.on_release = self._released
 
     # -- inputs -------------------------------------------------------------------------
     def enqueue(self, key: str, delay: float = 0.0) -> None:
@@ -65,6 +66,12 @@ class Engine:
         if kind in ("defined", "undefined") and key not in self._own_keys():
             self.reconciler.foreign.invalidate()
         self.queue.add(key)
+
+    def _released(self, key: str) -> None:
+        # A VF came free: VMIs refused for want of one get another look now, not at the next resync.
+        for other in self.reconciler.source.keys():
+            if other != key:
+                self.queue.add(other)
 
     def resync(self) -> None:
         keys = set(self.reconciler.source.keys())

@@ -6,15 +6,17 @@ tests inject fakes through the same constructor arguments.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from handler.core.actions import RecordEvent
 from handler.core.bdf import Bdf
 from handler.core.desired import Desired
+from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
+from handler.core.vmi import VMI
 
 
 class Hypervisor(Protocol):
@@ -47,9 +49,19 @@ class StatusSink(Protocol):
     def forget(self, key: str) -> None: ...
 
 
+class DeviceAllocator(Protocol):
+    """Picks VFs for VMIs that bring none (bare metal without an env file), durably."""
+
+    def allocate(self, vmi: VMI, taken_elsewhere: Callable[[Bdf], bool]) -> tuple[AssignedDevice, ...]:
+        """The VMI's VFs (the same ones on every call until released); raises Refused if none are free."""
+        ...
+
+    def release(self, key: str) -> None: ...
+
+
 class DeviceInspector(Protocol):
     """Host-side checks that a PCI function may be passed through (sysfs under the host root)."""
 
-    def check(self, bdf: Bdf, resource: str) -> Refusal | None:
+    def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         """A Refusal if the device must not be used, else None."""
         ...

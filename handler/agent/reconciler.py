@@ -15,7 +15,7 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
-from handler.agent.ports import DesiredSource, DeviceInspector, Hypervisor, StatusSink
+from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, Hypervisor, StatusSink
 from handler.core.actions import (
     Action,
     ClaimVMI,
@@ -28,11 +28,12 @@ from handler.core.actions import (
     UndefineDomain,
     WriteStatus,
 )
+from handler.core.bdf import Bdf
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain
 from handler.core.planner import Plan, PlanSettings, domain_name_for, plan
 from handler.core.port_error import PortError
-from handler.core.refusal import Refusal
+from handler.core.refusal import Refusal, Refused
 from handler.core.status import VMIStatus
 from handler.core.sync_failure import sync_failed
 from handler.ops.metrics import Metrics
@@ -59,6 +60,7 @@ class Reconciler:
         inspector: DeviceInspector | None = None,
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
+        allocator: DeviceAllocator | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -67,6 +69,9 @@ class Reconciler:
         self.inspector = inspector
         self.clock = clock
         self.metrics = metrics
+        self.allocator = allocator
+        self.on_release: Callable[[str], None] = lambda _key: None
+        """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
         self.foreign = ForeignDevices(hypervisor)
         self._stops: dict[str, StopProgress] = {}
@@ -120,12 +125,38 @@ class Reconciler:
 
     def _gate_devices(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
         """Judge the devices of a guest about to be (re)started; a running guest is never re-judged."""
-        if desired.intent is not Intent.RUN or desired.blocked is not None or not desired.devices:
+        if desired.intent is not Intent.RUN or desired.blocked is not None:
+            return desired
+        if desired.allocate:
+            desired = self._allocated(desired)
+        if desired.blocked is not None or not desired.devices:
             return desired
         if domain is not None and domain.active:
             return desired
         refusal = self._device_refusal(desired)
         return desired if refusal is None else replace(desired, blocked=refusal)
+
+    def _allocated(self, desired: Desired) -> Desired:
+        """Devices from the node's allocator, for a VMI that brought none."""
+        assert desired.vmi is not None
+        if self.allocator is None:
+            refusal = Refusal(
+                "DevicesUnassigned",
+                "device environment",
+                f"is missing and the VMI asks for {len(desired.vmi.devices)} QAT device(s)",
+                "set PCI_RESOURCE_<NAME> or QAT0..QATn (on bare metal: a <stem>.env file beside the manifest)",
+            )
+            return replace(desired, blocked=refusal)
+
+        def taken_elsewhere(bdf: Bdf) -> bool:
+            holder = self.claims.holder(bdf)
+            return (holder is not None and holder != desired.key) or self.foreign.owner(bdf) is not None
+
+        try:
+            devices = self.allocator.allocate(desired.vmi, taken_elsewhere)
+        except Refused as refused:
+            return replace(desired, blocked=refused.refusal)
+        return replace(desired, devices=devices, allocate=False)
 
     def _device_refusal(self, desired: Desired) -> Refusal | None:
         for device in desired.devices:
@@ -181,8 +212,8 @@ class Reconciler:
                 bound.warning("domain destroyed", after_seconds=round(after, 1))
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
-                self.claims.release(key)
                 bound.info("domain undefined")
+                self._release(key)
             case WriteStatus(status=status):
                 self.sink.write(key, status)
                 synced = status.condition("Synchronized")
@@ -198,9 +229,17 @@ class Reconciler:
                 self.sink.forget(key)
                 with self._stops_lock:
                     self._phases.pop(key, None)
-                self.claims.release(key)
                 self._set_stop(key, None)
                 bound.info("VMI forgotten")
+                self._release(key)
+
+    def _release(self, key: str) -> None:
+        held = self.claims.held_by(key)
+        self.claims.release(key)
+        if self.allocator is not None:
+            self.allocator.release(key)
+        if held:
+            self.on_release(key)
 
     def _remember_adopted(self, key: str, status: VMIStatus) -> None:
         """Count a status this agent did not write itself (it was there when the agent started)."""

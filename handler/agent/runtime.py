@@ -9,7 +9,7 @@ import threading
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
-from handler.agent.ports import DesiredSource, DeviceInspector, StatusSink
+from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
 from handler.agent.reconciler import Reconciler
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
@@ -27,13 +27,14 @@ class NodeRuntime:
         sink: StatusSink,
         inspector: DeviceInspector | None = None,
         metrics: Metrics | None = None,
+        allocator: DeviceAllocator | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
         self.reconciler = Reconciler(
-            source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics
+            source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics, allocator=allocator
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)

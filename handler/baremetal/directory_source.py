@@ -14,7 +14,7 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from handler.baremetal.manifest_entry import Allocate, ManifestEntry, read_entry
+from handler.baremetal.manifest_entry import ManifestEntry, read_entry
 from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest
 from handler.core.desired import Desired
 
@@ -26,11 +26,9 @@ class DirectorySource:
         self,
         directory: Path,
         on_change: Callable[[str], None] = lambda _key: None,
-        allocate: Allocate | None = None,
     ) -> None:
         self.directory = directory
         self.on_change = on_change
-        self.allocate = allocate
         self._lock = threading.RLock()
         self._entries: dict[str, ManifestEntry] = {}
         self._key_of: dict[Path, str] = {}
@@ -72,9 +70,9 @@ class DirectorySource:
                     changed.append(old_key)
                     heir = min(self._shadowed.pop(old_key, set()), default=None)
                     if heir is not None:
-                        changed += self._store(read_entry(heir, None, self.allocate), None)
+                        changed += self._store(read_entry(heir, None), None)
             else:
-                entry = read_entry(path, old_key, self.allocate)
+                entry = read_entry(path, old_key)
                 changed += self._store(entry, old_key)
         for key in dict.fromkeys(changed):
             self.on_change(key)
@@ -97,7 +95,7 @@ class DirectorySource:
             changed.append(old_key)
             heir = min(self._shadowed.pop(old_key, set()), default=None)
             if heir is not None:
-                changed += self._store(read_entry(heir, None, self.allocate), None)
+                changed += self._store(read_entry(heir, None), None)
         self._entries[entry.key] = entry
         self._key_of[entry.path] = entry.key
         if entry.desired.blocked is not None:

@@ -12,8 +12,10 @@ from handler.agent.agent import Engine, StopPolicy
 from handler.agent.ports import DeviceInspector
 from handler.agent.reconciler import Reconciler
 from handler.agent.runtime import NodeRuntime
+from handler.baremetal.allocator import VfAllocator
 from handler.baremetal.directory_source import DirectorySource
 from handler.baremetal.status_store import StatusStore
+from handler.core.permitted_devices import PermittedDevices
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 from handler.virt.hypervisor import LibvirtHypervisor
@@ -27,11 +29,13 @@ class BareMetalNode:
         settings: AgentSettings,
         inspector: DeviceInspector | None = None,
         metrics: Metrics | None = None,
+        permitted: PermittedDevices | None = None,
     ) -> None:
         self.settings = settings
         self.store = StatusStore(settings.state_dir)
         self.source = DirectorySource(settings.vmi_dir, on_change=self._changed)
-        self.runtime = NodeRuntime(settings, self.source, self.store, inspector, metrics)
+        self.allocator = VfAllocator(settings.state_dir, settings.host_root, permitted)
+        self.runtime = NodeRuntime(settings, self.source, self.store, inspector, metrics, self.allocator)
         self.synced = threading.Event()
 
     @property
@@ -52,6 +56,7 @@ class BareMetalNode:
         self.runtime.connect()
         self.store.start()
         self.source.scan()
+        self.allocator.adopt(self.hypervisor.list_managed(), set(self.source.keys()))
         self.runtime.start()
         self.source.start()
         log.info(

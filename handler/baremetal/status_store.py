@@ -35,6 +35,8 @@ class _Record:
     created: float
     transitions: dict[str, float] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
+    encoded: str | None = None
+    """This record as JSON, kept until it changes: a flush re-encodes only what changed."""
 
 
 class StatusStore:
@@ -68,6 +70,7 @@ class StatusStore:
                 if before.get(condition.type) != condition.status:
                     record.transitions[condition.type] = now
             record.status = status
+            record.encoded = None
         self._mark_dirty()
 
     def record_event(self, key: str, event: RecordEvent) -> None:
@@ -80,6 +83,7 @@ class StatusStore:
         with self._lock:
             record = self._records.setdefault(key, _Record(None, entry["time"]))
             record.events = [*record.events, entry][-EVENTS_KEPT:]
+            record.encoded = None
         self._mark_dirty()
 
     def forget(self, key: str) -> None:
@@ -100,10 +104,12 @@ class StatusStore:
         self.flush()
 
     def flush(self) -> None:
+        """Replace the file with every record, one VMI per line (sorted); fsynced."""
         with self._lock:
             self._dirty.clear()
-            document = {"version": FORMAT_VERSION, "vmis": {k: self._encode(r) for k, r in self._records.items()}}
-        write_atomically(self.path, json.dumps(document, indent=1, sort_keys=True).encode())
+            lines = [f"{json.dumps(k)}: {self._encoded(r)}" for k, r in sorted(self._records.items())]
+        document = f'{{"version": {FORMAT_VERSION}, "vmis": {{\n' + ",\n".join(lines) + "\n}}\n"
+        write_atomically(self.path, document.encode())
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -123,6 +129,12 @@ class StatusStore:
             except OSError as error:
                 log.error("status file could not be written", path=str(self.path), error=str(error))
                 time.sleep(1.0)
+
+    @classmethod
+    def _encoded(cls, record: _Record) -> str:
+        if record.encoded is None:
+            record.encoded = json.dumps(cls._encode(record), sort_keys=True)
+        return record.encoded
 
     @staticmethod
     def _encode(record: _Record) -> dict[str, Any]:

@@ -158,6 +158,8 @@ def run(args: argparse.Namespace) -> int:
         node.start()
     except PortError as error:
         return fail(str(error))
+    except Refused as refused:
+        return fail(refused.refusal.line())
     except OSError as error:
         return fail(f"{error.filename}: {error.strerror}; fix: check the path and its permissions")
     return serve(node, StopPolicy(settings.on_stop), metrics, settings.metrics_address)
@@ -168,7 +170,7 @@ def _bare_metal_node(settings: AgentSettings, metrics: Metrics, checks: FreshDev
 
     if not settings.vmi_dir.is_dir():
         return fail(f"--vmi-dir {settings.vmi_dir} is not a directory; fix: create it or point --vmi-dir elsewhere")
-    return BareMetalNode(settings, checks, metrics)
+    return BareMetalNode(settings, checks, metrics, checks.permitted)
 
 
 def _kube_node(

@@ -32,6 +32,8 @@ class Desired:
     devices: tuple[AssignedDevice, ...] = ()
     blocked: Refusal | None = None
     """Why the guest may not be (re)started now; a running guest is never stopped for it."""
+    allocate: bool = False
+    """The devices are for the node's allocator to pick (bare metal, no env file)."""
 
 
 @dataclass(frozen=True, slots=True)

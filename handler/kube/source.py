@@ -164,7 +164,7 @@ class KubeSource:
         self.on_change(key)
 
     def _gates_changed(self, _kind: str, _obj: Obj) -> None:
-        for key in self.vmis:
+        for key in self.vmis.keys():
             self.on_change(key)
 
     def _pod_changed(self, _kind: str, obj: Obj) -> None:

@@ -1,0 +1,164 @@
+"""The bare-metal VF allocator: VMIs without an env file get free, checked VFs from the agent.
+
+Every allocation is written (atomically, fsynced) to ``<state-dir>/allocations.json``
+before the domain that uses it is defined, and dropped only after the domain is
+undefined. Together with the domains' own metadata this means one VF never reaches two
+VMIs, whatever moment the agent crashes at.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import structlog
+
+from handler.core.bdf import Bdf, parse_bdf
+from handler.core.device_env import AssignedDevice
+from handler.core.domain_state import ObservedDomain
+from handler.core.permitted_devices import PermittedDevices
+from handler.core.qat_services import offers
+from handler.core.refusal import Refusal, Refused
+from handler.core.vmi import VMI
+from handler.host.inspector import HostInspector
+from handler.ops.atomic_file import write_atomically
+
+log = structlog.get_logger("qat_handler.allocator")
+
+ALLOCATIONS_FILE = "allocations.json"
+SOURCE = "allocator"
+SNAPSHOT_SECONDS = 2.0
+"""How long a host scan may serve as the list of candidates; each pick is re-checked fresh anyway."""
+
+
+class VfAllocator:
+    def __init__(self, state_dir: Path, host_root: Path, permitted: PermittedDevices | None = None) -> None:
+        self.path = state_dir / ALLOCATIONS_FILE
+        self.host_root = host_root
+        self.permitted = permitted or PermittedDevices()
+        self._lock = threading.Lock()
+        self._records: dict[str, tuple[str, tuple[AssignedDevice, ...]]] = {}
+        self._inspector = HostInspector(host_root, self.permitted)
+        self._scanned_at = float("-inf")
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._load()
+
+    # -- the DeviceAllocator port ----------------------------------------------------------
+    def allocate(self, vmi: VMI, taken_elsewhere: Callable[[Bdf], bool]) -> tuple[AssignedDevice, ...]:
+        """The VMI's VFs: its recorded ones if it has them, else free ones, recorded before return."""
+        with self._lock:
+            recorded = self._records.get(vmi.key)
+            if recorded is not None and recorded[0] == vmi.uid and _same_requests(recorded[1], vmi):
+                return recorded[1]
+            held = {d.bdf for key, (_, devices) in self._records.items() if key != vmi.key for d in devices}
+            chosen: list[AssignedDevice] = []
+            for request in vmi.devices:
+                used = held | {d.bdf for d in chosen}
+                bdf = self._pick(request.resource, lambda b, used=used: b in used or taken_elsewhere(b))
+                if bdf is None:
+                    raise Refused(_exhausted(vmi, request.resource, len(vmi.devices)))
+                chosen.append(AssignedDevice(request.name, request.resource, bdf, SOURCE))
+            self._records[vmi.key] = (vmi.uid, tuple(chosen))
+            self._save()
+        log.info("VFs allocated", vmi=vmi.key, uid=vmi.uid, bdfs=[str(d.bdf) for d in chosen])
+        return tuple(chosen)
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            if self._records.pop(key, None) is None:
+                return
+            self._save()
+        log.info("VFs released", vmi=key)
+
+    def adopt(self, domains: Iterable[ObservedDomain], known_keys: set[str]) -> None:
+        """After a restart: a domain's metadata wins over the records, and records of VMIs that
+        are gone (no manifest, no domain) are released."""
+        with self._lock:
+            with_domain: set[str] = set()
+            for domain in domains:
+                identity = domain.identity
+                if identity is None:
+                    continue
+                with_domain.add(identity.key)
+                allocated = tuple(d for d in identity.devices if d.source == SOURCE)
+                if allocated:
+                    self._records[identity.key] = (identity.uid, allocated)
+            for key in [k for k in self._records if k not in known_keys and k not in with_domain]:
+                del self._records[key]
+            self._save()
+
+    def assignments(self) -> dict[str, tuple[AssignedDevice, ...]]:
+        with self._lock:
+            return {key: devices for key, (_, devices) in self._records.items()}
+
+    # -- picking ------------------------------------------------------------------------------
+    def _pick(self, resource: str, unavailable: Callable[[Bdf], bool]) -> Bdf | None:
+        now = time.monotonic()
+        if now - self._scanned_at > SNAPSHOT_SECONDS:
+            self._inspector.refresh()
+            self._scanned_at = now
+        inventory = self._inspector.snapshot()
+        services = {pf.bdf: pf.services for pf in inventory.pfs}
+        for bdf in self._inspector.usable_vfs(resource):
+            if unavailable(bdf):
+                continue
+            function = self._inspector.function(bdf)
+            if not offers(services.get(function.physfn) if function.physfn else None, resource):
+                continue
+            fresh = HostInspector(self.host_root, self.permitted)
+            if fresh.check(bdf, resource) is None:  # the scan may be up to SNAPSHOT_SECONDS old
+                return bdf
+        return None
+
+    # -- the records file ---------------------------------------------------------------------
+    def _save(self) -> None:
+        document = {
+            "version": 1,
+            "allocations": {
+                key: {
+                    "uid": uid,
+                    "devices": [{"name": d.name, "resource": d.resource, "bdf": str(d.bdf)} for d in devices],
+                }
+                for key, (uid, devices) in sorted(self._records.items())
+            },
+        }
+        write_atomically(self.path, json.dumps(document, indent=1).encode())
+
+    def _load(self) -> None:
+        try:
+            document = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as error:
+            # Refuse to guess: an unreadable record could hand a VF out twice.
+            raise Refused(
+                Refusal(
+                    "AllocationsUnreadable",
+                    str(self.path),
+                    f"cannot be read ({error})",
+                    "restore it from backup, or remove it after checking no VF is in two guests",
+                )
+            ) from None
+        for key, entry in (document.get("allocations") or {}).items():
+            devices = []
+            for item in entry.get("devices", []):
+                bdf = parse_bdf(str(item.get("bdf", "")))
+                if bdf is not None:
+                    devices.append(AssignedDevice(item.get("name", ""), item.get("resource", ""), bdf, SOURCE))
+            self._records[key] = (str(entry.get("uid", "")), tuple(devices))
+
+
+def _same_requests(devices: tuple[AssignedDevice, ...], vmi: VMI) -> bool:
+    return [(d.name, d.resource) for d in devices] == [(r.name, r.resource) for r in vmi.devices]
+
+
+def _exhausted(vmi: VMI, resource: str, wanted: int) -> Refusal:
+    return Refusal(
+        "NoFreeVF",
+        resource,
+        f"has no free, usable VF left for {vmi.key} (it asks for {wanted})",
+        "free a VF (remove another VMI), create more VFs (sriov_numvfs), or run `qat-handler doctor`",
+    )
