@@ -79,6 +79,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="Kubernetes: where launcher pods' handoff slots are (<run-dir>/pods/<pod-uid>)",
     )
     parser.add_argument(
+        "--pod-resources-socket",
+        type=Path,
+        default=Path("/var/lib/kubelet/pod-resources/kubelet.sock"),
+        help="Kubernetes: kubelet's pod-resources socket, to check handoffs against kubelet's allocations",
+    )
+    parser.add_argument(
         "--kubevirt-namespace",
         default="kubevirt",
         help="Kubernetes: namespace of the kubevirt-config ConfigMap and the KubeVirt CR",
@@ -178,6 +184,7 @@ def _kube_node(
 ) -> Node | int:
     from handler.kube.client import KubeConfigError, api_client
     from handler.kube.node import KubeNode
+    from handler.kube.pod_resources import PodResourcesClient
 
     if not args.node_name:
         return fail("--node-name is not set; fix: pass --node-name or set NODE_NAME (downward API spec.nodeName)")
@@ -185,6 +192,7 @@ def _kube_node(
         api = api_client()
     except KubeConfigError as error:
         return fail(str(error))
+    kubelet = PodResourcesClient(args.pod_resources_socket)
     return KubeNode(
         settings,
         api,
@@ -192,6 +200,7 @@ def _kube_node(
         checks,
         args.kubevirt_namespace,
         metrics=metrics,
+        pod_resources=kubelet if kubelet.available() else None,
     )
 
 

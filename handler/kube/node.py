@@ -18,6 +18,7 @@ from handler.core.status import VMIStatus
 from handler.kube.client import serves_vmi_status
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
+from handler.kube.pod_resources import PodResourcesClient
 from handler.kube.source import KubeSource
 from handler.kube.status_sink import KubeStatusSink
 from handler.ops.metrics import Metrics
@@ -36,6 +37,7 @@ class KubeNode:
         kubevirt_namespace: str = "kubevirt",
         watch_settings: WatchSettings | None = None,
         metrics: Metrics | None = None,
+        pod_resources: PodResourcesClient | None = None,
     ) -> None:
         self.settings = settings
         self.node_name = node_name
@@ -48,6 +50,7 @@ class KubeNode:
             watch_settings=watch_settings or WatchSettings(),
             on_change=self._changed,
             on_watch_restart=metrics.count_watch_restart if metrics is not None else lambda _name: None,
+            pod_resources=pod_resources,
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
@@ -63,6 +66,11 @@ class KubeNode:
         complete nothing is treated as deleted: a new cache is not evidence of a delete."""
         self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.runtime.connect()
+        if self.source.pod_resources is None:
+            log.warning(
+                "kubelet pod-resources socket not reachable: handoffs are not checked against kubelet's allocations",
+                reason="AllocationCheckOff",
+            )
         self.slots.scan()
         self.slots.start()
         self.source.start()

@@ -150,7 +150,8 @@ class Allocations:
 
 
 class PodResourcesClient:
-    """Asks kubelet's pod-resources socket. Thread-safe; one channel, renewed after a failure."""
+    """Asks kubelet's pod-resources socket. Thread-safe; one channel, which gRPC reconnects by itself
+    when kubelet restarts and recreates the socket."""
 
     def __init__(self, socket_path: Path = DEFAULT_SOCKET, timeout: float = 2.0) -> None:
         self.socket_path = socket_path
@@ -179,7 +180,6 @@ class PodResourcesClient:
         try:
             raw = self._list_call()(b"", timeout=self.timeout)
         except grpc.RpcError as error:
-            self._reset()
             raise PodResourcesUnavailable(self._explain(error)) from error
         try:
             return decode_list_response(raw)
@@ -189,19 +189,16 @@ class PodResourcesClient:
             ) from error
 
     def close(self) -> None:
-        self._reset()
+        with self._lock:
+            channel, self._channel = self._channel, None
+        if channel is not None:
+            channel.close()
 
     def _list_call(self) -> Any:
         with self._lock:
             if self._channel is None:
                 self._channel = grpc.insecure_channel("unix://" + str(self.socket_path.absolute()))
             return self._channel.unary_unary(LIST_METHOD, request_serializer=_raw, response_deserializer=_raw)
-
-    def _reset(self) -> None:
-        with self._lock:
-            channel, self._channel = self._channel, None
-        if channel is not None:
-            channel.close()
 
     def _explain(self, error: grpc.RpcError) -> str:
         code = error.code() if isinstance(error, grpc.Call) else None

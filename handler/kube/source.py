@@ -9,8 +9,9 @@ from collections.abc import Callable, Iterable
 import structlog
 from kubernetes import client
 
+from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
-from handler.core.device_env import resolve_devices
+from handler.core.device_env import AssignedDevice, resolve_devices
 from handler.core.feature_gates import gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
@@ -19,6 +20,7 @@ from handler.kube.client import GROUP, PLURAL, VERSION
 from handler.kube.handoff_slots import HandoffSlots, Slot
 from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings
 from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid
+from handler.kube.pod_resources import PodResourcesClient, PodResourcesUnavailable
 
 log = structlog.get_logger("qat_handler.kube")
 
@@ -35,8 +37,11 @@ class KubeSource:
         watch_settings: WatchSettings = DEFAULT_WATCH,
         on_change: Callable[[str], None] = lambda _key: None,
         on_watch_restart: Callable[[str], None] = lambda _name: None,
+        pod_resources: PodResourcesClient | None = None,
     ) -> None:
         self.node_name = node_name
+        self.pod_resources = pod_resources
+        """kubelet's record of which devices each pod got; None when its socket is not reachable."""
         self.slots = slots
         self.on_change = on_change
         custom = client.CustomObjectsApi(api)
@@ -113,7 +118,30 @@ class KubeSource:
             devices = resolve_devices(vmi, slot.handoff.env_map())
         except Refused as refused:
             return Desired(key, intent, vmi, blocked=refused.refusal)
-        return Desired(key, intent, vmi, devices)
+        refusal = self._allocation_refusal(slot.pod_uid, devices)
+        return Desired(key, intent, vmi, devices, blocked=refusal)
+
+    def _allocation_refusal(self, pod_uid: str, devices: tuple[AssignedDevice, ...]) -> Refusal | None:
+        """Every handed-over BDF must be one kubelet allocated to that very pod for that resource."""
+        if self.pod_resources is None or not devices:
+            return None
+        pod = pod_with_uid(self.pods.items(), pod_uid)
+        meta = (pod or {}).get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        by_resource: dict[str, list[str]] = {}
+        for device in devices:
+            by_resource.setdefault(device.resource, []).append(str(device.bdf))
+        try:
+            allocated = self.pod_resources.allocations().resources_of(namespace, name)
+        except PodResourcesUnavailable as error:
+            # Fail closed: the check was on at start, so a guest is not started without it.
+            return Refusal(
+                "PodResourcesUnavailable",
+                "kubelet pod-resources",
+                f"cannot be read ({error})",
+                "check kubelet and the pod-resources socket mount; the agent retries",
+            )
+        return check_allocation(by_resource, allocated, f"{namespace}/{name}")
 
     def enabled_gates(self) -> set[str]:
         gates: set[str] = set()
