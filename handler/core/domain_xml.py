@@ -61,7 +61,9 @@ def render_domain(vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderS
     for source in root.iterfind("devices/*/source"):
         source.set("path", log)
     serial = _one(root, "devices/serial")
-    for index, disk in enumerate(vmi.disks):
+    per_bus: dict[str, int] = {}
+    for disk in vmi.disks:
+        index = per_bus[disk.bus] = per_bus.get(disk.bus, -1) + 1  # vda, vdb... and sda, sdb... apart
         serial.addprevious(_disk(disk, index))
     for device in devices:
         serial.addprevious(_hostdev(device, settings))
@@ -90,6 +92,10 @@ def _disk(disk: HostDisk, index: int) -> etree._Element:
     target.set("bus", disk.bus)
     if disk.readonly:
         target.addnext(etree.Element("readonly"))
+    if disk.shared:
+        target.addnext(etree.Element("shareable"))
+    if disk.boot_order is not None:
+        target.addnext(etree.Element("boot", order=str(disk.boot_order)))
     if disk.serial:
         etree.SubElement(element, "serial").text = disk.serial
         element.append(_one(element, "alias"))  # keep <alias> last, where libvirt writes it back

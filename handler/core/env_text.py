@@ -31,6 +31,15 @@ def parse_env_text(text: str, source: str) -> dict[str, str]:
                     "write one variable per line, e.g. QAT0=0000:3d:01.1",
                 )
             )
+        if name in env:
+            raise Refused(
+                Refusal(
+                    "DeviceEnvInvalid",
+                    f"{source} line {number}",
+                    f"sets {name} a second time",
+                    "set each variable once",
+                )
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]

@@ -15,8 +15,14 @@ ENV_OVERRIDE = "QAT_HANDLER_TEMPLATES"
 
 def templates_dir() -> Path:
     """The repository's ``templates/`` for a source checkout, else the installed data copy."""
+    return _find_templates(os.environ.get(ENV_OVERRIDE) or None)
+
+
+@cache
+def _find_templates(override: str | None) -> Path:
+    """Looked up once per override: every rendered domain needs it, and the lookup resolves paths."""
     candidates = [
-        Path(os.environ[ENV_OVERRIDE]) if os.environ.get(ENV_OVERRIDE) else None,
+        Path(override) if override else None,
         Path(__file__).resolve().parents[2] / "templates",
         Path(sys.prefix) / "share" / "qat-handler" / "templates",
     ]

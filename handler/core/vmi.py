@@ -32,6 +32,9 @@ class HostDisk:
     bus: str
     readonly: bool
     serial: str | None = None
+    boot_order: int | None = None
+    shared: bool = False
+    """hostDisk.shared: the image may be attached to several guests at once (libvirt <shareable/>)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,17 @@ _ENTRY_NAME = re.compile(r"^[a-zA-Z0-9]([-_a-zA-Z0-9]{0,62})$")
 _RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
 
 # Fields that steer scheduling or the pod, never what the guest sees.
+_SCHEDULING_FIELDS = frozenset(
+    (
+        "nodeSelector",
+        "affinity",
+        "tolerations",
+        "schedulerName",
+        "priorityClassName",
+        "evictionStrategy",
+        "topologySpreadConstraints",
+    )
+)
 _SPEC_FIELDS = (
     "domain",
     "volumes",
@@ -97,7 +108,10 @@ def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
 
 
 def spec_digest(spec: Mapping[str, Any]) -> str:
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
+    """A digest of what the guest sees: scheduling fields are left out, so editing them never
+    marks a running guest RestartRequired."""
+    guest_facing = {key: value for key, value in spec.items() if key not in _SCHEDULING_FIELDS}
+    canonical = json.dumps(guest_facing, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

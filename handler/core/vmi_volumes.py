@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handler.core.fields import boolean, invalid, mapping, only_known, sequence, string, unsupported
+from handler.core.fields import boolean, integer, invalid, mapping, only_known, sequence, string, unsupported
 from handler.core.vmi import HostDisk
 
 BUSES = ("virtio", "sata")
@@ -32,18 +32,22 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
             raise unsupported(f"{path}.disk.bus", f"{bus!r}; use one of {', '.join(BUSES)}")
         serial = string(item.get("serial"), f"{path}.serial", required=False) or None
         readonly = boolean(disk.get("readonly"), f"{path}.disk.readonly", default=False)
-        disks.append(HostDisk(name, volumes.pop(name)[1], bus, readonly, serial))
+        boot_order = None
+        if item.get("bootOrder") is not None:
+            boot_order = integer(item.get("bootOrder"), f"{path}.bootOrder", default=1, low=1, high=1000)
+        _, file_path, shared = volumes.pop(name)
+        disks.append(HostDisk(name, file_path, bus, readonly, serial, boot_order, shared))
     if volumes:
-        orphan, (index, _) = next(iter(volumes.items()))
+        orphan, (index, _, _) = next(iter(volumes.items()))
         raise invalid(
             f"spec.volumes[{index}].name", f"{orphan!r} has no disk", "add a matching spec.domain.devices.disks entry"
         )
     return tuple(disks)
 
 
-def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
-    """hostDisk volumes by name: (index in spec.volumes, host path)."""
-    paths: dict[str, tuple[int, str]] = {}
+def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, tuple[int, str, bool]]:
+    """hostDisk volumes by name: (index in spec.volumes, host path, shared)."""
+    paths: dict[str, tuple[int, str, bool]] = {}
     for index, entry in enumerate(sequence(spec.get("volumes"), "spec.volumes")):
         path = f"spec.volumes[{index}]"
         item = mapping(entry, path)
@@ -58,10 +62,13 @@ def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
         only_known(host_disk, f"{path}.hostDisk", ("path", "type", "capacity", "shared"))
         if host_disk.get("type", "Disk") != "Disk":
             raise unsupported(f"{path}.hostDisk.type", "create the image yourself and use type: Disk")
+        if host_disk.get("capacity") is not None:
+            raise unsupported(f"{path}.hostDisk.capacity", "it only sizes DiskOrCreate images")
         file_path = string(host_disk.get("path"), f"{path}.hostDisk.path")
         if not file_path.startswith("/"):
             raise invalid(f"{path}.hostDisk.path", f"{file_path!r} is not absolute", "use an absolute host path")
         if name in paths:
             raise invalid(f"{path}.name", f"{name!r} is used twice", "give every volume a unique name")
-        paths[name] = (index, file_path)
+        shared = boolean(host_disk.get("shared"), f"{path}.hostDisk.shared", default=False)
+        paths[name] = (index, file_path, shared)
     return paths

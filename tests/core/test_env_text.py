@@ -20,7 +20,6 @@ from handler.core.refusal import Refused
         pytest.param("  A = spaced  \n", {"A": "spaced"}, id="spaces-around"),
         pytest.param("A=b=c", {"A": "b=c"}, id="equals-in-value"),
         pytest.param("A=", {"A": ""}, id="empty-value"),
-        pytest.param("A=1\nA=2", {"A": "2"}, id="last-wins"),
         pytest.param("A=1\r\nB=2\r\n", {"A": "1", "B": "2"}, id="crlf"),
         pytest.param(
             "PCI_RESOURCE_INTEL_COM_QAT-VF_V2=0000:3d:01.1",
@@ -52,3 +51,11 @@ def test_env_text_refuses_a_bad_line(text: str, line_number: int, raw: str) -> N
     assert refusal.subject == f"vm.env line {line_number}"
     assert repr(raw) in refusal.problem
     assert "\n" not in refusal.line()
+
+
+def test_env_text_refuses_a_variable_set_twice() -> None:
+    with pytest.raises(Refused) as caught:
+        parse_env_text("QAT0=0000:3d:01.1\nQAT1=0000:3d:01.2\nQAT0=0000:3d:01.3", "vm.env")
+    refusal = caught.value.refusal
+    assert (refusal.reason, refusal.subject) == ("DeviceEnvInvalid", "vm.env line 3")
+    assert "QAT0" in refusal.problem

@@ -518,11 +518,23 @@ def test_spec_digest_ignores_key_order_and_metadata() -> None:
         pytest.param(put("spec.domain.memory.guest", "2Gi"), id="memory"),
         pytest.param(put("spec.terminationGracePeriodSeconds", 31), id="grace"),
         pytest.param(put("spec.domain.devices.qats", [QAT]), id="devices"),
-        pytest.param(put("spec.nodeSelector", {"a": "b"}), id="scheduling"),
     ],
 )
 def test_spec_digest_changes_with_the_spec(edit: Edit) -> None:
     assert digest_of(build(edit)) != digest_of(base())
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(put("spec.nodeSelector", {"a": "b"}), id="node-selector"),
+        pytest.param(put("spec.tolerations", [{"key": "qat", "operator": "Exists"}]), id="tolerations"),
+        pytest.param(put("spec.priorityClassName", "high"), id="priority"),
+    ],
+)
+def test_spec_digest_ignores_scheduling_fields(edit: Edit) -> None:
+    """Scheduling never changes the guest, so it must not mark a running guest RestartRequired."""
+    assert digest_of(build(edit)) == digest_of(base())
 
 
 def test_spec_digest_is_the_function_of_the_spec() -> None:
@@ -541,3 +553,30 @@ def test_vmi_helpers() -> None:
         )
     )
     assert vmi.resources() == ("qat.intel.com/generic", "qat.intel.com/cy")
+
+
+def test_disk_boot_order_and_shared_volume_reach_the_model() -> None:
+    doc = base()
+    doc["spec"]["domain"]["devices"]["disks"] = [{"name": "root", "bootOrder": 2, "disk": {"bus": "virtio"}}]
+    doc["spec"]["volumes"] = [{"name": "root", "hostDisk": {"path": "/img/root.img", "type": "Disk", "shared": True}}]
+    disk = parse_vmi(doc).disks[0]
+    assert (disk.boot_order, disk.shared) == (2, True)
+
+
+@pytest.mark.parametrize(
+    ("disk_extra", "host_disk_extra", "field"),
+    [
+        pytest.param({"bootOrder": 0}, {}, "spec.domain.devices.disks[0].bootOrder", id="boot-order-zero"),
+        pytest.param({}, {"shared": "yes"}, "spec.volumes[0].hostDisk.shared", id="shared-not-bool"),
+        pytest.param({}, {"capacity": "10Gi"}, "spec.volumes[0].hostDisk.capacity", id="capacity-without-create"),
+    ],
+)
+def test_disk_settings_that_would_be_ignored_are_refused(
+    disk_extra: dict[str, Any], host_disk_extra: dict[str, Any], field: str
+) -> None:
+    doc = base()
+    doc["spec"]["domain"]["devices"]["disks"] = [{"name": "root", "disk": {"bus": "virtio"}, **disk_extra}]
+    doc["spec"]["volumes"] = [{"name": "root", "hostDisk": {"path": "/img/root.img", **host_disk_extra}}]
+    with pytest.raises(Refused) as caught:
+        parse_vmi(doc)
+    assert caught.value.refusal.subject == field
