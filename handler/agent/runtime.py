@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from pathlib import Path
 
 import structlog
 
@@ -42,7 +43,12 @@ class NodeRuntime:
         self._dispatcher: threading.Thread | None = None
 
     def connect(self) -> None:
-        """Open libvirt; raises VirtError with a one-line fix if it is unreachable."""
+        """Make the serial log directory and open libvirt; raises VirtError with a one-line fix if
+        libvirt is unreachable, OSError if the directory cannot be made."""
+        log_dir = Path(self.settings.render.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        # QEMU writes the serial logs as libvirt's qemu user: it must be able to reach the files.
+        log_dir.chmod(0o711)
         self.hypervisor.connect()
 
     def start(self) -> None:

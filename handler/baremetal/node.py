@@ -52,7 +52,6 @@ class BareMetalNode:
 
     def start(self) -> None:
         """Connect, read every manifest and start reconciling; raises VirtError if libvirt is unreachable."""
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.runtime.connect()
         self.store.start()
         self.source.scan()

@@ -36,7 +36,7 @@ class _Record:
     transitions: dict[str, float] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     encoded: str | None = None
-    """This record as JSON, kept until it changes: a flush re-encodes only what changed."""
+    """This record's line of the status file, kept until it changes: a flush encodes only what changed."""
 
 
 class StatusStore:
@@ -107,7 +107,7 @@ class StatusStore:
         """Replace the file with every record, one VMI per line (sorted); fsynced."""
         with self._lock:
             self._dirty.clear()
-            lines = [f"{json.dumps(k)}: {self._encoded(r)}" for k, r in sorted(self._records.items())]
+            lines = [self._line(key, record) for key, record in sorted(self._records.items())]
         document = f'{{"version": {FORMAT_VERSION}, "vmis": {{\n' + ",\n".join(lines) + "\n}}\n"
         write_atomically(self.path, document.encode())
 
@@ -131,9 +131,9 @@ class StatusStore:
                 time.sleep(1.0)
 
     @classmethod
-    def _encoded(cls, record: _Record) -> str:
+    def _line(cls, key: str, record: _Record) -> str:
         if record.encoded is None:
-            record.encoded = json.dumps(cls._encode(record), sort_keys=True)
+            record.encoded = f"{json.dumps(key)}: {json.dumps(cls._encode(record), sort_keys=True)}"
         return record.encoded
 
     @staticmethod

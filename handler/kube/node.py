@@ -64,7 +64,6 @@ class KubeNode:
     def start(self, sync_timeout: float = 60.0) -> None:
         """Connect libvirt, fill the caches from the API, then reconcile. Until the first list is
         complete nothing is treated as deleted: a new cache is not evidence of a delete."""
-        self.settings.log_dir.mkdir(parents=True, exist_ok=True)
         self.runtime.connect()
         if self.source.pod_resources is None:
             log.warning(
