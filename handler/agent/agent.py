@@ -133,12 +133,13 @@ class Engine:
     def _work(self) -> None:
         name = threading.current_thread().name
         while True:
-            self.pulse.beat(name)
+            self.pulse.waiting(name)
             key = self.queue.get(timeout=0.5)
             if key is None:
                 if self.queue.closed:
                     return
                 continue
+            self.pulse.working(name)
             try:
                 outcome = self.reconciler.reconcile(key)
             except Exception:

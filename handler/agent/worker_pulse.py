@@ -1,8 +1,8 @@
 """Proof that every reconcile worker is still turning, for the systemd watchdog and /healthz.
 
-Workers beat on each pass of their loop (at least twice a second when idle). The
-watchdog is fed only while every worker has beaten recently, so a wedged worker
-gets the agent restarted instead of being papered over by a timer thread.
+A worker is either waiting for work (fine for any length of time) or working on one VMI
+since some moment. A worker that has been working on one VMI for too long is stalled:
+a libvirt call that never returns, or a deadlock.
 """
 
 from __future__ import annotations
@@ -15,17 +15,21 @@ class WorkerPulse:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._last: dict[str, float] = {}
+        self._busy_since: dict[str, float | None] = {}
 
     def register(self, worker: str) -> None:
-        self.beat(worker)
+        self.waiting(worker)
 
-    def beat(self, worker: str) -> None:
+    def working(self, worker: str) -> None:
         with self._lock:
-            self._last[worker] = self._clock()
+            self._busy_since[worker] = self._clock()
+
+    def waiting(self, worker: str) -> None:
+        with self._lock:
+            self._busy_since[worker] = None
 
     def stalled(self, within: float) -> list[str]:
-        """Workers that have not beaten for ``within`` seconds."""
+        """Workers that have been busy with one VMI for more than ``within`` seconds."""
         now = self._clock()
         with self._lock:
-            return sorted(worker for worker, last in self._last.items() if now - last > within)
+            return sorted(w for w, since in self._busy_since.items() if since is not None and now - since > within)

@@ -13,6 +13,7 @@ from typing import Protocol
 import structlog
 
 from handler.agent.agent import Engine, StopPolicy
+from handler.agent.liveness import Liveness
 from handler.agent.runtime import NodeRuntime
 from handler.cli.common import DEFAULTS, Formatter, add_host_flags, fail, permitted_devices, render_settings
 from handler.core.port_error import PortError
@@ -208,16 +209,11 @@ def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str
     """Run until a stop signal, keeping systemd and the probes informed; then apply the stop policy."""
     stop = threading.Event()
     notifier = Notifier()
-    heartbeat = Heartbeat(notifier)
+    liveness = Liveness(node.engine.pulse, Heartbeat(notifier), stall_seconds=LIVENESS_SECONDS)
     synced = threading.Event()
     server = None
     if metrics_address is not None:
-        server = HealthServer(
-            metrics_address,
-            metrics,
-            live=lambda: _alive(node, heartbeat),
-            ready=lambda: _ready(node, synced),
-        )
+        server = HealthServer(metrics_address, metrics, live=liveness.alive, ready=lambda: _ready(node, synced))
         port = server.start()
         log.info("serving metrics and health", address=metrics_address, port=port)
 
@@ -228,16 +224,22 @@ def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str
     def on_reload_signal(_signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=_reload, args=(node, notifier), daemon=True).start()
 
+    def tick() -> None:
+        liveness.tick()
+        node.runtime.refresh_gauges()
+        notifier.status(status_line(node.engine))
+
     signal.signal(signal.SIGTERM, on_stop_signal)
     signal.signal(signal.SIGINT, on_stop_signal)
     signal.signal(signal.SIGHUP, on_reload_signal)
     while not stop.is_set() and not node.wait_synced(0.5):
-        _tick(node, heartbeat, notifier)
+        tick()
     if not stop.is_set():
         synced.set()
+        tick()
         notifier.ready()
         log.info("first sync done")
-    node.run(stop, on_tick=lambda: _tick(node, heartbeat, notifier))
+    node.run(stop, on_tick=tick)
     notifier.stopping()
     node.shutdown(policy)
     if server is not None:
@@ -246,29 +248,12 @@ def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str
     return 0
 
 
-def _alive(node: Node, heartbeat: Heartbeat) -> tuple[bool, str]:
-    stalled = node.engine.pulse.stalled(within=LIVENESS_SECONDS)
-    if stalled:
-        return False, f"reconcile workers stalled: {', '.join(stalled)}"
-    return heartbeat.check(LIVENESS_SECONDS)
-
-
 def _ready(node: Node, synced: threading.Event) -> tuple[bool, str]:
     if not synced.is_set():
         return False, "first sync not done"
     if not node.runtime.ready:
         return False, f"libvirt {node.runtime.settings.connect} not connected"
     return True, "ok"
-
-
-def _tick(node: Node, heartbeat: Heartbeat, notifier: Notifier) -> None:
-    stalled = node.engine.pulse.stalled(within=heartbeat.period or 30.0)
-    if stalled:
-        log.error("reconcile workers stalled; withholding the watchdog ping", workers=stalled)
-        return
-    heartbeat.beat()
-    node.runtime.refresh_gauges()
-    notifier.status(status_line(node.engine))
 
 
 def status_line(engine: Engine) -> str:

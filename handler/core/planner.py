@@ -97,7 +97,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 )
             )
         return Plan(_transition(last, status, _restart_event(last, status)))
-    if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last):
+    if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
         xml = render_domain(vmi, desired.devices, settings.render) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}")
@@ -225,6 +225,13 @@ def _restart_event(last: VMIStatus | None, status: VMIStatus) -> RecordEvent | N
     if status.condition("RestartRequired") and not (last and last.condition("RestartRequired")):
         return RecordEvent("RestartRequired", "the VMI changed while its guest runs; restart the guest to apply it")
     return RecordEvent("Started", f"domain {status.domain} is running")
+
+
+def _start_failed(domain: ObservedDomain, last: VMIStatus | None) -> bool:
+    """libvirt leaves a domain whose start failed SHUTOFF with reason FAILED. If this agent never
+    saw it running, the guest never ran: keep retrying the start (with backoff, reporting
+    Synchronized=False) rather than calling the VMI Failed."""
+    return domain.stop_cause is StopCause.FAILED and (last is None or last.phase is Phase.SCHEDULED)
 
 
 def _halted_by_agent(last: VMIStatus | None) -> bool:

@@ -76,6 +76,10 @@ class Launcher:
         self._signals = 0
 
     def run(self) -> int:
+        # Handlers first: once the handoff is out the agent may start the guest, and a SIGTERM
+        # from then on must ask it to stop the guest rather than kill the launcher outright.
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
         self.settings.slot_dir.mkdir(parents=True, exist_ok=True)
         self._write(self.handoff)
         log.info(
@@ -84,8 +88,6 @@ class Launcher:
             pod_uid=self.handoff.pod_uid,
             devices=[name for name, _ in self.handoff.env],
         )
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
         while not self._stop.wait(1.0):
             pass
         return self._stop_guest()

@@ -1,0 +1,165 @@
+"""The agent as systemd and Prometheus see it: a real ``qat-handler agent`` process on
+libvirt's test driver and a simulated QAT host, with NOTIFY_SOCKET bound here and its
+metrics and health endpoints scraped over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from handler.core.bdf import Bdf
+from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
+    build_simulated_host(tmp_path / "host", SimulatedHost(pfs=(SimulatedPf("C62x", Bdf(0, 0x3D, 0, 0), vfs=8),)))
+    vmis = tmp_path / "vmis"
+    shutil.copytree(REPO / "examples/vmis", vmis)
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    port = free_port()
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="2000000")
+    command = [
+        sys.executable,
+        "-m",
+        "handler",
+        "agent",
+        "--vmi-dir",
+        str(vmis),
+        "--connect",
+        "test:///default",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--host-root",
+        str(tmp_path / "host"),
+        "--metrics-address",
+        f"127.0.0.1:{port}",
+        "--log-format",
+        "json",
+    ]
+    agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while "READY=1" not in messages and time.monotonic() < deadline:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except TimeoutError:
+                assert agent.poll() is None, agent.communicate()
+        assert "READY=1" in messages, messages
+        status, body = get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 200, body
+        assert get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(m.startswith("WATCHDOG=1") for m in messages):
+            with contextlib.suppress(TimeoutError):
+                messages.append(notify.recv(4096).decode())
+        assert "WATCHDOG=1" in messages
+        statuses = [m for m in messages if m.startswith("STATUS=")]
+        assert statuses and statuses[-1] == "STATUS=3 VMIs, 3 running, 0 failing", statuses
+        _, exposition = get(f"http://127.0.0.1:{port}/metrics")
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(exposition)
+            for s in family.samples
+        }
+        assert samples[("qat_handler_vmis", (("phase", "Running"),))] == 3
+        assert samples[("qat_handler_devices_assigned", ())] == 4
+        assert samples[("qat_handler_libvirt_connected", ())] == 1
+        assert samples[("qat_handler_reconcile_duration_seconds_count", ())] >= 3
+        agent.send_signal(signal.SIGTERM)
+        _out, err = agent.communicate(timeout=30)
+        assert agent.returncode == 0, err
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except TimeoutError:
+                break
+        assert "STOPPING=1" in messages
+        assert messages.index("READY=1") < messages.index("STOPPING=1")
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.communicate()
+        notify.close()
+
+
+def test_agent_with_libvirt_unreachable_fails_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "vmis").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "agent",
+            "--vmi-dir",
+            str(tmp_path / "vmis"),
+            "--connect",
+            "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
+            "--state-dir",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.startswith("qat-handler:")]
+    assert len(lines) == 1, result.stderr
+    assert "fix: start libvirtd" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:notaport"])
+def test_bad_metrics_address_fails_in_one_line(tmp_path: Path, address: str) -> None:
+    (tmp_path / "vmis").mkdir()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "agent",
+            "--vmi-dir",
+            str(tmp_path / "vmis"),
+            "--connect",
+            "test:///default",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--metrics-address",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2 and "--metrics-address" in result.stderr and "Traceback" not in result.stderr
