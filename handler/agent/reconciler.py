@@ -103,6 +103,9 @@ class Reconciler:
         bound = log.bind(vmi=key, domain=name, uid=desired.vmi.uid if desired.vmi else None)
         try:
             domain = self.hypervisor.observe(name)
+            known = desired.devices or (domain.identity.devices if domain and domain.identity else ())
+            if known:
+                bound = bound.bind(bdfs=[str(device.bdf) for device in known])
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
             desired = self._gate_devices(desired, domain)
@@ -193,7 +196,7 @@ class Reconciler:
                 bound.debug("domain defined")
             case StartDomain(name=name):
                 self.hypervisor.start(name)
-                bound.info("domain started", bdfs=[str(b) for b in self.claims.held_by(key)])
+                bound.info("domain started")
             case RequestShutdown(name=name, attempt=attempt):
                 self.hypervisor.request_shutdown(name)
                 now = self.clock()
