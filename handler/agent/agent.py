@@ -126,6 +126,11 @@ class Engine:
             time.sleep(0.2)
         else:
             log.error("guests still running at the stop deadline", domains=running)
+        # One last pass for each guest writes its final status: libvirt's stop event may
+        # still be on its way, and a requeue due later would never run once the queue closes.
+        for domain in active:
+            assert domain.identity is not None
+            self.queue.add(domain.identity.key)
         self.queue.wait_idle(5.0)
         log.info("all guests are off", guests=len(active))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from handler.baremetal.yaml_loader import PlainSafeLoader
 from handler.core.env_text import parse_env_text
 from handler.core.refusal import Refusal, Refused
 
@@ -16,11 +17,6 @@ MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 ENV_SUFFIX = ".env"
 # uid for manifests that carry none: stable per namespace/name, so the domain UUID is too.
 _UID_NAMESPACE = uuid.UUID("0b7f3c1e-5a2d-4c6b-9e51-6f0d2a9c8e47")
-
-try:
-    _Loader: Any = yaml.CSafeLoader
-except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
 
 
 def is_manifest(path: Path) -> bool:
@@ -45,7 +41,7 @@ def load_manifest(path: Path) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        documents = [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
+        documents = [doc for doc in yaml.load_all(text, Loader=PlainSafeLoader) if doc is not None]
     except (ValueError, yaml.YAMLError) as error:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

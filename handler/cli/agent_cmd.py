@@ -160,16 +160,52 @@ def run(args: argparse.Namespace) -> int:
             if args.kubernetes
             else _bare_metal_node(settings, metrics, checks)
         )
-        if isinstance(node, int):
-            return node
-        node.start()
-    except PortError as error:
-        return fail(str(error))
     except Refused as refused:
         return fail(refused.refusal.line())
-    except OSError as error:
-        return fail(f"{error.filename}: {error.strerror}; fix: check the path and its permissions")
-    return serve(node, StopPolicy(settings.on_stop), metrics, settings.metrics_address)
+    if isinstance(node, int):
+        return node
+    probes = Probes(node, Liveness(node.engine.pulse, Heartbeat(Notifier()), stall_seconds=LIVENESS_SECONDS))
+    # Up before start(): a start that waits on libvirt or the API is then visible in /readyz.
+    server = probes.serve(metrics, settings.metrics_address)
+    try:
+        node.start()
+    except (PortError, Refused, OSError) as error:
+        if server is not None:
+            server.stop()
+        return fail(_start_error(error))
+    return serve(node, StopPolicy(settings.on_stop), probes, server)
+
+
+def _start_error(error: Exception) -> str:
+    if isinstance(error, Refused):
+        return error.refusal.line()
+    if isinstance(error, OSError) and not isinstance(error, PortError):
+        return f"{error.filename}: {error.strerror}; fix: check the path and its permissions"
+    return str(error)
+
+
+class Probes:
+    """The answers to /healthz and /readyz, and the watchdog feed, for one node."""
+
+    def __init__(self, node: Node, liveness: Liveness) -> None:
+        self.node = node
+        self.liveness = liveness
+        self.synced = threading.Event()
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.synced.is_set():
+            return False, "first sync not done"
+        if not self.node.runtime.ready:
+            return False, f"libvirt {self.node.runtime.settings.connect} not connected"
+        return True, "ok"
+
+    def serve(self, metrics: Metrics, address: str | None) -> HealthServer | None:
+        if address is None:
+            return None
+        server = HealthServer(address, metrics, live=self.liveness.alive, ready=self.ready)
+        port = server.start()
+        log.info("serving metrics and health", address=address, port=port)
+        return server
 
 
 def _bare_metal_node(settings: AgentSettings, metrics: Metrics, checks: FreshDeviceChecks) -> Node | int:
@@ -205,17 +241,10 @@ def _kube_node(
     )
 
 
-def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str | None) -> int:
+def serve(node: Node, policy: StopPolicy, probes: Probes, server: HealthServer | None) -> int:
     """Run until a stop signal, keeping systemd and the probes informed; then apply the stop policy."""
     stop = threading.Event()
     notifier = Notifier()
-    liveness = Liveness(node.engine.pulse, Heartbeat(notifier), stall_seconds=LIVENESS_SECONDS)
-    synced = threading.Event()
-    server = None
-    if metrics_address is not None:
-        server = HealthServer(metrics_address, metrics, live=liveness.alive, ready=lambda: _ready(node, synced))
-        port = server.start()
-        log.info("serving metrics and health", address=metrics_address, port=port)
 
     def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
         log.info("stop signal received", signal=signal.Signals(signum).name)
@@ -225,7 +254,7 @@ def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str
         threading.Thread(target=_reload, args=(node, notifier), daemon=True).start()
 
     def tick() -> None:
-        liveness.tick()
+        probes.liveness.tick()
         node.runtime.refresh_gauges()
         notifier.status(status_line(node.engine))
 
@@ -235,7 +264,7 @@ def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str
     while not stop.is_set() and not node.wait_synced(0.5):
         tick()
     if not stop.is_set():
-        synced.set()
+        probes.synced.set()
         tick()
         notifier.ready()
         log.info("first sync done")
@@ -246,14 +275,6 @@ def serve(node: Node, policy: StopPolicy, metrics: Metrics, metrics_address: str
         server.stop()
     log.info("agent stopped", policy=str(policy))
     return 0
-
-
-def _ready(node: Node, synced: threading.Event) -> tuple[bool, str]:
-    if not synced.is_set():
-        return False, "first sync not done"
-    if not node.runtime.ready:
-        return False, f"libvirt {node.runtime.settings.connect} not connected"
-    return True, "ok"
 
 
 def status_line(engine: Engine) -> str:

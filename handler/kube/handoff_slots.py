@@ -23,6 +23,8 @@ from handler.ops.atomic_file import write_atomically
 
 log = structlog.get_logger("qat_handler.handoff")
 
+SLOTS_MODE = 0o1733
+
 
 @dataclass(frozen=True, slots=True)
 class Slot:
@@ -50,6 +52,10 @@ class HandoffSlots:
 
     def scan(self) -> None:
         self.pods_dir.mkdir(parents=True, exist_ok=True)
+        # kubelet makes each pod's slot (subPathExpr) as root with this directory's mode, and
+        # launchers run as non-root: they must be able to create files in their slot, but
+        # not list anyone's (1733: write and search for all, sticky, list for root only).
+        self.pods_dir.chmod(SLOTS_MODE)
         present = {entry.name for entry in self.pods_dir.iterdir() if entry.is_dir()}
         for pod_uid in sorted(present | set(self._slots)):
             self.reload(pod_uid)

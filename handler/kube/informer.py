@@ -57,6 +57,7 @@ class Informer:
         field_selector: str | None = None,
         settings: WatchSettings = DEFAULT_WATCH,
         on_restart: Callable[[str], None] = lambda _name: None,
+        optional: bool = False,
     ) -> None:
         self.name = name
         self._list_call = list_call
@@ -66,6 +67,8 @@ class Informer:
         }
         self._settings = settings
         self._on_restart = on_restart
+        self._optional = optional
+        """A resource the cluster may not serve at all (404): then it is simply empty."""
         self._lock = threading.Lock()
         self._cache: dict[str, Obj] = {}
         self._rv: str | None = None
@@ -112,11 +115,26 @@ class Informer:
                     self._rv = None
                     self._on_restart(self.name)
                     continue
-                self._retry(f"API error {error.status}: {error.reason}", delay)
+                if error.status == 404 and self._optional:
+                    self._not_served()
+                    continue
+                self._retry(_describe(error), delay)
                 delay = min(delay * 2, self._settings.backoff_max)
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
                 self._retry(f"{error.__class__.__name__}: {error}", delay)
                 delay = min(delay * 2, self._settings.backoff_max)
+
+    def _not_served(self) -> None:
+        """The cluster does not serve this resource: an empty, synced cache, looked at again later."""
+        if not self.synced.is_set():
+            log.info("resource not served; treating it as empty", informer=self.name)
+        with self._lock:
+            old, self._cache = self._cache, {}
+        for obj in old.values():
+            self._on_change("DELETED", obj)
+        self._rv = None
+        self.synced.set()
+        self._stop.wait(self._settings.backoff_max)
 
     def _retry(self, why: str, delay: float) -> None:
         if self._stop.is_set():
@@ -174,6 +192,12 @@ class Informer:
             else:
                 self._cache[key] = obj
         self._on_change(kind, obj)
+
+
+def _describe(error: ApiException) -> str:
+    if error.status == 403:
+        return "403 Forbidden; fix: grant the agent's ServiceAccount list and watch (see deploy/rbac-*.yaml)"
+    return f"API error {error.status}: {error.reason}"
 
 
 def _rv(obj: Obj) -> str:

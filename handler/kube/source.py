@@ -70,7 +70,8 @@ class KubeSource:
             field_selector=f"metadata.name={CONFIGMAP_NAME}",
             **common,
         )
-        self.kubevirts = Informer("kubevirt-cr", kubevirts, self._gates_changed, **common)
+        # Clusters without KubeVirt's operator serve no KubeVirt CR; the ConfigMap alone then decides.
+        self.kubevirts = Informer("kubevirt-cr", kubevirts, self._gates_changed, optional=True, **common)
         self.pods = Informer(
             "pods",
             pods,

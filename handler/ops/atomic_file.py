@@ -19,7 +19,12 @@ def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        directory = os.open(path.parent, os.O_RDONLY)
+    except PermissionError:
+        # A launcher may write into a slot it can enter but not list (mode 1733); the file
+        # itself is already synced, only the rename's durability is left to the kernel.
+        return
     try:
         os.fsync(directory)  # make the rename itself durable
     finally:

@@ -5,10 +5,7 @@ mounts are the paths the agent is told to use, and its privileges are the docume
 from __future__ import annotations
 
 import argparse
-import ast
 import stat
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from handler.kube.handoff_slots import SLOTS_MODE, HandoffSlots
 from handler.ops.health_server import HealthServer, parse_address
 from handler.ops.metrics import Metrics
 from tests.deploy.manifests import Obj, cli_args, container_port, containers, mounts, one, pod_spec, walk
@@ -127,20 +125,10 @@ def test_mounts_are_the_paths_the_agent_is_given() -> None:
             assert path in accounted | set(libvirt), f"unexplained hostPath mount {path}"
 
 
-def init_code() -> tuple[Obj, str]:
-    (init,) = SPEC.get("initContainers") or []
-    command = init["command"]
-    assert command[:2] == ["python3", "-c"], "the init container runs a Python one-liner"
-    return init, command[2]
-
-
-def test_the_init_container_opens_the_slot_parent_to_non_root_launchers(tmp_path: Path) -> None:
-    args = agent_args()
-    init, code = init_code()
-    assert str(args.run_dir) in mounts(init, SPEC), "the init container must see the agent's run dir"
-    ast.parse(code)
-    subprocess.run([sys.executable, "-c", code.replace(str(args.run_dir), str(tmp_path))], check=True)
-    assert stat.S_IMODE((tmp_path / "pods").stat().st_mode) == 0o1777
+def test_the_agent_opens_the_slot_parent_to_non_root_launchers(tmp_path: Path) -> None:
+    """kubelet makes each pod's slot with the mode of <run-dir>/pods; the agent sets that mode."""
+    HandoffSlots(tmp_path).scan()
+    assert stat.S_IMODE((tmp_path / "pods").stat().st_mode) == SLOTS_MODE
 
 
 def test_nothing_is_privileged_and_every_capability_is_dropped() -> None:

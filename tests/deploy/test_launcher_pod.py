@@ -19,6 +19,7 @@ import pytest
 from handler.core.grace_margins import launcher_grace, pod_grace
 from handler.core.handoff import Handoff
 from handler.core.vmi_parse import parse_vmi
+from handler.kube.handoff_slots import SLOTS_MODE
 from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal
 from tests.deploy.manifests import EXAMPLES, REPO, Obj, cli_args, containers, mounts, one, pod_spec, walk
 
@@ -141,12 +142,12 @@ except PermissionError:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as kubelet and as the launcher's uid")
 @pytest.mark.skipif(python_for_anyone() is None, reason="no Python interpreter that a non-root uid may run")
-@pytest.mark.parametrize(("parent_mode", "writable"), [(0o1777, True), (0o755, False)])
+@pytest.mark.parametrize(("parent_mode", "writable"), [(SLOTS_MODE, True), (0o755, False)])
 def test_a_non_root_launcher_can_write_its_slot_only_if_the_agent_opened_the_parent(
     parent_mode: int, writable: bool
 ) -> None:
     """Kubelet makes the slot for subPathExpr as root with the mode of <run-dir>/pods. The
-    DaemonSet's init container sets 1777; a kubelet-made hostPath would be 0755."""
+    agent sets that to SLOTS_MODE (1733); a kubelet-made hostPath would be 0755."""
     uid = SPEC["securityContext"]["runAsUser"]
     with tempfile.TemporaryDirectory() as work:
         os.chmod(work, 0o755)
