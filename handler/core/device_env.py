@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from handler.core.bdf import Bdf, require_bdf
 from handler.core.refusal import Refusal, Refused
@@ -26,8 +26,9 @@ class AssignedDevice:
     """The VMI's device entry name; the guest alias is ``ua-qat-<name>``."""
     resource: str
     bdf: Bdf
-    source: str
-    """Where the address came from (an environment variable, or the allocator)."""
+    source: str = field(compare=False)
+    """Where the address came from (an environment variable, or the allocator); informational, so
+    a status read back from the API (which does not keep it) still equals the one written."""
 
 
 def resource_env_var(resource: str) -> str:

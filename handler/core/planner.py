@@ -80,7 +80,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 DefineDomain(vmi.domain_name, xml),
                 RecordEvent("Created", f"defined domain {vmi.domain_name}{_device_note(desired)}"),
                 StartDomain(vmi.domain_name),
-                *_transition(last, running, RecordEvent("Started", f"started domain {vmi.domain_name}")),
+                *_transition(last, running, RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")),
             )
         )
     assert domain.identity is not None
@@ -100,7 +100,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
     if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
         xml = render_domain(vmi, desired.devices, settings.render) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
-        started = RecordEvent("Started", f"started domain {vmi.domain_name}")
+        started = RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
         return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))
     final, event = final_status(domain, last, None, domain.identity.grace_seconds)
     return Plan(_transition(last, final, event))

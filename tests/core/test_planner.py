@@ -130,7 +130,7 @@ def test_new_vmi_is_defined_started_and_reported_running() -> None:
     assert created == RecordEvent("Created", "defined domain ns_vm with QAT 0000:3d:01.1")
     assert start == StartDomain(NAME)
     assert status == WriteStatus(running_status())
-    assert started == RecordEvent("Started", "started domain ns_vm")
+    assert started == RecordEvent("Started", "started domain ns_vm with QAT 0000:3d:01.1")
     assert result.requeue_after is None
 
 

@@ -1,0 +1,142 @@
+"""The Kubernetes agent end to end on the fake API server: which VMIs it takes, when it
+starts them, what it writes back, and how a delete ends."""
+
+from __future__ import annotations
+
+from handler.core.kube_status import DEVICES_ANNOTATION, FINALIZER
+from tests.kube.agent_harness import GROUP, HOST_KEPT_VF, VMIS, Cluster, eventually
+
+ALLOWED_PATCH_PATHS = ("status", "metadata.finalizers", "metadata.annotations", "metadata.resourceVersion")
+
+
+def test_vmi_of_another_node_is_ignored(cluster: Cluster) -> None:
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    other = cluster.create_vmi("elsewhere", node="node02")
+    # Its launcher even left a genuine-looking handoff in this node's run directory.
+    cluster.write_handoff(cluster.create_pod(other, node="node02"), other, {"QAT0": str(cluster.usable_vfs[0])})
+    mine = cluster.create_vmi("here")
+    cluster.launch(mine, cluster.usable_vfs[1])
+
+    eventually(lambda: cluster.phase("here") == "Running", what="this node's VMI running")
+    assert cluster.domain("elsewhere") is None
+    untouched = cluster.vmi("elsewhere")
+    assert untouched is not None
+    assert "status" not in untouched or not untouched["status"]
+    assert not untouched["metadata"].get("finalizers")
+    assert not (untouched["metadata"].get("annotations") or {})
+    assert not cluster.server.requests("PATCH", rf"/{VMIS}/elsewhere")
+    assert cluster.events(other["metadata"]["uid"]) == []
+
+
+def test_handoff_after_the_vmi_keeps_it_scheduled_until_it_arrives(cluster: Cluster) -> None:
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    vmi = cluster.create_vmi("late-launcher")
+    pod_uid = cluster.create_pod(vmi)
+
+    eventually(lambda: cluster.synchronized_reason("late-launcher") == "WaitingForLauncher", what="WaitingForLauncher")
+    assert cluster.phase("late-launcher") == "Scheduled"
+    assert (cluster.condition("late-launcher", "Ready") or {}).get("status") == "False"
+    assert cluster.domain("late-launcher") is None
+    assert not cluster.has_finalizer("late-launcher"), "the finalizer comes just before the domain"
+
+    cluster.write_handoff(pod_uid, vmi, {"QAT0": str(cluster.usable_vfs[0])})
+    eventually(lambda: cluster.phase("late-launcher") == "Running", what="Running after the handoff")
+    assert cluster.domain_running("late-launcher")
+    assert cluster.synchronized_reason("late-launcher") is None
+    assert cluster.has_finalizer("late-launcher")
+    eventually(lambda: (cluster.report(pod_uid) or {}).get("phase") == "Running", what="the report to the launcher")
+
+
+def test_handoff_before_the_vmi_reaches_this_node(cluster: Cluster) -> None:
+    """The launcher runs (and hands over) before virt-controller labels the VMI with its node."""
+    cluster.set_configmap_gates("QAT")
+    node = cluster.start_agent()
+    vmi = cluster.create_vmi("early-launcher", node=None)
+    pod_uid = cluster.launch(vmi, cluster.usable_vfs[0])
+    eventually(lambda: node.slots.slot(pod_uid) is not None, what="the agent to read the slot")
+    eventually(lambda: node.source.pods.get(f"{cluster.namespace}/virt-launcher-early-launcher-0"), what="pod cached")
+    assert cluster.domain("early-launcher") is None
+
+    cluster.label_vmi("early-launcher", "node01")
+    eventually(lambda: cluster.phase("early-launcher") == "Running", what="Running once labelled")
+    assert cluster.domain_running("early-launcher")
+    assert cluster.synchronized_reason("early-launcher") is None
+
+
+def test_deleting_a_vmi_undefines_the_domain_then_drops_the_finalizer(cluster: Cluster) -> None:
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    vmi = cluster.create_vmi("doomed", grace=5)
+    cluster.launch(vmi, cluster.usable_vfs[0])
+    eventually(lambda: cluster.phase("doomed") == "Running", what="Running")
+    assert cluster.finalizers("doomed") == [FINALIZER]
+
+    cluster.delete_vmi("doomed")
+    eventually(lambda: cluster.vmi("doomed") is None, what="the VMI to be gone from the API")
+    assert cluster.domain("doomed") is None
+    finalizer_patches = [r for r in cluster.vmi_patches() if "metadata.finalizers" in r.touched]
+    assert [r.body["metadata"]["finalizers"] for r in finalizer_patches] == [[FINALIZER], []]
+    assert {"ShuttingDown", "Stopped"} <= set(cluster.event_reasons(vmi["metadata"]["uid"]))
+
+
+def test_events_name_the_vf_and_a_host_bound_vf_is_rejected(cluster: Cluster) -> None:
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    good = cluster.create_vmi("good")
+    bdf = cluster.usable_vfs[0]
+    cluster.launch(good, bdf)
+    bad = cluster.create_vmi("bad")
+    kept = cluster.vfs[HOST_KEPT_VF]
+    cluster.launch(bad, kept)
+
+    eventually(lambda: cluster.phase("good") == "Running", what="Running")
+    uid = good["metadata"]["uid"]
+    eventually(lambda: {"Created", "Started"} <= set(cluster.event_reasons(uid)), what="Created and Started")
+    events = {e["reason"]: e for e in cluster.events(uid)}
+    assert str(bdf) in events["Created"]["message"]
+    for reason in ("Created", "Started"):
+        assert events[reason]["type"] == "Normal"
+        assert events[reason]["involvedObject"]["kind"] == "VirtualMachineInstance"
+        assert events[reason]["involvedObject"]["name"] == "good"
+    assert cluster.annotation("good", DEVICES_ANNOTATION) == f"qat1=qat.intel.com/generic@{bdf}"
+
+    eventually(lambda: cluster.synchronized_reason("bad") == "DeviceRejected", what="DeviceRejected")
+    message = cluster.message("bad", "Synchronized")
+    assert str(kept) in message and "c6xxvf" in message and "fix:" in message
+    rejected = eventually(lambda: cluster.events_with(bad["metadata"]["uid"], "DeviceRejected"))
+    assert rejected[0]["type"] == "Warning"
+    assert str(kept) in rejected[0]["message"] and "fix:" in rejected[0]["message"]
+    assert cluster.phase("bad") == "Scheduled"
+    assert cluster.domain("bad") is None
+
+
+def test_writes_touch_only_status_finalizers_and_annotations(any_cluster: Cluster) -> None:
+    """KubeVirt's CRD (status through the main resource) and a CRD with /status alike."""
+    cluster = any_cluster
+    subresource = cluster.server.resource_type(VMIS, GROUP).status_subresource
+    cluster.set_configmap_gates("QAT")
+    node = cluster.start_agent()
+    assert node.status_subresource is subresource
+    waiting = cluster.create_vmi("waiting")
+    cluster.create_pod(waiting)
+    vmi = cluster.create_vmi("full-life", grace=5)
+    cluster.launch(vmi, cluster.usable_vfs[0])
+    eventually(lambda: cluster.phase("full-life") == "Running", what="Running")
+    eventually(lambda: cluster.synchronized_reason("waiting") == "WaitingForLauncher", what="WaitingForLauncher")
+    cluster.delete_vmi("full-life")
+    eventually(lambda: cluster.vmi("full-life") is None, what="the VMI to be gone")
+
+    assert cluster.server.requests("PUT", VMIS) == [], "the agent must never send back a whole VMI"
+    patches = cluster.vmi_patches()
+    assert patches and all(r.content_type == "application/merge-patch+json" for r in patches)
+    for record in patches:
+        touched = record.touched
+        assert touched and all(path.startswith(ALLOWED_PATCH_PATHS) for path in touched), (record.path, touched)
+        to_status = record.path.endswith("/status")
+        assert to_status is (subresource and any(path.startswith("status") for path in touched)), record.path
+        if subresource:
+            # The main resource ignores status there, and /status ignores everything but status.
+            assert all(path.startswith("status") for path in touched) is to_status, (record.path, touched)
+    assert any(r.path.endswith("/status") for r in patches) is subresource

@@ -1,0 +1,99 @@
+"""The agent against an unreliable API server: dropped watches, 410 Gone, conflicts."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kube.agent_harness import GROUP, VMIS, Cluster, eventually
+
+COLLECTION = rf"^/apis/kubevirt.io/v1/{VMIS}$"
+"""The all-namespaces VMI collection the agent lists and watches."""
+
+
+def hold_vmi_watches(cluster: Cluster) -> None:
+    """Cut the agent's VMI watch and refuse new ones until ``cluster.server.clear_faults()``."""
+    before = len(cluster.server.requests("GET", COLLECTION, watch=True))
+    cluster.server.fail_next("GET", COLLECTION, 503, times=10_000, watch=True)
+    assert cluster.server.drop_watches(VMIS, group="kubevirt.io") >= 1
+    eventually(
+        lambda: any(r.status == 503 for r in cluster.server.requests("GET", COLLECTION, watch=True)[before:]),
+        what="the agent to try to watch again and be refused",
+    )
+
+
+def relists(cluster: Cluster) -> int:
+    return len(cluster.server.requests("GET", COLLECTION, watch=False))
+
+
+@pytest.mark.parametrize("history", ["kept", "compacted"])
+def test_vmi_deleted_while_the_watch_is_down_is_cleaned_up(cluster: Cluster, history: str) -> None:
+    """Kept history: the reopened watch replays the delete. Compacted: 410, relist, diff."""
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    vmi = cluster.create_vmi("vanishing", grace=5)
+    cluster.launch(vmi, cluster.usable_vfs[0])
+    survivor = cluster.create_vmi("survivor")
+    cluster.launch(survivor, cluster.usable_vfs[1])
+    eventually(lambda: cluster.phase("vanishing") == "Running" and cluster.phase("survivor") == "Running")
+    listed = relists(cluster)
+
+    hold_vmi_watches(cluster)
+    cluster.delete_vmi("vanishing")
+    # Someone strips the finalizer by hand while the agent cannot see: the VMI is gone for good.
+    cluster.custom.patch_namespaced_custom_object(
+        "kubevirt.io", "v1", cluster.namespace, VMIS, "vanishing", {"metadata": {"finalizers": None}}
+    )
+    assert cluster.vmi("vanishing") is None
+    if history == "compacted":
+        cluster.server.compact()
+    assert cluster.domain_running("vanishing"), "nothing may happen while the agent is blind"
+    cluster.server.clear_faults()
+
+    eventually(lambda: cluster.domain("vanishing") is None, what="the orphaned domain to be undefined")
+    assert (relists(cluster) > listed) is (history == "compacted")
+    assert cluster.domain_running("survivor")
+    assert cluster.phase("survivor") == "Running"
+
+
+def test_410_relists_and_picks_up_what_was_created_meanwhile(cluster: Cluster) -> None:
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    before = cluster.create_vmi("before")
+    cluster.launch(before, cluster.usable_vfs[0])
+    eventually(lambda: cluster.phase("before") == "Running", what="Running")
+    listed = relists(cluster)
+
+    hold_vmi_watches(cluster)
+    during = cluster.create_vmi("during")
+    cluster.launch(during, cluster.usable_vfs[1])
+    cluster.server.compact()
+    cluster.server.clear_faults()
+
+    eventually(lambda: cluster.phase("during") == "Running", what="the VMI created during the outage")
+    assert relists(cluster) > listed
+    assert cluster.server.requests("GET", COLLECTION, watch=True)[-1].status == 200, "the watch is open again"
+    assert cluster.domain_running("during") and cluster.domain_running("before")
+
+    # And the agent keeps working on the new stream.
+    after = cluster.create_vmi("after")
+    cluster.launch(after, cluster.usable_vfs[2])
+    eventually(lambda: cluster.phase("after") == "Running", what="a VMI created after the relist")
+
+
+def test_conflicting_status_patch_is_retried(any_cluster: Cluster) -> None:
+    cluster = any_cluster
+    subresource = cluster.server.resource_type(VMIS, GROUP).status_subresource
+    target = rf"/{VMIS}/contested/status$" if subresource else rf"/{VMIS}/contested$"
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    cluster.server.fail_next("PATCH", target, 409, times=2)
+    vmi = cluster.create_vmi("contested")
+    pod_uid = cluster.create_pod(vmi)
+
+    eventually(lambda: cluster.synchronized_reason("contested") == "WaitingForLauncher", what="the status to land")
+    writes = [r for r in cluster.server.requests("PATCH", target) if any(p.startswith("status") for p in r.touched)]
+    assert [r.status for r in writes[:3]] == [409, 409, 200]
+    assert writes[0].body == writes[1].body == writes[2].body, "the same patch again, at once"
+
+    cluster.write_handoff(pod_uid, vmi, {"QAT0": str(cluster.usable_vfs[0])})
+    eventually(lambda: cluster.phase("contested") == "Running", what="Running")
