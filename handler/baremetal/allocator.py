@@ -57,7 +57,11 @@ class VfAllocator:
             chosen: list[AssignedDevice] = []
             for request in vmi.devices:
                 used = held | {d.bdf for d in chosen}
-                bdf = self._pick(request.resource, lambda b, used=used: b in used or taken_elsewhere(b))
+
+                def unavailable(candidate: Bdf, used: set[Bdf] = used) -> bool:
+                    return candidate in used or taken_elsewhere(candidate)
+
+                bdf = self._pick(request.resource, unavailable)
                 if bdf is None:
                     raise Refused(_exhausted(vmi, request.resource, len(vmi.devices)))
                 chosen.append(AssignedDevice(request.name, request.resource, bdf, SOURCE))

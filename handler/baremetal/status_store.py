@@ -74,14 +74,15 @@ class StatusStore:
         self._mark_dirty()
 
     def record_event(self, key: str, event: RecordEvent) -> None:
+        now = self._wall()
         entry = {
-            "time": self._wall(),
+            "time": now,
             "type": "Warning" if event.warning else "Normal",
             "reason": event.reason,
             "message": event.message,
         }
         with self._lock:
-            record = self._records.setdefault(key, _Record(None, entry["time"]))
+            record = self._records.setdefault(key, _Record(None, now))
             record.events = [*record.events, entry][-EVENTS_KEPT:]
             record.encoded = None
         self._mark_dirty()

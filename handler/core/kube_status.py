@@ -71,8 +71,11 @@ def status_annotations(status: VMIStatus) -> dict[str, str]:
 def status_from_object(obj: Mapping[str, Any]) -> VMIStatus | None:
     """Our last status from a VMI object as served, or None if we never wrote one."""
     status = obj.get("status") or {}
+    served_phase = status.get("phase")
+    if not isinstance(served_phase, str):
+        return None
     try:
-        phase = Phase(status.get("phase"))
+        phase = Phase(served_phase)
     except ValueError:
         return None
     annotations = (obj.get("metadata") or {}).get("annotations") or {}

@@ -80,7 +80,9 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 DefineDomain(vmi.domain_name, xml),
                 RecordEvent("Created", f"defined domain {vmi.domain_name}{_device_note(desired)}"),
                 StartDomain(vmi.domain_name),
-                *_transition(last, running, RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")),
+                *_transition(
+                    last, running, RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
+                ),
             )
         )
     assert domain.identity is not None

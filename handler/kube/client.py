@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 GROUP, VERSION, PLURAL = "kubevirt.io", "v1", "virtualmachineinstances"

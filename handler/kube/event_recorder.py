@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 log = structlog.get_logger("qat_handler.events")
 
@@ -44,7 +44,9 @@ class EventRecorder:
                     self._seen[(uid, reason, message)] = (name, count + 1)
                 return
             name = f"{meta.get('name', 'vmi')}.{secrets.token_hex(8)}"
-            body = {
+            # The client annotates the body as a CoreV1Event model, but its validate_call builds
+            # that model from this camelCase dict, so the dict goes through as Any.
+            body: Any = {
                 "metadata": {"name": name, "namespace": namespace},
                 "involvedObject": {
                     "apiVersion": "kubevirt.io/v1",
@@ -67,11 +69,11 @@ class EventRecorder:
             self._core.create_namespaced_event(namespace, body)
             with self._lock:
                 self._seen[(uid, reason, message)] = (name, 1)
-        except ApiException as error:
+        except (ApiException, ValueError) as error:
             # An Event is best effort: the status condition and the log line carry the same news.
             log.warning(
                 "event not recorded",
                 vmi=f"{namespace}/{meta.get('name')}",
                 reason=reason,
-                error=f"{error.status} {error.reason}",
+                error=f"{error.status} {error.reason}" if isinstance(error, ApiException) else str(error),
             )

@@ -13,19 +13,41 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypedDict, Unpack
 
 import structlog
 import urllib3
 from kubernetes import watch
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from handler.kube.client import raw
 
 log = structlog.get_logger("qat_handler.informer")
 
 Obj = dict[str, Any]
-ListCall = Callable[..., Any]
+
+
+class Selectors(TypedDict, total=False):
+    label_selector: str
+    field_selector: str
+
+
+class ListOptions(Selectors, total=False):
+    """The keywords a list call gets: from the informer, and from ``watch.Watch.stream``."""
+
+    resource_version: str | None
+    allow_watch_bookmarks: bool
+    timeout_seconds: int
+    watch: bool
+    _preload_content: bool
+    _request_timeout: tuple[float, float]
+
+
+class ListCall(Protocol):
+    """A client ``list_*`` method with its positional arguments bound. With ``_preload_content=False``
+    it returns the raw HTTP response rather than the model its signature names."""
+
+    def __call__(self, **options: Unpack[ListOptions]) -> object: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +84,11 @@ class Informer:
         self.name = name
         self._list_call = list_call
         self._on_change = on_change
-        self._selectors = {
-            k: v for k, v in (("label_selector", label_selector), ("field_selector", field_selector)) if v
-        }
+        self._selectors = Selectors()
+        if label_selector:
+            self._selectors["label_selector"] = label_selector
+        if field_selector:
+            self._selectors["field_selector"] = field_selector
         self._settings = settings
         self._on_restart = on_restart
         self._optional = optional

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from typing import Unpack
 
 import structlog
 from kubernetes import client
@@ -18,7 +19,7 @@ from handler.core.vmi import NODE_LABEL, VMI
 from handler.core.vmi_parse import parse_vmi
 from handler.kube.client import GROUP, PLURAL, VERSION
 from handler.kube.handoff_slots import HandoffSlots, Slot
-from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings
+from handler.kube.informer import DEFAULT_WATCH, Informer, ListOptions, Obj, WatchSettings
 from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid
 from handler.kube.pod_resources import PodResourcesClient, PodResourcesUnavailable
 
@@ -49,36 +50,51 @@ class KubeSource:
         self._uid_to_key: dict[str, str] = {}
         self._lock = threading.Lock()
 
-        def vmis(**kwargs: object) -> object:
-            return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **kwargs)
+        def vmis(**options: Unpack[ListOptions]) -> object:
+            return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
 
-        def kubevirts(**kwargs: object) -> object:
-            return custom.list_namespaced_custom_object(GROUP, VERSION, kubevirt_namespace, "kubevirts", **kwargs)
+        def kubevirts(**options: Unpack[ListOptions]) -> object:
+            return custom.list_namespaced_custom_object(GROUP, VERSION, kubevirt_namespace, "kubevirts", **options)
 
-        def configmaps(**kwargs: object) -> object:
-            return core.list_namespaced_config_map(kubevirt_namespace, **kwargs)
+        def configmaps(**options: Unpack[ListOptions]) -> object:
+            return core.list_namespaced_config_map(kubevirt_namespace, **options)
 
-        def pods(**kwargs: object) -> object:
-            return core.list_pod_for_all_namespaces(**kwargs)
+        def pods(**options: Unpack[ListOptions]) -> object:
+            return core.list_pod_for_all_namespaces(**options)
 
-        common = {"settings": watch_settings, "on_restart": on_watch_restart}
-        self.vmis = Informer("vmis", vmis, self._vmi_changed, label_selector=f"{NODE_LABEL}={node_name}", **common)
+        self.vmis = Informer(
+            "vmis",
+            vmis,
+            self._vmi_changed,
+            label_selector=f"{NODE_LABEL}={node_name}",
+            settings=watch_settings,
+            on_restart=on_watch_restart,
+        )
         self.configmaps = Informer(
             "kubevirt-config",
             configmaps,
             self._gates_changed,
             field_selector=f"metadata.name={CONFIGMAP_NAME}",
-            **common,
+            settings=watch_settings,
+            on_restart=on_watch_restart,
         )
         # Clusters without KubeVirt's operator serve no KubeVirt CR; the ConfigMap alone then decides.
-        self.kubevirts = Informer("kubevirt-cr", kubevirts, self._gates_changed, optional=True, **common)
+        self.kubevirts = Informer(
+            "kubevirt-cr",
+            kubevirts,
+            self._gates_changed,
+            optional=True,
+            settings=watch_settings,
+            on_restart=on_watch_restart,
+        )
         self.pods = Informer(
             "pods",
             pods,
             self._pod_changed,
             field_selector=f"spec.nodeName={node_name}",
             label_selector=CREATED_BY_LABEL,
-            **common,
+            settings=watch_settings,
+            on_restart=on_watch_restart,
         )
         self.informers = (self.vmis, self.configmaps, self.kubevirts, self.pods)
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from handler.core.actions import RecordEvent
 from handler.core.kube_status import FINALIZER, status_annotations, status_body, status_from_object
@@ -111,7 +111,11 @@ class KubeStatusSink:
         namespace, name = key.split("/", 1)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                current = self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+                # Annotated as object: a custom object is served as its decoded JSON, a dict.
+                current: dict[str, Any] = cast(
+                    "dict[str, Any]",
+                    self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
+                )
             except ApiException as error:
                 if error.status == 404:
                     return

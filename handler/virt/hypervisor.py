@@ -7,6 +7,7 @@ domain, destroying a stopped one, undefining a missing one), decided by error co
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import libvirt
 from lxml import etree
@@ -17,6 +18,8 @@ from handler.core.domain_state import ObservedDomain, Power, StopCause
 from handler.virt.connection import Connection
 from handler.virt.domain_events import DomainEvent
 from handler.virt.errors import ErrorKind, VirtError, wrap
+
+T = TypeVar("T")
 
 _POWER = {
     libvirt.VIR_DOMAIN_RUNNING: Power.RUNNING,
@@ -151,7 +154,7 @@ class LibvirtHypervisor:
             if wrapped.kind not in ok:
                 raise wrapped from None
 
-    def _call(self, operation: str, apply: Callable[[], object]) -> object:
+    def _call(self, operation: str, apply: Callable[[], T]) -> T:
         try:
             return apply()
         except libvirt.libvirtError as error:
