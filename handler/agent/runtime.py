@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -60,6 +62,16 @@ class NodeRuntime:
         self.engine.stop(policy)
         self._events.put(None)
         self.hypervisor.connection.close()
+
+    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
+        """The main loop: tick twice a second and resync every VMI every ``resync_seconds``."""
+        next_resync = time.monotonic() + self.settings.resync_seconds
+        while not stop.wait(0.5):
+            if on_tick is not None:
+                on_tick()
+            if time.monotonic() >= next_resync:
+                self.engine.resync()
+                next_resync = time.monotonic() + self.settings.resync_seconds
 
     def refresh_gauges(self) -> None:
         """Point-in-time metrics, refreshed from the main loop."""

@@ -11,12 +11,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from handler.baremetal.manifest_entry import ManifestEntry, read_entry
 from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest
 from handler.core.desired import Desired
+from handler.ops.directory_watch import DirectoryWatch
 
 log = structlog.get_logger("qat_handler.manifests")
 
@@ -34,7 +33,7 @@ class DirectorySource:
         self._key_of: dict[Path, str] = {}
         self._shadowed: dict[str, set[Path]] = {}
         """Duplicate manifests waiting for the key's owner file to go away."""
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._watch = DirectoryWatch(directory, self._path_changed)
 
     # -- the DesiredSource port -------------------------------------------------------
     def desired(self, key: str) -> Desired | None:
@@ -116,31 +115,11 @@ class DirectorySource:
 
     # -- watching ---------------------------------------------------------------------
     def start(self) -> None:
-        observer = Observer()
-        observer.schedule(_Handler(self), str(self.directory), recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        self._watch.start()
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        self._watch.stop()
 
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, source: DirectorySource) -> None:
-        self.source = source
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type in ("opened", "closed_no_write"):
-            return
-        paths = {event.src_path, getattr(event, "dest_path", "") or ""} - {""}
-        for raw in paths:
-            path = Path(raw if isinstance(raw, str) else raw.decode())
-            for manifest in self.source.manifest_for(path):
-                try:
-                    self.source.reload(manifest)
-                except Exception:  # one unreadable file must never stop the watcher
-                    log.exception("manifest reload failed", file=str(manifest))
+    def _path_changed(self, path: Path) -> None:
+        for manifest in self.manifest_for(path):
+            self.reload(manifest)

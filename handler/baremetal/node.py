@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
@@ -73,13 +72,7 @@ class BareMetalNode:
         return done
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        next_resync = time.monotonic() + self.settings.resync_seconds
-        while not stop.wait(0.5):
-            if on_tick is not None:
-                on_tick()
-            if time.monotonic() >= next_resync:
-                self.engine.resync()
-                next_resync = time.monotonic() + self.settings.resync_seconds
+        self.runtime.run(stop, on_tick)
 
     def reload(self) -> None:
         """SIGHUP: re-read the manifest directory; running guests are untouched unless their manifest changed."""

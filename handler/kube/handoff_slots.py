@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
 
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, Handoff, handoff_from_json, report_to_json
 from handler.core.refusal import Refusal, Refused
 from handler.ops.atomic_file import write_atomically
+from handler.ops.directory_watch import DirectoryWatch
 
 log = structlog.get_logger("qat_handler.handoff")
 
@@ -40,7 +39,7 @@ class HandoffSlots:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._slots: dict[str, Slot] = {}
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._watch = DirectoryWatch(self.pods_dir, self._path_changed, recursive=True)
 
     def for_vmi(self, vmi_uid: str) -> list[Slot]:
         with self._lock:
@@ -98,34 +97,15 @@ class HandoffSlots:
 
     # -- watching -------------------------------------------------------------------------
     def start(self) -> None:
-        observer = Observer()
-        observer.schedule(_Handler(self), str(self.pods_dir), recursive=True)
-        observer.daemon = True
-        observer.start()
-        self._observer = observer
+        self._watch.start()
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        self._watch.stop()
 
-
-class _Handler(FileSystemEventHandler):
-    def __init__(self, slots: HandoffSlots) -> None:
-        self.slots = slots
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
+    def _path_changed(self, path: Path) -> None:
+        try:
+            relative = path.relative_to(self.pods_dir)
+        except ValueError:
             return
-        for raw in {event.src_path, getattr(event, "dest_path", "") or ""} - {""}:
-            path = Path(raw if isinstance(raw, str) else raw.decode())
-            try:
-                relative = path.relative_to(self.slots.pods_dir)
-            except ValueError:
-                continue
-            if relative.parts and (len(relative.parts) == 1 or relative.parts[1] == HANDOFF_FILE):
-                try:
-                    self.slots.reload(relative.parts[0])
-                except Exception:  # a bad slot must never stop the watcher
-                    log.exception("handoff reload failed", pod_uid=relative.parts[0])
+        if relative.parts and (len(relative.parts) == 1 or relative.parts[1] == HANDOFF_FILE):
+            self.reload(relative.parts[0])

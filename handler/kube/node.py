@@ -4,7 +4,6 @@ libvirt domains, VMI status and Events out."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import structlog
@@ -89,13 +88,7 @@ class KubeNode:
         return self._started.is_set() and self.engine.wait_idle(timeout)
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        next_resync = time.monotonic() + self.settings.resync_seconds
-        while not stop.wait(0.5):
-            if on_tick is not None:
-                on_tick()
-            if time.monotonic() >= next_resync:
-                self.engine.resync()
-                next_resync = time.monotonic() + self.settings.resync_seconds
+        self.runtime.run(stop, on_tick)
 
     def reload(self) -> None:
         self.slots.scan()

@@ -454,3 +454,16 @@ def test_sync_failed_keeps_the_phase_of_a_running_vmi() -> None:
     assert status.phase is Phase.RUNNING and status.devices == DEVICES
     assert status.condition("Ready") == ready(True)
     assert status.condition("Synchronized") == synchronized(False, "SyncFailed", "start ns_vm: no")
+
+
+def test_a_start_that_failed_is_retried_not_reported_failed() -> None:
+    """libvirt leaves a domain whose start failed SHUTOFF/FAILED; the guest never ran, so the
+    planner starts it again (the reconciler backs off) instead of declaring the VMI Failed."""
+    scheduled = VMIStatus(Phase.SCHEDULED, NAME, (ready(False),))
+    failed_start = domain(Power.SHUTOFF, StopCause.FAILED)
+    result = plan(run_desired(), observed(failed_start, status=scheduled), SETTINGS)
+    assert StartDomain(NAME) in result.actions
+    running = replace(scheduled, phase=Phase.RUNNING)
+    after_running = plan(run_desired(), observed(failed_start, status=running), SETTINGS)
+    assert StartDomain(NAME) not in after_running.actions
+    assert any(isinstance(a, WriteStatus) and a.status.phase is Phase.FAILED for a in after_running.actions)

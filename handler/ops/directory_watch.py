@@ -1,0 +1,56 @@
+"""Watching a directory with watchdog, reduced to "this path changed".
+
+Both the manifest directory and the launcher handoff slots need the same thing: every
+path an event touches (a rename touches two), and a watcher that survives whatever the
+callback raises, since one bad file must never stop the watching of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+log = structlog.get_logger("qat_handler.watch")
+
+_IGNORED = ("opened", "closed_no_write")
+
+
+class DirectoryWatch:
+    def __init__(self, directory: Path, on_path: Callable[[Path], None], recursive: bool = False) -> None:
+        self.directory = directory
+        self.on_path = on_path
+        self.recursive = recursive
+        self._observer: BaseObserver | None = None
+
+    def start(self) -> None:
+        observer = Observer()
+        observer.schedule(_Handler(self.on_path), str(self.directory), recursive=self.recursive)
+        observer.daemon = True
+        observer.start()
+        self._observer = observer
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=5)
+            self._observer = None
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, on_path: Callable[[Path], None]) -> None:
+        self.on_path = on_path
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in _IGNORED:
+            return
+        for raw in {event.src_path, getattr(event, "dest_path", "") or ""} - {""}:
+            path = Path(raw if isinstance(raw, str) else raw.decode())
+            try:
+                self.on_path(path)
+            except Exception:  # one unreadable file must never stop the watcher
+                log.exception("change could not be handled", path=str(path))
