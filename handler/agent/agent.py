@@ -76,7 +76,7 @@ class Engine:
     def resync(self) -> None:
         keys = set(self.reconciler.source.keys())
         try:
-            keys |= {d.identity.key for d in self.reconciler.hypervisor.list_managed() if d.identity}
+            keys |= {d.identity.key for d in self.reconciler.owned_domains() if d.identity}
         except Exception as error:  # libvirt down: the source's keys still get their turn
             log.warning("resync could not list domains", error=str(error))
         for key in keys:
@@ -84,7 +84,7 @@ class Engine:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
-        managed = self.reconciler.hypervisor.list_managed()
+        managed = self.reconciler.owned_domains()
         self.reconciler.adopt(managed)
         log.info("adopted existing domains", count=len(managed))
         for index in range(self.settings.workers):
@@ -111,7 +111,7 @@ class Engine:
             return replace(desired, intent=Intent.HALT) if desired.intent is Intent.RUN else desired
 
         self.reconciler.override = halt
-        active = [d for d in self.reconciler.hypervisor.list_managed() if d.active and d.identity]
+        active = [d for d in self.reconciler.owned_domains() if d.active and d.identity]
         grace = max((d.identity.grace_seconds for d in active if d.identity), default=0)
         deadline = self.clock() + grace + self.settings.stop_margin_seconds
         running: list[str] = []
@@ -120,7 +120,7 @@ class Engine:
             assert domain.identity is not None
             self.queue.add(domain.identity.key)
         while self.clock() < deadline:
-            running = [d.name for d in self.reconciler.hypervisor.list_managed() if d.active]
+            running = [d.name for d in self.reconciler.owned_domains() if d.active]
             if not running:
                 break
             time.sleep(0.2)

@@ -14,8 +14,9 @@ from handler.core.bdf import Bdf
 
 
 class ForeignDevices:
-    def __init__(self, hypervisor: Hypervisor) -> None:
+    def __init__(self, hypervisor: Hypervisor, owner: str) -> None:
         self._hypervisor = hypervisor
+        self._owner = owner
         self._lock = threading.Lock()
         self._owners: dict[Bdf, str] | None = None
 
@@ -26,5 +27,5 @@ class ForeignDevices:
     def owner(self, bdf: Bdf) -> str | None:
         with self._lock:
             if self._owners is None:
-                self._owners = self._hypervisor.foreign_devices()
+                self._owners = self._hypervisor.foreign_devices(self._owner)
             return self._owners.get(bdf)

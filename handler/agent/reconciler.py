@@ -73,13 +73,18 @@ class Reconciler:
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
-        self.foreign = ForeignDevices(hypervisor)
+        self.foreign = ForeignDevices(hypervisor, settings.render.owner)
         self._stops: dict[str, StopProgress] = {}
         self._stops_lock = threading.Lock()
         self._phases: dict[str, tuple[str, bool]] = {}
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
         """Set while the agent stops with the shutdown policy: turns every intent into HALT."""
+
+    def owned_domains(self) -> list[ObservedDomain]:
+        """The domains this agent instance manages (other agents' domains on the same libvirt excluded)."""
+        owner = self.settings.render.owner
+        return [d for d in self.hypervisor.list_managed() if d.identity is not None and d.identity.owned_by(owner)]
 
     def adopt(self, domains: list[ObservedDomain]) -> None:
         """Rebuild device claims from the metadata of domains that already exist."""

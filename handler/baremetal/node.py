@@ -54,7 +54,7 @@ class BareMetalNode:
         self.runtime.connect()
         self.store.start()
         self.source.scan()
-        self.allocator.adopt(self.hypervisor.list_managed(), set(self.source.keys()))
+        self.allocator.adopt(self.reconciler.owned_domains(), set(self.source.keys()))
         self.runtime.start()
         self.source.start()
         log.info(

@@ -16,7 +16,15 @@ import structlog
 from handler.agent.agent import Engine, StopPolicy
 from handler.agent.liveness import Liveness
 from handler.agent.runtime import NodeRuntime
-from handler.cli.common import DEFAULTS, Formatter, add_host_flags, fail, permitted_devices, render_settings
+from handler.cli.common import (
+    DEFAULTS,
+    Formatter,
+    add_host_flags,
+    agent_owner,
+    fail,
+    permitted_devices,
+    render_settings,
+)
 from handler.core.port_error import PortError
 from handler.core.refusal import Refused
 from handler.host.fresh_checks import FreshDeviceChecks
@@ -129,7 +137,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         state_dir=args.state_dir,
         run_dir=args.run_dir,
         host_root=args.host_root,
-        render=render_settings(args),
+        render=render_settings(args, agent_owner(args.state_dir, args.node_name if args.kubernetes else None)),
         on_stop=on_stop,
         workers=max(1, args.workers),
         resync_seconds=args.resync_seconds,

@@ -75,10 +75,17 @@ def permitted_devices(args: argparse.Namespace) -> PermittedDevices:
     return load_permitted_devices(args.permitted_devices, PermitMode(args.permitted_mode))
 
 
-def render_settings(args: argparse.Namespace) -> RenderSettings:
+def render_settings(args: argparse.Namespace, owner: str = "") -> RenderSettings:
     return RenderSettings(
         domain_type=args.domain_type,
         log_dir=str(Path(args.state_dir) / "logs"),
         managed_hostdevs=args.managed_hostdevs,
         cpu_mode=args.cpu_mode,
+        owner=owner,
     )
+
+
+def agent_owner(state_dir: Path, node_name: str | None) -> str:
+    """Who owns the domains an agent defines: its node in Kubernetes, else its state directory.
+    Two agents on one libvirt (a second install, a test run) then never touch each other's guests."""
+    return f"node/{node_name}" if node_name else f"state-dir/{state_dir.resolve()}"

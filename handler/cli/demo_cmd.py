@@ -19,7 +19,7 @@ from lxml import etree
 from handler.agent.agent import StopPolicy
 from handler.baremetal.node import BareMetalNode
 from handler.cli import status_cmd
-from handler.cli.common import Formatter, fail
+from handler.cli.common import Formatter, agent_owner, fail
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
 from handler.host.fresh_checks import FreshDeviceChecks
@@ -74,7 +74,7 @@ def _demo(args: argparse.Namespace, work: Path) -> int:
         vmi_dir=vmi_dir,
         state_dir=state_dir,
         host_root=host_root,
-        render=RenderSettings(domain_type="kvm", log_dir=str(state_dir / "logs")),
+        render=RenderSettings(domain_type="kvm", log_dir=str(state_dir / "logs"), owner=agent_owner(state_dir, None)),
         on_stop=StopPolicy.SHUTDOWN.value,
     )
     node = BareMetalNode(settings, FreshDeviceChecks(host_root))

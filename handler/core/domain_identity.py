@@ -27,10 +27,17 @@ class DomainIdentity:
     digest: str
     grace_seconds: int
     devices: tuple[AssignedDevice, ...]
+    owner: str = ""
+    """The agent instance that manages the domain; other agents on the same libvirt leave it alone."""
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def owned_by(self, owner: str) -> bool:
+        # An empty owner on either side is the single-agent default (and domains written before
+        # owners existed), so it matches.
+        return not owner or not self.owner or self.owner == owner
 
 
 def identity_element(identity: DomainIdentity) -> etree._Element:
@@ -42,8 +49,10 @@ def identity_element(identity: DomainIdentity) -> etree._Element:
         ("generation", str(identity.generation)),
         ("digest", identity.digest),
         ("grace-seconds", str(identity.grace_seconds)),
+        ("owner", identity.owner),
     ):
-        etree.SubElement(root, _Q + tag).text = value
+        if value or tag != "owner":
+            etree.SubElement(root, _Q + tag).text = value
     devices = etree.SubElement(root, _Q + "devices")
     for device in identity.devices:
         etree.SubElement(
@@ -105,4 +114,5 @@ def _parse(element: etree._Element) -> DomainIdentity | None:
         digest=text("digest"),
         grace_seconds=grace,
         devices=tuple(devices),
+        owner=text("owner"),
     )

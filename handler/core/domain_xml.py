@@ -32,6 +32,7 @@ def identity_of(vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSet
         digest=desired_digest(vmi, devices, settings),
         grace_seconds=vmi.grace_seconds,
         devices=tuple(devices),
+        owner=settings.owner,
     )
 
 

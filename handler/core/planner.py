@@ -51,7 +51,7 @@ def domain_name_for(key: str) -> str:
 
 def plan(desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
     domain = observed.domain
-    if domain is not None and domain.identity is None:
+    if domain is not None and (domain.identity is None or not domain.identity.owned_by(settings.render.owner)):
         return _foreign_domain(desired, observed, domain)
     if desired.intent is Intent.RUN:
         if desired.vmi is None or desired.blocked is not None:
@@ -200,7 +200,9 @@ def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain
     """A domain with our name that we did not create: never touch it, and say so."""
     if desired.intent is Intent.REMOVE:
         return Plan((ForgetVMI(),))
-    message = f"domain {domain.name} exists but is not managed by qat-handler; fix: rename or undefine that domain"
+    owner = domain.identity.owner if domain.identity else ""
+    managed_by = f"another qat-handler ({owner})" if owner else "something other than qat-handler"
+    message = f"domain {domain.name} exists and is managed by {managed_by}; fix: rename the VMI or remove that domain"
     status = VMIStatus(Phase.SCHEDULED, domain.name, (ready(False), synchronized(False, "DomainNameTaken", message)))
     return Plan(_transition(observed.status, status, RecordEvent("DomainNameTaken", message, warning=True)))
 

@@ -16,6 +16,9 @@ class RenderSettings:
     cpu_mode: str | None = None
     """``host-passthrough`` gives the guest AES-NI and friends under KVM; None leaves libvirt's default."""
     machine: str = "q35"
+    owner: str = ""
+    """Written into each domain's metadata: which agent instance manages it (bare metal: its state
+    directory; Kubernetes: its node). Not part of the fingerprint: it never changes a guest."""
 
     def fingerprint(self) -> str:
         return f"{self.domain_type}|{self.managed_hostdevs}|{self.cpu_mode}|{self.machine}|{self.log_dir}"

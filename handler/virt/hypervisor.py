@@ -121,7 +121,7 @@ class LibvirtHypervisor:
                 found.append(observed)
         return found
 
-    def foreign_devices(self) -> dict[Bdf, str]:
+    def foreign_devices(self, owner: str) -> dict[Bdf, str]:
         """PCI hostdevs of every domain that does not carry our metadata: BDF -> domain name.
 
         Our own domains are tracked through their metadata instead.
@@ -134,7 +134,8 @@ class LibvirtHypervisor:
                 name = dom.name()
             except libvirt.libvirtError:
                 continue
-            if read_identity(xml) is not None:
+            identity = read_identity(xml)
+            if identity is not None and identity.owned_by(owner):
                 continue
             for bdf in _hostdev_addresses(xml):
                 owners[bdf] = name

@@ -45,7 +45,7 @@ class WedgingHypervisor:
     def list_managed(self) -> list[ObservedDomain]:
         return []
 
-    def foreign_devices(self) -> dict[Bdf, str]:
+    def foreign_devices(self, owner: str) -> dict[Bdf, str]:
         return {}
 
     def define(self, xml: str) -> None: ...

@@ -287,7 +287,11 @@ def test_foreign_domain_with_our_name_is_never_touched() -> None:
     assert kinds(result) == ["WriteStatus", "RecordEvent"]
     status = written(result)
     sync = status.condition("Synchronized")
-    assert sync is not None and sync.reason == "DomainNameTaken" and "not managed by qat-handler" in sync.message
+    assert (
+        sync is not None
+        and sync.reason == "DomainNameTaken"
+        and "managed by something other than qat-handler" in sync.message
+    )
     assert events(result)[0].warning
     assert_settles(run_desired(), obs, result)
 
@@ -467,3 +471,16 @@ def test_a_start_that_failed_is_retried_not_reported_failed() -> None:
     after_running = plan(run_desired(), observed(failed_start, status=running), SETTINGS)
     assert StartDomain(NAME) not in after_running.actions
     assert any(isinstance(a, WriteStatus) and a.status.phase is Phase.FAILED for a in after_running.actions)
+
+
+def test_a_domain_owned_by_another_agent_is_never_touched() -> None:
+    ours = PlanSettings(replace(SETTINGS.render, owner="state-dir/ours"), SETTINGS.acpi_resend_seconds)
+    theirs = replace(SETTINGS.render, owner="state-dir/theirs")
+    identity = identity_of(VMI_, DEVICES, theirs)
+    other = ObservedDomain(NAME, UID, Power.RUNNING, None, identity)
+    for intent in (Intent.RUN, Intent.REMOVE, Intent.HALT):
+        result = plan(Desired(KEY, intent, VMI_, DEVICES), observed(other), ours)
+        assert not [a for a in result.actions if type(a).__name__.endswith("Domain") or isinstance(a, RequestShutdown)]
+    refusal = written(plan(run_desired(), observed(other), ours)).condition("Synchronized")
+    assert refusal is not None and "another qat-handler (state-dir/theirs)" in refusal.message
+    assert written(plan(run_desired(), observed(other), SETTINGS)).phase is Phase.RUNNING  # no owner set: one agent
