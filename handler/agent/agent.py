@@ -53,7 +53,6 @@ class Engine:
         self.pulse = WorkerPulse(clock)
         self._failures: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
-        self._own_keys: Callable[[], set[str]] = lambda: set(reconciler.source.keys())
         reconciler.on_release = self._released
 
     # -- inputs -------------------------------------------------------------------------
@@ -63,7 +62,8 @@ class Engine:
     def on_domain_event(self, domain_name: str, kind: str) -> None:
         """Called from the dispatcher thread with each libvirt lifecycle event."""
         key = key_of_domain(domain_name)
-        if kind in ("defined", "undefined") and key not in self._own_keys():
+        # A define/undefine of a domain that is not one of our VMIs may change which VFs are taken.
+        if kind in ("defined", "undefined") and self.reconciler.source.desired(key) is None:
             self.reconciler.foreign.invalidate()
         self.queue.add(key)
 
