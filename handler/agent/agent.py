@@ -132,7 +132,8 @@ class Engine:
             assert domain.identity is not None
             self.queue.add(domain.identity.key)
         self.queue.wait_idle(5.0)
-        log.info("all guests are off", guests=len(active))
+        if not running:
+            log.info("all guests are off", guests=len(active))
 
     # -- workers ------------------------------------------------------------------------
     def _work(self) -> None:

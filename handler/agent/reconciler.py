@@ -238,7 +238,7 @@ class Reconciler:
                 with self._stops_lock:
                     self._phases.pop(key, None)
                 self._set_stop(key, None)
-                bound.info("VMI forgotten")
+                bound.debug("VMI forgotten")
                 self._release(key)
 
     def _release(self, key: str) -> None:

@@ -128,7 +128,7 @@ class KubeStatusSink:
             patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}
             try:
                 self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
-                log.info("finalizer " + ("added" if add else "removed"), vmi=key, finalizer=FINALIZER)
+                log.info("finalizer added" if add else "finalizer removed", vmi=key, finalizer=FINALIZER)
                 return
             except ApiException as error:
                 if error.status == 404:
