@@ -182,7 +182,14 @@ def run(args: argparse.Namespace) -> int:
         if server is not None:
             server.stop()
         return fail(_start_error(error))
-    return serve(node, StopPolicy(settings.on_stop), probes, server)
+
+    def reload_config() -> None:
+        try:
+            checks.use(permitted_devices(args))
+        except Refused as refused:
+            log.error("permitted devices not reloaded; keeping the previous list", error=refused.refusal.line())
+
+    return serve(node, StopPolicy(settings.on_stop), probes, server, reload_config)
 
 
 def _start_error(error: Exception) -> str:
@@ -250,7 +257,13 @@ def _kube_node(
     )
 
 
-def serve(node: Node, policy: StopPolicy, probes: Probes, server: HealthServer | None) -> int:
+def serve(
+    node: Node,
+    policy: StopPolicy,
+    probes: Probes,
+    server: HealthServer | None,
+    reload_config: Callable[[], None] = lambda: None,
+) -> int:
     """Run until a stop signal, keeping systemd and the probes informed; then apply the stop policy."""
     stop = threading.Event()
     notifier = Notifier()
@@ -260,7 +273,7 @@ def serve(node: Node, policy: StopPolicy, probes: Probes, server: HealthServer |
         stop.set()
 
     def on_reload_signal(_signum: int, _frame: FrameType | None) -> None:
-        threading.Thread(target=_reload, args=(node, notifier), daemon=True).start()
+        threading.Thread(target=_reload, args=(node, notifier, reload_config), daemon=True).start()
 
     def tick() -> None:
         probes.liveness.tick()
@@ -291,8 +304,10 @@ def status_line(engine: Engine) -> str:
     return f"{sum(phases.values())} VMIs, {phases.get('Running', 0)} running, {failing} failing"
 
 
-def _reload(node: Node, notifier: Notifier) -> None:
+def _reload(node: Node, notifier: Notifier, reload_config: Callable[[], None]) -> None:
+    """SIGHUP: re-read the permitted-devices file, the manifests or handoffs; guests are not touched."""
     notifier.reloading()
     log.info("reloading")
+    reload_config()
     node.reload()
     notifier.ready()

@@ -17,5 +17,11 @@ class FreshDeviceChecks:
         self.permitted = permitted or PermittedDevices()
         self._rules = host_rules(self.permitted)
 
+    def use(self, permitted: PermittedDevices) -> None:
+        """Switch to a re-read permitted-devices list (SIGHUP); one assignment, so checks in
+        flight see either the old rules or the new ones."""
+        self.permitted = permitted
+        self._rules = host_rules(permitted)
+
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         return check_device(read_pci_function(self.host_root, bdf), resource, self._rules)

@@ -5,6 +5,7 @@ metrics and health endpoints scraped over HTTP."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -163,3 +164,70 @@ def test_bad_metrics_address_fails_in_one_line(tmp_path: Path, address: str) -> 
         check=False,
     )
     assert result.returncode == 2 and "--metrics-address" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sighup_rereads_the_permitted_devices_without_a_restart(tmp_path: Path) -> None:
+    build_simulated_host(tmp_path / "host", SimulatedHost(pfs=(SimulatedPf("C62x", Bdf(0, 0x3D, 0, 0), vfs=2),)))
+    vmis = tmp_path / "vmis"
+    vmis.mkdir()
+    shutil.copy(REPO / "examples/vmis/vmi-qat.yaml", vmis)
+    shutil.copy(REPO / "examples/vmis/vmi-qat.env", vmis)
+    permitted = tmp_path / "permitted.yaml"
+    permitted.write_text(
+        "pciHostDevices:\n  - pciVendorSelector: '8086:4941'\n    resourceName: qat.intel.com/generic\n"
+    )
+    status = tmp_path / "state/status.json"
+
+    def phase() -> str:
+        try:
+            return str(json.loads(status.read_text())["vmis"]["default/vmi-qat"].get("phase", ""))
+        except (OSError, ValueError, KeyError):
+            return ""
+
+    agent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "handler",
+            "agent",
+            "--vmi-dir",
+            str(vmis),
+            "--connect",
+            "test:///default",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--host-root",
+            str(tmp_path / "host"),
+            "--permitted-devices",
+            str(permitted),
+            "--permitted-mode",
+            "replace",
+            "--log-format",
+            "json",
+            "--on-stop",
+            "keep",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while phase() != "Scheduled" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert phase() == "Scheduled"  # 8086:37c9 is not on the replaced list
+        assert "DeviceRejected" in status.read_text()
+        permitted.write_text(
+            "pciHostDevices:\n  - pciVendorSelector: '8086:37c9'\n    resourceName: qat.intel.com/generic\n"
+        )
+        agent.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while phase() != "Running" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert phase() == "Running"
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        agent.communicate()
