@@ -234,11 +234,13 @@ class Reconciler:
                 emit = bound.warning if action.warning else bound.info
                 emit(action.message, reason=action.reason)
             case ForgetVMI():
+                known = self.sink.last_status(key) is not None
                 self.sink.forget(key)
                 with self._stops_lock:
                     self._phases.pop(key, None)
                 self._set_stop(key, None)
-                bound.debug("VMI forgotten")
+                # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
+                (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
 
     def _release(self, key: str) -> None:
