@@ -28,16 +28,10 @@ class AgentSettings:
     """``shutdown`` guests when the agent stops (bare-metal default) or ``keep`` them running."""
     workers: int = 4
     resync_seconds: float = 60.0
-    permitted_devices: Path | None = None
-    """A KubeVirt-style permittedHostDevices file that replaces or extends the built-in QAT table."""
     metrics_address: str | None = None
     """``HOST:PORT`` for /metrics, /healthz and /readyz; off when None."""
     log_format: str = "auto"
     log_level: str = "info"
-
-    @property
-    def log_dir(self) -> Path:
-        return self.state_dir / "logs"
 
     def plan_settings(self) -> PlanSettings:
         return PlanSettings(render=self.render, acpi_resend_seconds=self.acpi_resend_seconds)

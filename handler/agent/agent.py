@@ -63,15 +63,15 @@ class Engine:
         """Called from the dispatcher thread with each libvirt lifecycle event."""
         key = key_of_domain(domain_name)
         # A define/undefine of a domain that is not one of our VMIs may change which VFs are taken.
-        if kind in ("defined", "undefined") and self.reconciler.source.desired(key) is None:
+        if kind in ("defined", "undefined") and not self.reconciler.source.knows(key):
             self.reconciler.foreign.invalidate()
         self.queue.add(key)
 
     def _released(self, key: str) -> None:
         # A VF came free: VMIs refused for want of one get another look now, not at the next resync.
-        for other in self.reconciler.source.keys():
-            if other != key:
-                self.queue.add(other)
+        for waiting in self.reconciler.waiting_for_devices():
+            if waiting != key:
+                self.queue.add(waiting)
 
     def resync(self) -> None:
         keys = set(self.reconciler.source.keys())

@@ -39,6 +39,10 @@ class DesiredSource(Protocol):
 
     def keys(self) -> Iterable[str]: ...
 
+    def knows(self, key: str) -> bool:
+        """Whether ``key`` is one of the source's VMIs: cheap, unlike ``desired``."""
+        ...
+
 
 class StatusSink(Protocol):
     def claim(self, key: str) -> None:

@@ -31,7 +31,7 @@ from handler.core.actions import (
 from handler.core.bdf import Bdf
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain
-from handler.core.planner import Plan, PlanSettings, domain_name_for, plan
+from handler.core.planner import Plan, PlanSettings, plan
 from handler.core.port_error import PortError
 from handler.core.refusal import Refusal, Refused
 from handler.core.status import VMIStatus
@@ -40,6 +40,8 @@ from handler.ops.metrics import Metrics
 
 log = structlog.get_logger("qat_handler.reconciler")
 
+WAITING_FOR_DEVICES = frozenset(("DeviceRejected", "NoFreeVF"))
+"""Refusals that a VF coming free can lift."""
 SHUTDOWN_OUTCOMES = {"Stopped": "guest_poweroff", "Destroyed": "destroyed"}
 """Event reasons that end a stop, and the outcome label they count under."""
 
@@ -75,8 +77,10 @@ class Reconciler:
         self.claims = DeviceClaims()
         self.foreign = ForeignDevices(hypervisor, settings.render.owner)
         self._stops: dict[str, StopProgress] = {}
-        self._stops_lock = threading.Lock()
+        self._memory_lock = threading.Lock()
         self._phases: dict[str, tuple[str, bool]] = {}
+        self._waiting: set[str] = set()
+        """VMIs refused because a VF they need is held by another guest, or none is free."""
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
         """Set while the agent stops with the shutdown policy: turns every intent into HALT."""
@@ -104,7 +108,7 @@ class Reconciler:
         desired = self.source.desired(key) or Desired(key, Intent.REMOVE, None)
         if self.override is not None:
             desired = self.override(desired)
-        name = desired.vmi.domain_name if desired.vmi is not None else domain_name_for(key)
+        name = desired.domain_name
         bound = log.bind(vmi=key, domain=name, uid=desired.vmi.uid if desired.vmi else None)
         try:
             domain = self.hypervisor.observe(name)
@@ -114,6 +118,7 @@ class Reconciler:
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
             desired = self._gate_devices(desired, domain)
+            self._note_waiting(key, desired)
             observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
             result: Plan = plan(desired, observed, self.settings)
             self._execute(key, result.actions, bound)
@@ -225,7 +230,7 @@ class Reconciler:
             case WriteStatus(status=status):
                 self.sink.write(key, status)
                 synced = status.condition("Synchronized")
-                with self._stops_lock:
+                with self._memory_lock:
                     self._phases[key] = (str(status.phase), synced is None or synced.status)
             case RecordEvent():
                 self.sink.record_event(key, action)
@@ -236,12 +241,25 @@ class Reconciler:
             case ForgetVMI():
                 known = self.sink.last_status(key) is not None
                 self.sink.forget(key)
-                with self._stops_lock:
+                with self._memory_lock:
                     self._phases.pop(key, None)
+                    self._waiting.discard(key)
                 self._set_stop(key, None)
                 # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
                 (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
+
+    def _note_waiting(self, key: str, desired: Desired) -> None:
+        waiting = desired.blocked is not None and desired.blocked.reason in WAITING_FOR_DEVICES
+        with self._memory_lock:
+            if waiting:
+                self._waiting.add(key)
+            else:
+                self._waiting.discard(key)
+
+    def waiting_for_devices(self) -> list[str]:
+        with self._memory_lock:
+            return sorted(self._waiting)
 
     def _release(self, key: str) -> None:
         held = self.claims.held_by(key)
@@ -254,12 +272,12 @@ class Reconciler:
     def _remember_adopted(self, key: str, status: VMIStatus) -> None:
         """Count a status this agent did not write itself (it was there when the agent started)."""
         synced = status.condition("Synchronized")
-        with self._stops_lock:
+        with self._memory_lock:
             self._phases.setdefault(key, (str(status.phase), synced is None or synced.status))
 
     def summary(self) -> tuple[dict[str, int], int]:
         """VMIs per phase, and how many are out of sync (Synchronized=False)."""
-        with self._stops_lock:
+        with self._memory_lock:
             values = list(self._phases.values())
         counts: dict[str, int] = {}
         for phase, _ in values:
@@ -267,11 +285,11 @@ class Reconciler:
         return counts, sum(1 for _, ok in values if not ok)
 
     def _get_stop(self, key: str) -> StopProgress | None:
-        with self._stops_lock:
+        with self._memory_lock:
             return self._stops.get(key)
 
     def _set_stop(self, key: str, progress: StopProgress | None) -> None:
-        with self._stops_lock:
+        with self._memory_lock:
             if progress is None:
                 self._stops.pop(key, None)
             else:

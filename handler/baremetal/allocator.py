@@ -23,6 +23,7 @@ from handler.core.permitted_devices import PermittedDevices
 from handler.core.qat_services import offers
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import VMI
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
 from handler.ops.atomic_file import write_atomically
 
@@ -42,6 +43,7 @@ class VfAllocator:
         self._lock = threading.Lock()
         self._records: dict[str, tuple[str, tuple[AssignedDevice, ...]]] = {}
         self._inspector = HostInspector(host_root, self.permitted)
+        self._fresh = FreshDeviceChecks(host_root, self.permitted)
         self._scanned_at = float("-inf")
         state_dir.mkdir(parents=True, exist_ok=True)
         self._load()
@@ -112,8 +114,7 @@ class VfAllocator:
             function = self._inspector.function(bdf)
             if not offers(services.get(function.physfn) if function.physfn else None, resource):
                 continue
-            fresh = HostInspector(self.host_root, self.permitted)
-            if fresh.check(bdf, resource) is None:  # the scan may be up to SNAPSHOT_SECONDS old
+            if self._fresh.check(bdf, resource) is None:  # the scan may be up to SNAPSHOT_SECONDS old
                 return bdf
         return None
 

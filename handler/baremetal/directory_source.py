@@ -41,6 +41,10 @@ class DirectorySource:
             entry = self._entries.get(key)
             return entry.desired if entry else None
 
+    def knows(self, key: str) -> bool:
+        with self._lock:
+            return key in self._entries
+
     def keys(self) -> Iterable[str]:
         with self._lock:
             return list(self._entries)

@@ -9,7 +9,7 @@ from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
-from handler.core.vmi import VMI
+from handler.core.vmi import VMI, domain_name_for
 
 
 class Intent(StrEnum):
@@ -34,6 +34,10 @@ class Desired:
     """Why the guest may not be (re)started now; a running guest is never stopped for it."""
     allocate: bool = False
     """The devices are for the node's allocator to pick (bare metal, no env file)."""
+
+    @property
+    def domain_name(self) -> str:
+        return domain_name_for(self.key)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from handler.core.refusal import Refusal
 
 QAT_GATE = "QAT"
 GATE_OFF_MESSAGE = "QAT feature gate is not enabled in kubevirt-config"
+"""The seed's message; ``gate_refusal(...).line()`` starts with it."""
 
 
 def gates_from_configmap(configmap: Mapping[str, Any] | None) -> set[str]:

@@ -44,11 +44,6 @@ class Plan:
     """Seconds until the VMI must be looked at again even if nothing happens."""
 
 
-def domain_name_for(key: str) -> str:
-    namespace, _, name = key.partition("/")
-    return f"{namespace}_{name}"
-
-
 def plan(desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
     domain = observed.domain
     if domain is not None and (domain.identity is None or not domain.identity.owned_by(settings.render.owner)):
@@ -141,7 +136,7 @@ def _press_or_pull(
     if progress is None:
         if grace <= 0:
             return Plan((DestroyDomain(domain.name, 0.0),), requeue_after=0.0)
-        status = _shutting_down(domain, last, grace, 1)
+        status = _shutting_down(domain, last, grace)
         event = RecordEvent("ShuttingDown", f"sent ACPI shutdown to {domain.name}; destroy after {grace} s")
         return Plan(
             (RequestShutdown(domain.name, 1), *_transition(last, status, event)),
@@ -157,7 +152,7 @@ def _press_or_pull(
     return Plan((), requeue_after=min(resend - since_press, remaining))
 
 
-def _shutting_down(domain: ObservedDomain, last: VMIStatus | None, grace: int, presses: int) -> VMIStatus:
+def _shutting_down(domain: ObservedDomain, last: VMIStatus | None, grace: int) -> VMIStatus:
     assert domain.identity is not None
     base = last or VMIStatus(Phase.RUNNING, domain.name, devices=domain.identity.devices)
     message = f"ACPI power button pressed; the guest is destroyed if still running after {grace} s"
@@ -167,7 +162,7 @@ def _shutting_down(domain: ObservedDomain, last: VMIStatus | None, grace: int, p
 def _never_ran(desired: Desired, last: VMIStatus | None) -> tuple[Action, ...]:
     if last is not None and last.phase.terminal:
         return ()
-    name = desired.vmi.domain_name if desired.vmi else domain_name_for(desired.key)
+    name = desired.domain_name
     status = VMIStatus(
         Phase.SUCCEEDED,
         name,
@@ -190,7 +185,7 @@ def _blocked(desired: Desired, observed: Observed) -> Plan:
         else:
             base, _ = final_status(domain, last, None, domain.identity.grace_seconds)
     else:
-        name = desired.vmi.domain_name if desired.vmi else domain_name_for(desired.key)
+        name = desired.domain_name
         base = VMIStatus(Phase.SCHEDULED, name, (ready(False, reason, "the guest cannot start yet"),))
     status = base.with_condition(synchronized(False, reason, message))
     return Plan(_transition(last, status, RecordEvent(reason, message, warning=True)))

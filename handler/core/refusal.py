@@ -23,10 +23,6 @@ class Refusal:
     def line(self) -> str:
         return f"{self.subject} {self.problem}; fix: {self.fix}"
 
-    def about(self, owner: str) -> Refusal:
-        """The same refusal with its subject prefixed by the object it belongs to."""
-        return Refusal(self.reason, f"{owner} {self.subject}", self.problem, self.fix)
-
 
 class Refused(Exception):
     """Raised inside the core's parsers; callers catch it and carry the Refusal on as a value."""

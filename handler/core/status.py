@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from handler.core.device_env import AssignedDevice
@@ -37,7 +37,6 @@ class VMIStatus:
     """CamelCase reason for the phase, set when it is Failed."""
     spec_digest: str = ""
     """The desired-state digest this status describes; a terminal phase sticks only to it."""
-    extra: tuple[tuple[str, str], ...] = field(default=())
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)

@@ -60,8 +60,7 @@ class VMI:
 
     @property
     def domain_name(self) -> str:
-        # Namespaces are DNS labels and cannot contain '_', so the split back is unambiguous.
-        return f"{self.namespace}_{self.name}"
+        return domain_name_for(self.key)
 
     @property
     def node_name(self) -> str | None:
@@ -70,6 +69,13 @@ class VMI:
     def resources(self) -> tuple[str, ...]:
         """The distinct resource names asked for, in first-seen order."""
         return tuple(dict.fromkeys(request.resource for request in self.devices))
+
+
+def domain_name_for(key: str) -> str:
+    """``namespace/name`` -> ``namespace_name``. Namespaces are DNS labels and cannot contain '_',
+    so ``key_of_domain`` splits it back unambiguously."""
+    namespace, _, name = key.partition("/")
+    return f"{namespace}_{name}"
 
 
 def key_of_domain(domain_name: str) -> str:

@@ -9,7 +9,6 @@ and holds the pod until the agent reports the guest off (or its own grace runs o
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -125,7 +124,3 @@ class Launcher:
     def _write(self, handoff: Handoff) -> None:
         data = json.dumps(handoff_to_json(handoff), indent=1).encode()
         write_atomically(self.settings.slot_dir / HANDOFF_FILE, data, mode=0o644)
-
-
-def environ_default(name: str) -> str | None:
-    return os.environ.get(name) or None

@@ -110,6 +110,9 @@ class KubeSource:
             informer.stop()
 
     # -- the DesiredSource port -----------------------------------------------------------
+    def knows(self, key: str) -> bool:
+        return self.vmis.get(key) is not None
+
     def keys(self) -> Iterable[str]:
         return self.vmis.keys()
 

@@ -59,6 +59,9 @@ class NoVMIs:
     def desired(self, key: str) -> Desired | None:
         return Desired(key, Intent.REMOVE, None)
 
+    def knows(self, key: str) -> bool:
+        return False
+
     def keys(self) -> Iterable[str]:
         return []
 
