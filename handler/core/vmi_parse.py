@@ -16,6 +16,7 @@ from handler.core.fields import integer, invalid, mapping, only_known, sequence,
 from handler.core.quantity import parse_bytes
 from handler.core.refusal import Refused
 from handler.core.vmi import VMI, DeviceRequest, HostDisk, KernelBoot
+from handler.core.vmi_schema import MAX_GRACE_SECONDS, known
 from handler.core.vmi_volumes import parse_disks
 
 API_VERSION = "kubevirt.io/v1"
@@ -40,29 +41,6 @@ _SCHEDULING_FIELDS = frozenset(
         "topologySpreadConstraints",
     )
 )
-_SPEC_FIELDS = (
-    "domain",
-    "volumes",
-    "terminationGracePeriodSeconds",
-    "nodeSelector",
-    "affinity",
-    "tolerations",
-    "schedulerName",
-    "priorityClassName",
-    "evictionStrategy",
-    "topologySpreadConstraints",
-)
-_DOMAIN_FIELDS = ("cpu", "memory", "resources", "devices", "firmware", "machine", "features")
-_DEVICE_FIELDS = (
-    "qats",
-    "hostDevices",
-    "disks",
-    "interfaces",
-    "autoattachPodInterface",
-    "autoattachGraphicsDevice",
-    "autoattachSerialConsole",
-    "autoattachMemBalloon",
-)
 
 
 def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
@@ -75,13 +53,13 @@ def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
     meta = mapping(doc.get("metadata"), "metadata")
     namespace, name, uid = _identity(meta, default_uid)
     spec = mapping(doc.get("spec"), "spec")
-    only_known(spec, "spec", _SPEC_FIELDS)
+    only_known(spec, "spec", known("spec"))
     domain = mapping(spec.get("domain"), "spec.domain")
-    only_known(domain, "spec.domain", _DOMAIN_FIELDS)
+    only_known(domain, "spec.domain", known("spec.domain"))
     _check_machine(domain)
     _check_features(domain)
     devices_spec = mapping(domain.get("devices"), "spec.domain.devices")
-    only_known(devices_spec, "spec.domain.devices", _DEVICE_FIELDS)
+    only_known(devices_spec, "spec.domain.devices", known("spec.domain.devices"))
     _check_autoattach(devices_spec)
     labels = mapping(meta.get("labels"), "metadata.labels")
     return VMI(
@@ -101,7 +79,7 @@ def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
             "spec.terminationGracePeriodSeconds",
             default=DEFAULT_GRACE_SECONDS,
             low=0,
-            high=86400,
+            high=MAX_GRACE_SECONDS,
         ),
         spec_digest=spec_digest(spec),
     )
@@ -132,7 +110,7 @@ def _identity(meta: Mapping[str, Any], default_uid: str | None) -> tuple[str, st
 
 def _cores(domain: Mapping[str, Any]) -> int:
     cpu = mapping(domain.get("cpu"), "spec.domain.cpu")
-    only_known(cpu, "spec.domain.cpu", ("cores", "sockets", "threads"))
+    only_known(cpu, "spec.domain.cpu", known("spec.domain.cpu"))
     for single in ("sockets", "threads"):
         if cpu.get(single) not in (None, 1):
             raise unsupported(f"spec.domain.cpu.{single}", "only one socket with one thread per core")
@@ -141,9 +119,9 @@ def _cores(domain: Mapping[str, Any]) -> int:
 
 def _memory(domain: Mapping[str, Any]) -> int:
     memory = mapping(domain.get("memory"), "spec.domain.memory")
-    only_known(memory, "spec.domain.memory", ("guest",))
+    only_known(memory, "spec.domain.memory", known("spec.domain.memory"))
     resources = mapping(domain.get("resources"), "spec.domain.resources")
-    only_known(resources, "spec.domain.resources", ("requests", "limits", "overcommitGuestOverhead"))
+    only_known(resources, "spec.domain.resources", known("spec.domain.resources"))
     requests = mapping(resources.get("requests"), "spec.domain.resources.requests")
     for path, raw in (
         ("spec.domain.memory.guest", memory.get("guest")),
@@ -165,7 +143,7 @@ def _device_requests(devices: Mapping[str, Any]) -> tuple[DeviceRequest, ...]:
         for index, entry in enumerate(sequence(devices.get(field), f"spec.domain.devices.{field}")):
             path = f"spec.domain.devices.{field}[{index}]"
             item = mapping(entry, path)
-            only_known(item, path, ("name", "deviceName", "tag"))
+            only_known(item, path, known(f"spec.domain.devices.{field}[]"))
             name = string(item.get("name"), f"{path}.name")
             if not _ENTRY_NAME.match(name):
                 raise invalid(f"{path}.name", f"{name!r} is not a valid device name", "use letters, digits, '-' or '_'")
@@ -185,17 +163,17 @@ def _device_requests(devices: Mapping[str, Any]) -> tuple[DeviceRequest, ...]:
 
 def _kernel_boot(domain: Mapping[str, Any]) -> KernelBoot | None:
     firmware = mapping(domain.get("firmware"), "spec.domain.firmware")
-    only_known(firmware, "spec.domain.firmware", ("kernelBoot",))
+    only_known(firmware, "spec.domain.firmware", known("spec.domain.firmware"))
     if "kernelBoot" not in firmware:
         return None
     boot = mapping(firmware.get("kernelBoot"), "spec.domain.firmware.kernelBoot")
-    only_known(boot, "spec.domain.firmware.kernelBoot", ("kernelArgs", "container"))
+    only_known(boot, "spec.domain.firmware.kernelBoot", known("spec.domain.firmware.kernelBoot"))
     container = mapping(boot.get("container"), "spec.domain.firmware.kernelBoot.container")
     # image names where the launcher would fetch the files from; on a node the paths are host paths.
     only_known(
         container,
         "spec.domain.firmware.kernelBoot.container",
-        ("kernelPath", "initrdPath", "image", "imagePullPolicy", "imagePullSecret"),
+        known("spec.domain.firmware.kernelBoot.container"),
     )
     kernel = string(container.get("kernelPath"), "spec.domain.firmware.kernelBoot.container.kernelPath")
     initrd = string(container.get("initrdPath"), "spec.domain.firmware.kernelBoot.container.initrdPath", required=False)
@@ -212,7 +190,7 @@ def _kernel_boot(domain: Mapping[str, Any]) -> KernelBoot | None:
 
 def _check_machine(domain: Mapping[str, Any]) -> None:
     machine = mapping(domain.get("machine"), "spec.domain.machine")
-    only_known(machine, "spec.domain.machine", ("type",))
+    only_known(machine, "spec.domain.machine", known("spec.domain.machine"))
     kind = machine.get("type")
     if kind not in (None, "", "q35") and not str(kind).startswith("pc-q35"):
         raise unsupported("spec.domain.machine.type", f"{kind!r}; only q35 machines carry PCIe passthrough here")
@@ -220,8 +198,9 @@ def _check_machine(domain: Mapping[str, Any]) -> None:
 
 def _check_features(domain: Mapping[str, Any]) -> None:
     features = mapping(domain.get("features"), "spec.domain.features")
-    only_known(features, "spec.domain.features", ("acpi",), "ACPI is always on so shutdown is graceful")
+    only_known(features, "spec.domain.features", known("spec.domain.features"), "ACPI is always on")
     acpi = mapping(features.get("acpi"), "spec.domain.features.acpi")
+    only_known(acpi, "spec.domain.features.acpi", known("spec.domain.features.acpi"))
     if acpi.get("enabled") is False:
         raise unsupported("spec.domain.features.acpi.enabled", "graceful shutdown needs ACPI")
 

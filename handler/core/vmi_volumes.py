@@ -7,6 +7,7 @@ from typing import Any
 
 from handler.core.fields import boolean, integer, invalid, mapping, only_known, sequence, string, unsupported
 from handler.core.vmi import HostDisk
+from handler.core.vmi_schema import known
 
 BUSES = ("virtio", "sata")
 
@@ -18,7 +19,7 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
     for index, entry in enumerate(sequence(devices.get("disks"), "spec.domain.devices.disks")):
         path = f"spec.domain.devices.disks[{index}]"
         item = mapping(entry, path)
-        only_known(item, path, ("name", "disk", "serial", "bootOrder"))
+        only_known(item, path, known("spec.domain.devices.disks[]"))
         name = string(item.get("name"), f"{path}.name")
         if name in seen:
             raise invalid(f"{path}.name", f"{name!r} is also used by {seen[name]}", "give every disk a unique name")
@@ -26,7 +27,7 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
         if name not in volumes:
             raise invalid(f"{path}.name", f"{name!r} names no volume", "add a spec.volumes entry with a hostDisk")
         disk = mapping(item.get("disk"), f"{path}.disk")
-        only_known(disk, f"{path}.disk", ("bus", "readonly"))
+        only_known(disk, f"{path}.disk", known("spec.domain.devices.disks[].disk"))
         bus = string(disk.get("bus"), f"{path}.disk.bus", required=False) or "virtio"
         if bus not in BUSES:
             raise unsupported(f"{path}.disk.bus", f"{bus!r}; use one of {', '.join(BUSES)}")
@@ -59,7 +60,7 @@ def _host_disk_paths(spec: Mapping[str, Any]) -> dict[str, tuple[int, str, bool]
                 raise invalid(f"{path}.hostDisk", "is missing", "give the volume a hostDisk source")
             raise unsupported(f"{path}.{other}", "only hostDisk volumes are supported")
         host_disk = mapping(item["hostDisk"], f"{path}.hostDisk")
-        only_known(host_disk, f"{path}.hostDisk", ("path", "type", "capacity", "shared"))
+        only_known(host_disk, f"{path}.hostDisk", known("spec.volumes[].hostDisk"))
         if host_disk.get("type", "Disk") != "Disk":
             raise unsupported(f"{path}.hostDisk.type", "create the image yourself and use type: Disk")
         if host_disk.get("capacity") is not None:
