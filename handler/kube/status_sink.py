@@ -21,7 +21,7 @@ from handler.core.actions import RecordEvent
 from handler.core.kube_status import FINALIZER, status_annotations, status_body, status_from_object
 from handler.core.port_error import PortError
 from handler.core.status import VMIStatus
-from handler.kube.client import GROUP, PLURAL, VERSION
+from handler.kube.client import GROUP, PLURAL, TRANSPORT_ERRORS, VERSION
 from handler.kube.event_recorder import EventRecorder, now_iso
 from handler.kube.informer import Informer
 
@@ -99,6 +99,8 @@ class KubeStatusSink:
             try:
                 call(GROUP, VERSION, namespace, PLURAL, name, body)
                 return
+            except TRANSPORT_ERRORS as error:
+                raise _transport_error(error, f"patch {namespace}/{name}") from None
             except ApiException as error:
                 if error.status == 404:
                     return  # the VMI is gone; nothing left to report on
@@ -116,6 +118,8 @@ class KubeStatusSink:
                     "dict[str, Any]",
                     self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
                 )
+            except TRANSPORT_ERRORS as error:
+                raise _transport_error(error, f"get {key}") from None
             except ApiException as error:
                 if error.status == 404:
                     return
@@ -130,6 +134,8 @@ class KubeStatusSink:
                 self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
                 log.info("finalizer added" if add else "finalizer removed", vmi=key, finalizer=FINALIZER)
                 return
+            except TRANSPORT_ERRORS as error:
+                raise _transport_error(error, f"update finalizers of {key}") from None
             except ApiException as error:
                 if error.status == 404:
                     return
@@ -145,6 +151,10 @@ class KubeApiError(PortError):
 
 def _api_error(error: ApiException, what: str) -> KubeApiError:
     return KubeApiError(f"{what}: {error.status} {error.reason}")
+
+
+def _transport_error(error: Exception, what: str) -> KubeApiError:
+    return KubeApiError(f"{what}: no answer from the API server ({error.__class__.__name__})")
 
 
 def _uid(obj: dict[str, Any] | None) -> str:
