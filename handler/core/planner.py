@@ -235,8 +235,9 @@ def _start_failed(domain: ObservedDomain, last: VMIStatus | None) -> bool:
 
 def _never_started(domain: ObservedDomain, last: VMIStatus | None) -> bool:
     """libvirt reports "unknown" both for a domain never started and, after libvirtd restarts, for
-    any inactive one: a guest the agent already saw finish stays off."""
-    return domain.stop_cause is StopCause.NEVER_STARTED and not (last is not None and last.phase.terminal)
+    any inactive one: a guest the agent saw running or finished stays off."""
+    seen_run = last is not None and (last.phase.terminal or last.phase is Phase.RUNNING)
+    return domain.stop_cause is StopCause.NEVER_STARTED and not seen_run
 
 
 def _halted_by_agent(last: VMIStatus | None) -> bool:
