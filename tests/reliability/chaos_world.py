@@ -74,13 +74,17 @@ class ChaosWorld:
         self.conn = libvirt.open(self.uri)
 
     # -- the agent ----------------------------------------------------------------------------
-    def start_agent(self) -> None:
+    def start_agent(self, metrics_port: int | None = None, resync_seconds: int | None = 5) -> None:
         self.starts += 1
         log = (self.root / f"agent-{self.starts}.log").open("wb")
         command = [sys.executable, "-m", "handler", "agent", "--vmi-dir", str(self.vmi_dir)]
         command += ["--connect", self.uri, "--state-dir", str(self.state_dir), "--host-root", str(self.host_root)]
         command += ["--domain-type", "qemu", "--on-stop", "keep", "--workers", "4", "--acpi-resend-seconds", "0.5"]
-        command += ["--log-format", "json", "--resync-seconds", "5"]
+        command += ["--log-format", "json"]
+        if resync_seconds is not None:  # None: the agent's default
+            command += ["--resync-seconds", str(resync_seconds)]
+        if metrics_port is not None:
+            command += ["--metrics-address", f"127.0.0.1:{metrics_port}"]
         self.agent = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         log.close()
 
@@ -205,6 +209,9 @@ class ChaosWorld:
 
     def cleanup(self) -> None:
         self.stop_agent()
+        with contextlib.suppress(libvirt.libvirtError):
+            self.conn.close()
+        self.conn = libvirt.open(self.uri)
         for dom in self.conn.listAllDomains(0):
             with contextlib.suppress(libvirt.libvirtError):
                 if dom.isActive():

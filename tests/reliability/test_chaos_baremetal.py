@@ -32,7 +32,7 @@ SEED = int(os.environ.get("QAT_HANDLER_CHAOS_SEED", "11"))
 KILLS = int(os.environ.get("QAT_HANDLER_CHAOS_KILLS", "20"))
 INITIAL_VMIS = int(os.environ.get("QAT_HANDLER_CHAOS_VMIS", "30"))
 """The churn adds more (a fifth of them asking for a VF), so about 50 VMIs pass through a run."""
-SETTLE_TIMEOUT = 180.0
+SETTLE_TIMEOUT = 600.0
 """Generous: a settle takes seconds, but the machine may be shared and slow."""
 
 

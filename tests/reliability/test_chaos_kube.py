@@ -41,7 +41,7 @@ pytestmark = [
 SEED = int(os.environ.get("QAT_HANDLER_CHAOS_SEED", "11"))
 KILLS = int(os.environ.get("QAT_HANDLER_CHAOS_KILLS", "20")) // 2
 NODE, NAMESPACE, GROUP, VMIS = "node01", "chaos", "kubevirt.io", "virtualmachineinstances"
-SETTLE_TIMEOUT = 180.0
+SETTLE_TIMEOUT = 600.0
 
 
 class KubeChaos:
