@@ -1,5 +1,5 @@
 """Hypothesis settings for the generated-input tests: ``ci`` (default) or ``long``
-(``QAT_HANDLER_FUZZ=long``, as ``bench/fuzz.py`` runs them)."""
+(``QAT_HANDLER_FUZZ=long``, as ``bench/chaos.py`` runs them)."""
 
 from __future__ import annotations
 

@@ -12,12 +12,14 @@ Anything else (a traceback, an XML the schema or libvirt rejects, a string that 
 the way) fails with hypothesis's minimal example and the seed that reproduces it.
 
 Example counts come from the hypothesis profile: ``ci`` (the default, 1,000 manifests) or
-``long`` (10,000; ``QAT_HANDLER_FUZZ=long``, run by ``bench/fuzz.py``).
+``long`` (10,000; ``QAT_HANDLER_FUZZ=long``, run by ``bench/chaos.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import tempfile
 from collections import Counter
 from collections.abc import Iterator
@@ -47,6 +49,24 @@ pytestmark = pytest.mark.fuzz
 STATE_DIR = Path("/var/lib/qat-handler-fuzz")
 SETTINGS = RenderSettings(domain_type="kvm", log_dir=str(STATE_DIR / "logs"), owner=str(STATE_DIR))
 tally: Counter[str] = Counter()
+HANG_SECONDS = 20.0
+"""Reading or rendering one manifest takes milliseconds; this long means it hangs."""
+
+
+@contextlib.contextmanager
+def bounded(seconds: float) -> Iterator[None]:
+    """Fail (with hypothesis's example) instead of hanging the suite."""
+
+    def hung(_signum: int, _frame: Any) -> None:
+        raise AssertionError(f"still busy after {seconds} s: a hang")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +126,8 @@ def test_a_generated_manifest_becomes_a_valid_domain_or_one_line_naming_a_field(
 ) -> None:
     document, env_text, as_json = case
     path = write_input(workdir, document, env_text, as_json)
-    entry = read_entry(path, None)  # must not raise: the agent's directory source calls exactly this
+    with bounded(HANG_SECONDS):
+        entry = read_entry(path, None)  # must not raise: the agent's directory source calls exactly this
     desired = entry.desired
     if desired.blocked is not None:
         names = (path.name, path.with_suffix(".env").name)
@@ -114,7 +135,8 @@ def test_a_generated_manifest_becomes_a_valid_domain_or_one_line_naming_a_field(
         return
     assert desired.vmi is not None
     devices = allocated(desired.vmi) if desired.allocate else desired.devices
-    xml = render_domain(desired.vmi, devices, SETTINGS)
+    with bounded(HANG_SECONDS):
+        xml = render_domain(desired.vmi, devices, SETTINGS)
     domain_checks.check_domain(xml, desired.vmi, devices, SETTINGS)
     domain_checks.check_defines(conn, xml, desired.vmi, devices)
     tally["accepted" + (" (kernel boot)" if desired.vmi.kernel_boot else "")] += 1
