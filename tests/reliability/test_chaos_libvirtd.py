@@ -3,9 +3,9 @@
 On a private libvirtd (never the shared one). Checked each time: the agent's
 ``qat_handler_libvirt_connected`` and ``/readyz`` go down with libvirtd and come back once it
 answers again (within 5 s is the goal; the wait is bounded at 5 s plus a margin for a loaded
-machine, and the measured figure is printed), a guest that powered itself off while libvirtd was away is then seen Succeeded,
-a manifest removed meanwhile loses its domain, and nothing is marked Failed because of the
-outage: every invariant of R1 holds once the agent settles.
+machine, and the measured figure is printed), a guest that powered itself off while libvirtd
+was away is then seen Succeeded, a manifest removed meanwhile loses its domain, and nothing
+is marked Failed because of the outage: every invariant of R1 holds once the agent settles.
 """
 
 from __future__ import annotations
