@@ -12,11 +12,13 @@ import pytest
 import yaml
 
 from handler.agent.agent import StopPolicy
+from handler.baremetal.allocator import VfAllocator
 from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.numa import NumaPolicy
 from handler.core.render_settings import RenderSettings
+from handler.core.vmi_parse import parse_vmi
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedNumaNode, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -104,3 +106,25 @@ def test_agent_pins_aligned_guests_and_handles_split_ones_by_policy(tmp_path: Pa
                     domain.destroy()
                 domain.undefine()
         keeper.close()
+
+
+@pytest.mark.parametrize(
+    ("vfs_per_node", "expected"),
+    [
+        ((1, 2), ["0000:e8:00.1", "0000:e8:00.2"]),  # BDF order alone would split them across the nodes
+        ((1, 1), ["0000:6b:00.1", "0000:e8:00.1"]),  # no node can serve both: still allocated, unaligned
+    ],
+)
+def test_allocator_takes_a_vmis_vfs_from_one_node_when_it_can(
+    tmp_path: Path, vfs_per_node: tuple[int, int], expected: list[str]
+) -> None:
+    pfs = (
+        SimulatedPf("4xxx", Bdf(0, 0x6B, 0, 0), vfs=vfs_per_node[0], numa_node=0),
+        SimulatedPf("4xxx", Bdf(0, 0xE8, 0, 0), vfs=vfs_per_node[1], numa_node=1),
+    )
+    nodes = (SimulatedNumaNode("0-3", 4096), SimulatedNumaNode("4-7", 4096))
+    build_simulated_host(tmp_path / "host", SimulatedHost(pfs=pfs, numa_nodes=nodes))
+    document = manifest("pair")
+    document["metadata"]["uid"] = "00000000-0000-4000-8000-000000000002"
+    picked = VfAllocator(tmp_path / "state", tmp_path / "host").allocate(parse_vmi(document), lambda _bdf: False)
+    assert [str(device.bdf) for device in picked] == expected
