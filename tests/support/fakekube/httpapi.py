@@ -255,7 +255,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             self._send_json(200, store.patch(rt, ns, name, content_type or "", body, target.subresource))
         elif method == "DELETE" and target.subresource is None:
-            self._send_json(200, store.delete(rt, ns, name, body))
+            self._send_json(200, store.delete(rt, ns, name, _delete_options(body, query)))
         else:
             raise method_not_allowed(method)
 
@@ -308,6 +308,10 @@ class ApiHandler(BaseHTTPRequestHandler):
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         rt = self.server.ctx.registry.lookup(group, version, rest[0])
+        if rt is not None and not rt.namespaced:  # cluster-scoped: stored under the namespace ""
+            if namespace is not None:
+                raise path_not_found()
+            namespace = ""
         if rt is None or len(rest) > 3 or (namespace is None and len(rest) > 1):
             raise path_not_found()
         name = rest[1] if len(rest) > 1 else None
@@ -422,6 +426,20 @@ class ApiHandler(BaseHTTPRequestHandler):
         except OSError:
             return True
         return peeked == b""
+
+
+def _delete_options(body: Any, query: dict[str, str]) -> Obj:
+    """DeleteOptions from the body, with ``gracePeriodSeconds`` and ``propagationPolicy`` also taken from the
+    query string, where the official client puts them."""
+    options: Obj = dict(body) if isinstance(body, dict) else {}
+    if "gracePeriodSeconds" in query:
+        try:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        except ValueError:
+            raise bad_request(f"invalid gracePeriodSeconds {query['gracePeriodSeconds']!r}") from None
+    if "propagationPolicy" in query:
+        options["propagationPolicy"] = query["propagationPolicy"]
+    return options
 
 
 def _event_for(rt: ResourceType, change: Change, labels: LabelSelector, fields: FieldSelector) -> Obj | None:

@@ -173,6 +173,18 @@ def default_resources(
             from_storage=events.from_core,
             validate_create=events.validate_events_v1,
         ),
+        ResourceType(
+            "",
+            "v1",
+            "nodes",
+            "Node",
+            "node",
+            namespaced=False,
+            status_subresource=True,
+            return_deleted_object=True,
+            short_names=("no",),
+            field_labels=frozenset({"metadata.name", "spec.unschedulable"}),
+        ),
     ]
 
 
