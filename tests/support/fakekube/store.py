@@ -89,6 +89,8 @@ class Store:
         self._objects: dict[StorageKey, dict[tuple[str, str], Obj]] = defaultdict(dict)
         self._watchers: set[Watcher] = set()
         self._paused = False
+        self.admit: Callable[[str, ResourceType, Obj, Obj | None, str | None], None] | None = None
+        """Validating admission (set by the server): raises ApiError to refuse a create or update."""
 
     # --- writes ------------------------------------------------------------
 
@@ -141,6 +143,8 @@ class Store:
             for system_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
                 meta.pop(system_field, None)
             meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+            if not rt.namespaced:
+                meta.pop("namespace")
             if rt.has_generation:
                 meta["generation"] = 1
             if rt.status_subresource:  # status is not writable through the main resource, not even on create
@@ -153,6 +157,8 @@ class Store:
                 raise invalid(rt, meta["name"], causes)
             if (ns, meta["name"]) in self._objects[rt.storage_key]:
                 raise already_exists(rt, meta["name"])
+            if self.admit is not None:
+                self.admit("CREATE", rt, copy.deepcopy(obj), None, None)
             return self._commit("ADDED", rt, ns, meta["name"], rt.to_storage(obj), None)
 
     def replace(self, rt: ResourceType, ns: str, name: str, body: Any, subresource: str | None = None) -> Obj:
@@ -260,6 +266,8 @@ class Store:
             # state (finalizers still listed); the writer gets back the object it sent, as from a real server.
             self._commit("DELETED", rt, ns, name, None, cur)
             return new
+        if self.admit is not None:
+            self.admit("UPDATE", rt, copy.deepcopy(new), copy.deepcopy(cur_view), subresource)
         return self._commit("MODIFIED", rt, ns, name, rt.to_storage(new), cur)
 
     @staticmethod
@@ -415,7 +423,7 @@ class Store:
         obj = copy.deepcopy(obj)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         meta = obj.setdefault("metadata", {})
-        ns = meta.setdefault("namespace", "default")
+        ns = meta.setdefault("namespace", "default") if rt.namespaced else ""
         with self.cond:
             cur = self._objects[rt.storage_key].get((ns, meta["name"]))
             meta.setdefault("uid", cur["metadata"]["uid"] if cur else str(uuid.uuid4()))
