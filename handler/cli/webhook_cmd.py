@@ -15,8 +15,8 @@ from handler.cli.common import Formatter, add_permitted_flags, fail, permitted_d
 from handler.core.admission import AdmissionPolicy
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refused
+from handler.core.webhook_settings import WebhookTlsSettings
 from handler.kube.client import KubeConfigError, api_client
-from handler.kube.webhook_tls import WebhookTlsSettings
 from handler.ops.health_server import parse_address
 from handler.ops.logs import configure_logging
 from handler.webhook.certs import CertSource, FileCerts, SecretCerts

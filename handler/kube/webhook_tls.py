@@ -10,7 +10,7 @@ CA's key lives in ``<ca_secret>``, which only the caller reads; the webhook read
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -18,7 +18,8 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from handler.core.cert_rotation import CertFacts, Rotation, RotationPlan, TlsLifetimes, bundle_keeps, plan_rotation
+from handler.core.cert_rotation import CertFacts, Rotation, RotationPlan, bundle_keeps, plan_rotation
+from handler.core.webhook_settings import WebhookTlsSettings
 from handler.kube.client import raw
 from handler.kube.tls_material import KeyPair, facts, make_ca, make_serving_cert
 
@@ -26,23 +27,6 @@ log = structlog.get_logger("qat_handler.webhook_tls")
 
 CA_CERT, CA_KEY, CA_PREVIOUS = "ca.crt", "ca.key", "ca-previous.crt"
 TLS_CERT, TLS_KEY = "tls.crt", "tls.key"
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookTlsSettings:
-    namespace: str = "qat-handler"
-    """Where the webhook's Service and both Secrets live."""
-    service: str = "qat-handler-webhook"
-    """The Service kube-apiserver calls; the certificate names <service>.<namespace>.svc and the rest."""
-    ca_secret: str = "qat-handler-webhook-ca"
-    tls_secret: str = "qat-handler-webhook-tls"
-    webhook_configuration: str = "qat-handler"
-    """The ValidatingWebhookConfiguration whose every webhook gets the caBundle."""
-    lifetimes: TlsLifetimes = field(default_factory=TlsLifetimes)
-
-    def dns_names(self) -> list[str]:
-        base = f"{self.service}.{self.namespace}"
-        return [f"{base}.svc", self.service, base, f"{base}.svc.cluster.local"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +47,9 @@ def ensure_webhook_tls(api: client.ApiClient, settings: WebhookTlsSettings, now:
     WebhookTlsError (one line) when the API refuses; calling again later retries."""
     core = client.CoreV1Api(api)
     try:
-        ca_secret = _read_secret(core, settings.namespace, settings.ca_secret)
-        tls_secret = _read_secret(core, settings.namespace, settings.tls_secret)
+        stack_namespace = settings.namespace
+        ca_secret = _read_secret(core, stack_namespace, settings.ca_secret)
+        tls_secret = _read_secret(core, stack_namespace, settings.tls_secret)
         ca, previous = _ca_of(ca_secret), _data(ca_secret, CA_PREVIOUS)
         cert_pem = _data(tls_secret, TLS_CERT)
         plan = plan_rotation(
@@ -78,12 +63,12 @@ def ensure_webhook_tls(api: client.ApiClient, settings: WebhookTlsSettings, now:
             old = _facts(ca.cert_pem) if ca else None
             previous = ca.cert_pem if ca and bundle_keeps(old, now) else None
             ca = make_ca(f"qat-handler webhook CA {now:%Y-%m-%d}", now, settings.lifetimes)
-            _write_secret(core, settings.namespace, settings.ca_secret, ca_secret, _ca_data(ca, previous), "Opaque")
+            _write_secret(core, stack_namespace, settings.ca_secret, ca_secret, _ca_data(ca, previous), "Opaque")
         assert ca is not None
         if plan.action is not Rotation.KEEP:
             serving = make_serving_cert(ca, settings.dns_names(), now, settings.lifetimes)
             data = {TLS_CERT: serving.cert_pem, TLS_KEY: serving.key_pem, CA_CERT: ca.cert_pem}
-            _write_secret(core, settings.namespace, settings.tls_secret, tls_secret, data, "kubernetes.io/tls")
+            _write_secret(core, stack_namespace, settings.tls_secret, tls_secret, data, "kubernetes.io/tls")
             cert_pem = serving.cert_pem
             log.info("webhook certificate issued", action=str(plan.action), reason=plan.reason)
         bundle = ca.cert_pem + (previous if previous and bundle_keeps(_facts(previous), now) else b"")
@@ -126,9 +111,9 @@ def _ca_data(ca: KeyPair, previous: bytes | None) -> dict[str, bytes]:
     return data
 
 
-def _read_secret(core: client.CoreV1Api, namespace: str, name: str) -> dict[str, Any] | None:
+def _read_secret(core: client.CoreV1Api, stack_namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return raw(core.read_namespaced_secret(name, namespace, _preload_content=False))
+        return raw(core.read_namespaced_secret(name, stack_namespace, _preload_content=False))
     except ApiException as error:
         if error.status == 404:
             return None
@@ -141,21 +126,30 @@ def _data(secret: dict[str, Any] | None, key: str) -> bytes | None:
 
 
 def _write_secret(
-    core: client.CoreV1Api, namespace: str, name: str, current: dict[str, Any] | None, data: dict[str, bytes], kind: str
+    core: client.CoreV1Api,
+    stack_namespace: str,
+    name: str,
+    current: dict[str, Any] | None,
+    data: dict[str, bytes],
+    kind: str,
 ) -> None:
     body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/part-of": "qat-handler"}},
+        "metadata": {
+            "name": name,
+            "namespace": stack_namespace,
+            "labels": {"app.kubernetes.io/part-of": "qat-handler"},
+        },
         "type": kind,
         "data": {key: base64.b64encode(value).decode() for key, value in data.items()},
     }
     if current is None:
-        core.create_namespaced_secret(namespace, body)  # type: ignore[arg-type]  # the client sends dicts as they are
+        core.create_namespaced_secret(stack_namespace, body)  # type: ignore[arg-type]  # the client sends dicts as they are
         return
     # The resourceVersion makes a concurrent writer's change a 409, never a silent overwrite.
     body["metadata"]["resourceVersion"] = (current.get("metadata") or {}).get("resourceVersion")
-    core.replace_namespaced_secret(name, namespace, body)  # type: ignore[arg-type]
+    core.replace_namespaced_secret(name, stack_namespace, body)  # type: ignore[arg-type]
 
 
 def _patch_ca_bundle(api: client.ApiClient, name: str, bundle: bytes) -> tuple[bool, bool]:
@@ -190,3 +184,6 @@ def _describe(error: ApiException, settings: WebhookTlsSettings) -> str:
     if error.status == 409:
         return f"webhook TLS: {where} changed while being written (409); it is retried on the next call"
     return f"webhook TLS: API error {error.status} {error.reason} on {where}; it is retried on the next call"
+
+
+__all__ = ["TlsResult", "WebhookTlsError", "WebhookTlsSettings", "ca_bundle_of", "ensure_webhook_tls"]

@@ -86,16 +86,16 @@ class FileCerts:
 
 class SecretCerts:
     def __init__(
-        self, api: client.ApiClient, namespace: str, secret: str, settings: WatchSettings = DEFAULT_WATCH
+        self, api: client.ApiClient, stack_namespace: str, secret: str, settings: WatchSettings = DEFAULT_WATCH
     ) -> None:
         core = client.CoreV1Api(api)
-        self.secret = f"{namespace}/{secret}"
+        self.secret = f"{stack_namespace}/{secret}"
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
         self._dir = tempfile.TemporaryDirectory(prefix="qat-handler-webhook-")
 
         def secrets(**options: Unpack[ListOptions]) -> object:
-            return core.list_namespaced_secret(namespace, **options)
+            return core.list_namespaced_secret(stack_namespace, **options)
 
         self.informer = Informer(
             "webhook-tls", secrets, self._changed, field_selector=f"metadata.name={secret}", settings=settings

@@ -7,9 +7,8 @@ from typing import Unpack
 
 from kubernetes import client
 
-from handler.core.feature_gates import gates_from_configmap, gates_from_kubevirt_cr
+from handler.core.feature_gates import CONFIGMAP_NAME, gates_from_configmap, gates_from_kubevirt_cr
 from handler.kube.informer import DEFAULT_WATCH, Informer, ListOptions, Obj, WatchSettings
-from handler.kube.source import CONFIGMAP_NAME
 
 
 class GateWatch:
