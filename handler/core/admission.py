@@ -80,18 +80,21 @@ def decide(request: VmiRequest, policy: AdmissionPolicy) -> Verdict:
             return ALLOWED
         if request.username not in policy.exempt_users:
             return Verdict((Cause("spec", _immutable_line(request.username)),))
-        return validate(request, policy)
+        # The stack's own write: still a VMI the node can read, but the gate was judged at creation
+        # (and the node holds a gated VMI back by itself).
+        return validate(request, policy, gated=False)
     return ALLOWED
 
 
-def validate(request: VmiRequest, policy: AdmissionPolicy) -> Verdict:
+def validate(request: VmiRequest, policy: AdmissionPolicy, *, gated: bool = True) -> Verdict:
     """Every check the node would make before it ever sees a device."""
     manifest = _with_namespace(request.obj, request.namespace)
     try:
         vmi = parse_vmi(manifest, default_uid=request.uid)
     except Refused as refused:
         return Verdict((_cause(refused.refusal),))
-    causes = [*_gate_causes(vmi, policy.gates), *_permitted_causes(vmi, policy.permitted)]
+    gate = _gate_causes(vmi, policy.gates) if gated else []
+    causes = [*gate, *_permitted_causes(vmi, policy.permitted)]
     return Verdict(tuple(causes))
 
 
