@@ -2,7 +2,8 @@
 official ``kubernetes`` Python client (stdlib only: ``http.server``).
 
 Served: ``kubevirt.io/v1`` virtualmachineinstances and kubevirts (custom-resource
-rules), core ``v1`` configmaps, pods and events, ``events.k8s.io/v1`` events (the
+rules), core ``v1`` configmaps, pods and events, ``apps/v1`` deployments, ``coordination.k8s.io/v1``
+leases, ``events.k8s.io/v1`` events (the
 same stored events as core ``v1``), and discovery (``/api``, ``/api/v1``, ``/apis``,
 ``/apis/{group}[/{version}]``, ``/version``).
 
