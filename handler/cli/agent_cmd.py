@@ -23,6 +23,7 @@ from handler.cli.common import (
     agent_owner,
     fail,
     permitted_devices,
+    refuse_beside_kubevirt,
     render_settings,
 )
 from handler.core.port_error import PortError
@@ -245,6 +246,9 @@ def _kube_node(
         api = api_client()
     except KubeConfigError as error:
         return fail(str(error))
+    refused = refuse_beside_kubevirt(api, args.kubevirt_namespace, "the qat-handler agent")
+    if refused is not None:
+        return fail(refused)
     kubelet = PodResourcesClient(args.pod_resources_socket)
     return KubeNode(
         settings,

@@ -30,6 +30,7 @@ class LeaseRecord:
     holder: str
     duration_seconds: int
     renew_time: str
+    acquire_time: str = ""
     transitions: int = 0
 
 

@@ -1,0 +1,1 @@
+"""The validating admission webhook (KubeVirt's virt-api role)."""
