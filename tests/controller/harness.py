@@ -25,9 +25,7 @@ def vmi(name: str, qats: int = 1, namespace: str = "default", **spec: Any) -> di
             "domain": {
                 "cpu": {"cores": 1},
                 "memory": {"guest": "256Mi"},
-                "devices": {
-                    "qats": [{"name": f"qat{i}", "deviceName": "qat.intel.com/generic"} for i in range(qats)]
-                },
+                "devices": {"qats": [{"name": f"qat{i}", "deviceName": "qat.intel.com/generic"} for i in range(qats)]},
             },
             **spec,
         },
@@ -67,9 +65,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
 
 def pods_of(server: FakeApiServer, uid: str) -> list[dict[str, Any]]:
     return [
-        p
-        for p in server.objects("pods")
-        if (p["metadata"].get("labels") or {}).get("kubevirt.io/created-by") == uid
+        p for p in server.objects("pods") if (p["metadata"].get("labels") or {}).get("kubevirt.io/created-by") == uid
     ]
 
 

@@ -48,7 +48,17 @@ def environ(server: FakeApiServer, tmp_path: Path) -> dict[str, str]:
 
 
 CONTROLLER = [sys.executable, "-m", "handler", "controller", "--launcher-image", "qat-handler:0.1.0"]
-AGENT = [sys.executable, "-m", "handler", "agent", "--kubernetes", "--node-name", "node01", "--connect", "test:///default"]
+AGENT = [
+    sys.executable,
+    "-m",
+    "handler",
+    "agent",
+    "--kubernetes",
+    "--node-name",
+    "node01",
+    "--connect",
+    "test:///default",
+]
 
 
 @pytest.mark.parametrize("command", [CONTROLLER, AGENT], ids=["controller", "agent"])

@@ -132,9 +132,7 @@ def test_deleting_a_vmi_removes_its_pod_only_after_the_agent_let_go(
     current = server.get_object("virtualmachineinstances", "default", "vmi-d")
     assert current is not None
     current["metadata"]["finalizers"] = []  # the agent removes it once the domain is undefined
-    custom.replace_namespaced_custom_object(
-        "kubevirt.io", "v1", "default", "virtualmachineinstances", "vmi-d", current
-    )
+    custom.replace_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachineinstances", "vmi-d", current)
     wait_for("the pod gone", lambda: not pods_of(server, uid))
 
 

@@ -56,7 +56,8 @@ def test_no_second_pod_while_one_is_asked_for_or_exists() -> None:
 def test_unschedulable_pod_is_mirrored_onto_the_vmi() -> None:
     unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": INSUFFICIENT}
     (step,) = decide(vmi("Pending"), [pod(conditions=[unschedulable])], False, SETTINGS)
-    assert step == SetStatus("Scheduling", condition=VMICondition("PodScheduled", "False", "Unschedulable", INSUFFICIENT))
+    mirrored = VMICondition("PodScheduled", "False", "Unschedulable", INSUFFICIENT)
+    assert step == SetStatus("Scheduling", condition=mirrored)
     written = copy.deepcopy(vmi("Scheduling"))
     written["status"]["conditions"] = status_patch(step, "7", "now")["status"]["conditions"]
     assert decide(written, [pod(conditions=[unschedulable])], False, SETTINGS) == (), "no rewrite of the same"
