@@ -48,7 +48,7 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = client.CoordinationV1Api(api)
-        self.namespace, self.name, self.identity = namespace, name, identity
+        self.lease_namespace, self.name, self.identity = namespace, name, identity
         self.timing = timing
         self._clock = clock
         self._seen: tuple[LeaseRecord | None, float] = (None, clock())
@@ -63,7 +63,7 @@ class LeaderElector:
         try:
             self._attempt()
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
-            log.warning("lease round failed", lease=f"{self.namespace}/{self.name}", error=str(error)[:200])
+            log.warning("lease round failed", lease=f"{self.lease_namespace}/{self.name}", error=str(error)[:200])
         if self._renewed_at is not None and not self.leading:
             log.error("lost the lease: renewals failed for the renew deadline", identity=self.identity)
             self._renewed_at = None
@@ -78,7 +78,7 @@ class LeaderElector:
             if current is not None and _record(current).holder == self.identity:
                 current["spec"]["holderIdentity"] = ""
                 released: Any = current  # the client builds its model from this camelCase dict
-                self._api.replace_namespaced_lease(self.name, self.namespace, released)
+                self._api.replace_namespaced_lease(self.name, self.lease_namespace, released)
                 log.info("lease released", identity=self.identity)
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
             log.warning("could not release the lease", error=str(error)[:200])
@@ -98,15 +98,15 @@ class LeaderElector:
         try:
             if current is None:
                 body.update(apiVersion="coordination.k8s.io/v1", kind="Lease", metadata={"name": self.name})
-                self._api.create_namespaced_lease(self.namespace, body)
+                self._api.create_namespaced_lease(self.lease_namespace, body)
             else:
-                self._api.replace_namespaced_lease(self.name, self.namespace, body)
+                self._api.replace_namespaced_lease(self.name, self.lease_namespace, body)
         except ApiException as error:
             if error.status == 409:  # someone else moved first
                 return
             raise
         if self._renewed_at is None:
-            log.info("leading", identity=self.identity, lease=f"{self.namespace}/{self.name}", move=str(move))
+            log.info("leading", identity=self.identity, lease=f"{self.lease_namespace}/{self.name}", move=str(move))
         self._renewed_at = now
 
     def _spec(self, record: LeaseRecord | None, move: LeaseMove) -> dict[str, Any]:
@@ -127,7 +127,7 @@ class LeaderElector:
 
     def _read(self) -> dict[str, Any] | None:
         try:
-            return raw(self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False))
+            return raw(self._api.read_namespaced_lease(self.name, self.lease_namespace, _preload_content=False))
         except ApiException as error:
             if error.status == 404:
                 return None

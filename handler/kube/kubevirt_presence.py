@@ -12,11 +12,13 @@ from handler.core.refusal import Refusal
 from handler.kube.client import GROUP, VERSION, raw
 
 
-def kubevirt_refusal(api: client.ApiClient, namespace: str, who: str) -> Refusal | None:
+def kubevirt_refusal(api: client.ApiClient, kubevirt_namespace: str, who: str) -> Refusal | None:
     """A refusal naming the running KubeVirt, or None. Raises ApiException when the API cannot say."""
     try:
         deployment: dict[str, Any] | None = raw(
-            client.AppsV1Api(api).read_namespaced_deployment(VIRT_CONTROLLER, namespace, _preload_content=False)
+            client.AppsV1Api(api).read_namespaced_deployment(
+                VIRT_CONTROLLER, kubevirt_namespace, _preload_content=False
+            )
         )
     except ApiException as error:
         if error.status != 404:
@@ -25,14 +27,14 @@ def kubevirt_refusal(api: client.ApiClient, namespace: str, who: str) -> Refusal
     try:
         listing = raw(
             client.CustomObjectsApi(api).list_namespaced_custom_object(
-                GROUP, VERSION, namespace, "kubevirts", _preload_content=False
+                GROUP, VERSION, kubevirt_namespace, "kubevirts", _preload_content=False
             )
         )
     except ApiException as error:
         if error.status != 404:
             raise
         listing = {}
-    return kubevirt_conflict(who, namespace, deployment, listing.get("items") or [])
+    return kubevirt_conflict(who, kubevirt_namespace, deployment, listing.get("items") or [])
 
 
 def presence_error(error: ApiException, namespace: str) -> str:

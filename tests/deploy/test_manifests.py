@@ -39,6 +39,7 @@ INSTALLED_KINDS = (
     "Role",
     "RoleBinding",
     "DaemonSet",
+    "Deployment",
 )
 
 DOCS = load_all()
@@ -123,7 +124,12 @@ def test_kustomization_sets_no_namespace() -> None:
 
 
 def test_images_name_no_registry_host_and_match_the_version() -> None:
-    images = [(d.label, c["image"]) for d in DOCS if d.kind in ("DaemonSet", "Pod") for c in containers(pod_spec(d))]
+    images = [
+        (d.label, c["image"])
+        for d in DOCS
+        if d.kind in ("DaemonSet", "Deployment", "Pod")
+        for c in containers(pod_spec(d))
+    ]
     assert images
     for where, image in images:
         assert image == IMAGE, f"{where}: image {image!r}, expected {IMAGE!r} (no registry host; kustomize overrides)"

@@ -1,4 +1,5 @@
-"""RBAC in deploy/ grants exactly what the agent's code asks the API server for.
+"""RBAC in deploy/ grants each identity (the agent, the controller) exactly what its code asks
+the API server for.
 
 The calls are read from handler/ itself: every reference to a method of the official
 client's ``*Api`` classes is found and mapped to (scope, API group, resource, verb) by
@@ -25,6 +26,8 @@ from tests.deploy.manifests import REPO, cli_args, one, pod_spec
 ANY_NAMESPACE = "all namespaces"
 KUBEVIRT_NAMESPACE = "kubevirt namespace"
 """Calls whose namespace argument is the agent's --kubevirt-namespace."""
+LEASE_NAMESPACE = "lease namespace"
+"""Calls whose namespace argument is the controller's --lease-namespace (its own namespace)."""
 
 Grant = tuple[str, str, str, str]
 """(scope, API group, resource[/subresource], verb)"""
@@ -45,7 +48,29 @@ EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "watch"),
     ("kubevirt.io", "kubevirts", "list"),
     ("kubevirt.io", "kubevirts", "watch"),
+    ("apps", "deployments", "get"),
 }
+CONTROLLER_CLUSTER_WIDE = {
+    ("kubevirt.io", "virtualmachineinstances", "list"),
+    ("kubevirt.io", "virtualmachineinstances", "watch"),
+    ("kubevirt.io", "virtualmachineinstances", "patch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    ("", "pods", "create"),
+    ("", "pods", "delete"),
+}
+CONTROLLER_IN_KUBEVIRT_NAMESPACE = {
+    ("kubevirt.io", "kubevirts", "list"),
+    ("kubevirt.io", "kubevirts", "watch"),
+    ("apps", "deployments", "get"),
+}
+CONTROLLER_IN_LEASE_NAMESPACE = {
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
+}
+CONTROLLER_CODE = ("handler/controller", "handler/kube/kubevirt_presence.py")
+NOT_AGENT_CODE = ("handler/controller", "handler/webhook")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +79,13 @@ class ApiCall:
 
     verbs: tuple[str, ...]
     resource: str | None = None
-    """A core resource; None for custom objects, whose group and plural are arguments 0 and plural."""
+    """A built-in resource; None for custom objects, whose group and plural are arguments 0 and plural."""
     plural: int | None = None
     namespace: int | None = None
     """None: the call spans all namespaces."""
     subresource: str = ""
+    group: str = ""
+    """The API group of a built-in resource."""
 
 
 # Every list is watched too: handler/kube/informer.py watches with the call it lists with.
@@ -72,6 +99,12 @@ API_CALLS = {
     "list_pod_for_all_namespaces": ApiCall(("list", "watch"), "pods"),
     "create_namespaced_event": ApiCall(("create",), "events", namespace=0),
     "patch_namespaced_event": ApiCall(("patch",), "events", namespace=1),
+    "create_namespaced_pod": ApiCall(("create",), "pods", namespace=0),
+    "delete_namespaced_pod": ApiCall(("delete",), "pods", namespace=1),
+    "read_namespaced_deployment": ApiCall(("get",), "deployments", namespace=1, group="apps"),
+    "read_namespaced_lease": ApiCall(("get",), "leases", namespace=1, group="coordination.k8s.io"),
+    "create_namespaced_lease": ApiCall(("create",), "leases", namespace=0, group="coordination.k8s.io"),
+    "replace_namespaced_lease": ApiCall(("update",), "leases", namespace=1, group="coordination.k8s.io"),
 }
 DISCOVERY = {"get_api_resources"}
 """GET /apis/<group>/<version>: granted to every authenticated client by system:discovery."""
@@ -141,7 +174,7 @@ def grants(found: Found, module: str | None) -> set[Grant]:
         f"{Path(__file__).relative_to(REPO)} and grant it in deploy/rbac-*.yaml"
     )
     if spec.resource is not None:
-        group, resource = "", spec.resource
+        group, resource = spec.group, spec.resource
     else:
         assert spec.plural is not None
         group, resource = _value(found.args[0], module, found), _value(found.args[spec.plural], module, found)
@@ -150,6 +183,8 @@ def grants(found: Found, module: str | None) -> set[Grant]:
     scope = ANY_NAMESPACE
     if spec.namespace is not None and ast.unparse(found.args[spec.namespace]) == "kubevirt_namespace":
         scope = KUBEVIRT_NAMESPACE
+    if spec.namespace is not None and ast.unparse(found.args[spec.namespace]).endswith("lease_namespace"):
+        scope = LEASE_NAMESPACE
     return {(scope, group, resource, verb) for verb in spec.verbs}
 
 
@@ -164,25 +199,29 @@ def _value(expr: ast.expr, module: str | None, found: Found) -> str:
     raise AssertionError(f"{found.where}: cannot tell the group/resource from {ast.unparse(expr)}")
 
 
-def code_grants() -> set[Grant]:
+def code_grants(identity: str = "agent") -> set[Grant]:
+    """The grants the code of one identity needs: the controller's own modules, or all the rest."""
     out: set[Grant] = set()
     for path in sorted((REPO / "handler").rglob("*.py")):
         relative = path.relative_to(REPO)
+        mine = str(relative).startswith(CONTROLLER_CODE if identity == "controller" else NOT_AGENT_CODE)
+        if mine != (identity == "controller"):
+            continue
         module = ".".join(relative.with_suffix("").parts)
         for found in find_calls(path.read_text(encoding="utf-8"), str(relative)):
             out |= grants(found, module)
     return out
 
 
-def rules_of(doc_kind: str) -> tuple[str, list[dict[str, Any]]]:
-    doc = one(doc_kind, "qat-handler").body
+def rules_of(doc_kind: str, name: str = "qat-handler") -> tuple[str, list[dict[str, Any]]]:
+    doc = one(doc_kind, name).body
     return str(doc["metadata"].get("namespace", "")), list(doc.get("rules") or [])
 
 
 def flatten(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     out = set()
     for rule in rules:
-        assert not rule.get("nonResourceURLs"), "the agent requests no non-resource URL"
+        assert not rule.get("nonResourceURLs"), "no qat-handler identity requests a non-resource URL"
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:
@@ -200,10 +239,51 @@ def test_the_code_makes_exactly_the_calls_written_down_here() -> None:
     assert code_grants() == expected
 
 
+def test_the_controllers_code_makes_exactly_the_calls_written_down_here() -> None:
+    expected = {(ANY_NAMESPACE, *g) for g in CONTROLLER_CLUSTER_WIDE}
+    expected |= {(KUBEVIRT_NAMESPACE, *g) for g in CONTROLLER_IN_KUBEVIRT_NAMESPACE}
+    expected |= {(LEASE_NAMESPACE, *g) for g in CONTROLLER_IN_LEASE_NAMESPACE}
+    assert code_grants("controller") == expected
+
+
+def test_controller_roles_grant_exactly_its_calls_where_it_makes_them() -> None:
+    _, cluster = rules_of("ClusterRole", "qat-handler-controller")
+    assert flatten(cluster) == CONTROLLER_CLUSTER_WIDE
+    assert not any(rule.get("resourceNames") for rule in cluster)
+    controller = one("Deployment", "qat-handler-controller")
+    args = cli_args(pod_spec(controller)["containers"][0], {"POD_NAMESPACE": controller.body["metadata"]["namespace"]})
+    namespace, rules = rules_of("Role", "qat-handler-controller")
+    assert namespace == args.kubevirt_namespace
+    assert flatten(rules) == CONTROLLER_IN_KUBEVIRT_NAMESPACE
+    namespace, rules = rules_of("Role", "qat-handler-controller-lease")
+    assert namespace == args.lease_namespace == controller.body["metadata"]["namespace"]
+    assert flatten(rules) == CONTROLLER_IN_LEASE_NAMESPACE
+    named = [r for r in rules if r.get("resourceNames")]
+    assert named and all(r["resourceNames"] == [args.lease_name] for r in named)
+    assert {v for r in rules if not r.get("resourceNames") for v in r["verbs"]} == {"create"}
+
+
+def test_controller_bindings_name_its_service_account() -> None:
+    controller = one("Deployment", "qat-handler-controller")
+    account = pod_spec(controller)["serviceAccountName"]
+    namespace = controller.body["metadata"]["namespace"]
+    assert one("ServiceAccount", account).body["metadata"]["namespace"] == namespace
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    for binding, role, name in (
+        ("ClusterRoleBinding", "ClusterRole", "qat-handler-controller"),
+        ("RoleBinding", "Role", "qat-handler-controller"),
+        ("RoleBinding", "Role", "qat-handler-controller-lease"),
+    ):
+        body = one(binding, name).body
+        assert body["subjects"] == subject
+        assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": name}
+        assert body["metadata"].get("namespace") == one(role, name).body["metadata"].get("namespace")
+
+
 def test_a_new_api_call_is_noticed() -> None:
-    source = "def drop(api, ns):\n    api.delete_namespaced_pod('launcher', ns)\n"
+    source = "def drop(api, ns):\n    api.delete_namespaced_config_map('gates', ns)\n"
     (found,) = find_calls(source, "example.py")
-    with pytest.raises(AssertionError, match="delete_namespaced_pod"):
+    with pytest.raises(AssertionError, match="delete_namespaced_config_map"):
         grants(found, None)
 
 
@@ -256,8 +336,8 @@ def test_bindings_give_the_roles_to_the_daemonsets_service_account() -> None:
     assert one("ServiceAccount", account).body["metadata"]["namespace"] == namespace
     subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
     for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-        body = one(binding).body
+        body = one(binding, "qat-handler").body
         assert body["subjects"] == subject
         assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": "qat-handler"}
     role_namespace, _ = rules_of("Role")
-    assert one("RoleBinding").body["metadata"]["namespace"] == role_namespace
+    assert one("RoleBinding", "qat-handler").body["metadata"]["namespace"] == role_namespace
