@@ -55,7 +55,11 @@ server.stop()
 @contextmanager
 def fake_apiserver() -> Iterator[str]:
     child = subprocess.Popen(
-        [sys.executable, "-c", SERVER.format(repo=str(REPO))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", SERVER.format(repo=str(REPO))],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,  # keep-alive connections the clients drop at the end show up there
+        text=True,
     )
     assert child.stdout is not None and child.stdin is not None
     try:
