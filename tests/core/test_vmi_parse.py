@@ -175,6 +175,8 @@ ACCEPTED: list[Any] = [
         id="host-disks",
     ),
     pytest.param(put("spec.domain.machine.type", "pc-q35-7.2"), {"cores": 1}, id="machine-q35-versioned"),
+    pytest.param(put("apiVersion", "kubevirt.io/v1alpha3"), {"cores": 1, "rng": False}, id="v1alpha3-alias"),
+    pytest.param(put("spec.domain.devices.rng", {}), {"rng": True}, id="rng"),
     pytest.param(put("spec.domain.features", {"acpi": {}}), {"cores": 1}, id="acpi-on"),
     pytest.param(
         put(
@@ -212,7 +214,7 @@ INVALID = "InvalidSpec"
 REFUSED: list[Any] = [
     # the document itself
     pytest.param(replace_doc([1, 2]), INVALID, "manifest", id="not-an-object"),
-    pytest.param(put("apiVersion", "kubevirt.io/v1alpha3"), INVALID, "apiVersion", id="api-version"),
+    pytest.param(put("apiVersion", "kubevirt.io/v1beta1"), INVALID, "apiVersion", id="api-version"),
     pytest.param(put("kind", "VirtualMachine"), INVALID, "kind", id="kind"),
     # metadata
     pytest.param(put("metadata", None), INVALID, "metadata.name", id="no-metadata"),
@@ -274,9 +276,9 @@ REFUSED: list[Any] = [
     ),
     pytest.param(
         put("spec.domain.devices.interfaces", [{"name": "default"}]),
-        UNSUPPORTED,
-        "spec.domain.devices.interfaces",
-        id="interfaces",
+        INVALID,
+        "spec.domain.devices.interfaces[0].name",
+        id="interface-without-network",
     ),
     pytest.param(
         put("spec.domain.devices.autoattachPodInterface", True),
