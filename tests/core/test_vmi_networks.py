@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from handler.core.attachments import Attachment, resolve_on_host
 from handler.core.bdf import Bdf
 from handler.core.refusal import Refused
 from handler.core.vmi_networks import Interface, Network, stable_mac
@@ -134,3 +135,44 @@ def test_bad_networking_is_refused_naming_the_field(
         parse_vmi(doc(interfaces, networks))
     assert caught.value.refusal.subject.endswith(subject_end), caught.value.refusal.line()
     assert "fix:" in caught.value.refusal.line()
+
+
+NETWORKS = {"default": True, "qat-backend": True, "stopped": False}
+BRIDGES = {"br-storage"}
+
+
+def resolve(interfaces: list[Any], networks: list[Any], default_network: str = "default") -> Any:
+    return resolve_on_host(parse_vmi(doc(interfaces, networks)), default_network, NETWORKS.get, BRIDGES.__contains__)
+
+
+def test_host_resolution_picks_libvirt_network_then_bridge() -> None:
+    backend = {"name": "backend", "multus": {"networkName": "qat-backend"}}
+    got = resolve([{"name": "default"}, {"name": "storage"}, {"name": "backend"}], [POD, BR, backend])
+    assert got == (
+        Attachment("default", "network", "default"),
+        Attachment("storage", "bridge", "br-storage"),
+        Attachment("backend", "network", "qat-backend"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("networks", "default_network", "subject", "fix"),
+    [
+        ([POD], "stopped", "spec.networks[0]", "virsh net-start stopped"),
+        ([POD], "nat0", "spec.networks[0].pod", "--default-network"),
+        (
+            [{"name": "default", "multus": {"networkName": "br-x"}}],
+            "default",
+            "multus.networkName",
+            "create the bridge",
+        ),
+    ],
+)
+def test_host_resolution_refuses_naming_the_network(
+    networks: list[Any], default_network: str, subject: str, fix: str
+) -> None:
+    with pytest.raises(Refused) as caught:
+        resolve([{"name": "default"}], networks, default_network)
+    assert caught.value.refusal.reason == "NetworkUnavailable"
+    assert caught.value.refusal.subject.endswith(subject)
+    assert fix in caught.value.refusal.fix
