@@ -15,7 +15,15 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, Hypervisor, StatusSink
+from handler.agent.ports import (
+    AddressProbe,
+    DesiredSource,
+    DeviceAllocator,
+    DeviceInspector,
+    Hypervisor,
+    NetworkResolver,
+    StatusSink,
+)
 from handler.core.actions import (
     Action,
     ClaimVMI,
@@ -31,6 +39,7 @@ from handler.core.actions import (
 from handler.core.bdf import Bdf
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain
+from handler.core.interface_status import GuestAddress
 from handler.core.planner import Plan, PlanSettings, plan
 from handler.core.port_error import PortError
 from handler.core.refusal import Refusal, Refused
@@ -63,6 +72,8 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        networks: NetworkResolver | None = None,
+        addresses: AddressProbe | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -72,6 +83,8 @@ class Reconciler:
         self.clock = clock
         self.metrics = metrics
         self.allocator = allocator
+        self.networks = networks
+        self.addresses = addresses
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
@@ -117,9 +130,11 @@ class Reconciler:
                 bound = bound.bind(bdfs=[str(device.bdf) for device in known])
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
-            desired = self._gate_devices(desired, domain)
+            desired = self._gate_networks(self._gate_devices(desired, domain), domain)
             self._note_waiting(key, desired)
-            observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
+            observed = Observed(
+                domain, self.sink.last_status(key), self._get_stop(key), self.clock(), self._addresses(desired, domain)
+            )
             result: Plan = plan(desired, observed, self.settings)
             self._execute(key, result.actions, bound)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
@@ -148,6 +163,25 @@ class Reconciler:
             return desired
         refusal = self._device_refusal(desired)
         return desired if refusal is None else replace(desired, blocked=refusal)
+
+    def _gate_networks(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
+        """Resolve where the NICs plug in, for a guest about to be defined or started."""
+        vmi = desired.vmi
+        if self.networks is None or vmi is None or not vmi.interfaces or desired.intent is not Intent.RUN:
+            return desired
+        if desired.blocked is not None or (domain is not None and domain.active):
+            return desired
+        try:
+            return replace(desired, attachments=self.networks.attachments(vmi))
+        except Refused as refused:
+            return replace(desired, blocked=refused.refusal)
+
+    def _addresses(self, desired: Desired, domain: ObservedDomain | None) -> tuple[GuestAddress, ...]:
+        if self.addresses is None or desired.vmi is None or not desired.vmi.interfaces:
+            return ()
+        if domain is None or not domain.active:
+            return ()
+        return self.addresses.interface_addresses(domain.name)
 
     def _allocated(self, desired: Desired) -> Desired:
         """Devices from the node's allocator, for a VMI that brought none."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
+from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, NetworkResolver, StatusSink
 from handler.agent.reconciler import Reconciler
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
@@ -31,13 +31,22 @@ class NodeRuntime:
         inspector: DeviceInspector | None = None,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        networks: Callable[[LibvirtHypervisor], NetworkResolver] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
         self.reconciler = Reconciler(
-            source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics, allocator=allocator
+            source,
+            self.hypervisor,
+            sink,
+            settings.plan_settings(),
+            inspector,
+            metrics=metrics,
+            allocator=allocator,
+            networks=networks(self.hypervisor) if networks is not None else None,
+            addresses=self.hypervisor,
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)

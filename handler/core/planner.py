@@ -24,6 +24,7 @@ from handler.core.actions import (
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain, StopCause
 from handler.core.domain_xml import desired_digest, render_domain
+from handler.core.interface_status import interface_statuses, missing_address
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
 from handler.core.stop_outcome import AGENT_STOPPED, final_status
@@ -35,6 +36,8 @@ class PlanSettings:
     render: RenderSettings
     acpi_resend_seconds: float = 3.0
     """How often the power button is pressed again: a booting guest can miss the first press."""
+    address_poll_seconds: float = 5.0
+    """While a running guest's NIC has no address yet, look again this often (else at resync)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,17 +61,20 @@ def plan(desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
 def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
     digest = desired_digest(vmi, desired.devices, settings.render)
     domain, last = observed.domain, observed.status
+    interfaces = interface_statuses(vmi, observed.addresses)
     running = VMIStatus(
         Phase.RUNNING,
         vmi.domain_name,
         (ready(True), synchronized(True)),
         desired.devices,
         spec_digest=digest,
+        interfaces=interfaces,
     )
+    poll = settings.address_poll_seconds if missing_address(interfaces) else None
     if domain is None:
         if last is not None and last.phase.terminal and last.spec_digest == digest:
             return Plan(())
-        xml = render_domain(vmi, desired.devices, settings.render)
+        xml = render_domain(vmi, desired.devices, settings.render, desired.attachments)
         return Plan(
             (
                 ClaimVMI(),
@@ -78,7 +84,8 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 *_transition(
                     last, running, RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
                 ),
-            )
+            ),
+            requeue_after=poll,
         )
     assert domain.identity is not None
     stale = domain.identity.digest != digest
@@ -93,12 +100,12 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                     "the VMI changed while its guest runs; the change applies when the guest is next started",
                 )
             )
-        return Plan(_transition(last, status, _restart_event(last, status)))
+        return Plan(_transition(last, status, _restart_event(last, status)), requeue_after=poll)
     if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
-        xml = render_domain(vmi, desired.devices, settings.render) if stale else ""
+        xml = render_domain(vmi, desired.devices, settings.render, desired.attachments) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
-        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))
+        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)), requeue_after=poll)
     final, event = final_status(domain, last, None, domain.identity.grace_seconds)
     return Plan(_transition(last, final, event))
 
