@@ -173,6 +173,16 @@ def default_resources(
             from_storage=events.from_core,
             validate_create=events.validate_events_v1,
         ),
+        # Multus: a VMI's multus network names one of these (its spec.config is a CNI config).
+        ResourceType(
+            "k8s.cni.cncf.io",
+            "v1",
+            "network-attachment-definitions",
+            "NetworkAttachmentDefinition",
+            "network-attachment-definition",
+            custom=True,
+            short_names=("net-attach-def",),
+        ),
     ]
 
 
