@@ -49,6 +49,9 @@ packages=(
     qemu-system-x86 qemu-utils                        # the hypervisor and qemu-img
     libxml2-utils                                     # xmllint, used by virt-xml-validate
     cpio                                              # initramfs inspection
+    dnsmasq-base                                      # DHCP and DNS of libvirt's NAT network (guest networking)
+    iputils-ping                                      # the real-guest network test pings the guest
+    tmux                                              # the console test types into a real terminal
     systemd                                           # systemd-analyze, journald
     ca-certificates                                   # pip over https
 )
