@@ -10,6 +10,7 @@ from lxml import etree
 
 from handler.core.vmi import NODE_LABEL
 from handler.core.vmi_networks import stable_mac
+from handler.kube.status_sink import version_of
 from tests.kube.agent_harness import GROUP, NODE, QAT_RESOURCE, VERSION, VMIS, Cluster, eventually
 
 NAD = ("k8s.cni.cncf.io", "v1", "network-attachment-definitions")
@@ -94,3 +95,10 @@ def test_attachment_definition_that_is_not_a_bridge_or_is_missing_is_refused(clu
     eventually(lambda: cluster.synchronized_reason("missing") == "NetworkUnavailable", what="missing NAD refused")
     assert "other-ns/nothing, which does not exist" in cluster.message("missing", "Synchronized")
     assert cluster.domain("wrong") is None and cluster.domain("missing") is None
+
+
+def test_status_goes_back_in_the_version_the_vmi_was_read_in() -> None:
+    assert version_of({"apiVersion": "kubevirt.io/v1alpha3"}) == "v1alpha3"
+    assert version_of({"apiVersion": "kubevirt.io/v1"}) == "v1"
+    assert version_of({"apiVersion": "kubevirt.io/v2"}) == "v1", "never a version the agent does not read"
+    assert version_of({}) == "v1"
