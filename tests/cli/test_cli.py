@@ -178,7 +178,7 @@ def test_render_bad_input_as_a_subprocess_has_no_traceback(tmp_path: Path) -> No
 
 
 def test_every_documented_command_exists() -> None:
-    assert {"agent", "launcher", "render", "status", "doctor", "demo"} <= set(subcommands())
+    assert {"agent", "launcher", "render", "status", "console", "doctor", "demo"} <= set(subcommands())
 
 
 @pytest.mark.parametrize("command", subcommands())
