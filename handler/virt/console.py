@@ -15,6 +15,7 @@ import libvirt
 
 ESCAPE = b"\x1d"
 """Ctrl-], as virsh and virtctl use."""
+STREAM_CLOSED = "the console closed (the guest stopped, or another session took it with --force)"
 _STREAM_EVENTS = libvirt.VIR_STREAM_EVENT_READABLE | libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP
 
 
@@ -27,7 +28,7 @@ class ConsoleSession:
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.outcome = ""
-        """Why the session ended: ``detached``, ``input closed`` or ``guest console closed``."""
+        """Why the session ended: ``detached``, ``input closed`` or :data:`STREAM_CLOSED`."""
         self._to_guest = b""
         self._writable = False
 
@@ -67,19 +68,19 @@ class ConsoleSession:
         if events & libvirt.VIR_STREAM_EVENT_WRITABLE:
             self._flush()
         if events & (libvirt.VIR_STREAM_EVENT_ERROR | libvirt.VIR_STREAM_EVENT_HANGUP) and not self.outcome:
-            self.outcome = "guest console closed"
+            self.outcome = STREAM_CLOSED
 
     def _drain(self, stream: libvirt.virStream) -> None:
         while True:
             try:
                 data = stream.recv(4096)
             except libvirt.libvirtError:
-                self.outcome = self.outcome or "guest console closed"
+                self.outcome = self.outcome or STREAM_CLOSED
                 return
             if data == -2:  # nothing more for now
                 return
             if not isinstance(data, bytes) or not data:
-                self.outcome = self.outcome or "guest console closed"
+                self.outcome = self.outcome or STREAM_CLOSED
                 return
             _write_all(self.stdout_fd, data)
 
@@ -88,7 +89,7 @@ class ConsoleSession:
             try:
                 sent = self.stream.send(self._to_guest)
             except libvirt.libvirtError:
-                self.outcome = self.outcome or "guest console closed"
+                self.outcome = self.outcome or STREAM_CLOSED
                 return
             if sent == -2:  # the stream is full: wait until libvirt says it is writable
                 self._want_writable(True)

@@ -80,10 +80,21 @@ def test_attach_type_read_detach_then_errors(
     terminal.wait_for("Escape character is ^]")
     terminal.tmux("send-keys", "-t", "console", "echo console-says-$((6*7))", "Enter")
     terminal.wait_for("console-says-42")  # only the guest's shell can have computed it
+    second = console_once(key_of("console"), "--connect", "qemu:///system")
+    assert second.returncode == 1 and second.stderr.count("\n") == 1, second.stderr
+    assert "use --force" in second.stderr, "one session at a time"
     terminal.tmux("send-keys", "-t", "console", "C-]")
     terminal.wait_for("CONSOLE-EXIT=0")
     assert libvirt_conn.lookupByName(domain_name("console")).isActive(), "detaching leaves the guest running"
     wait_until("the typed command in the serial log", lambda: "console-says-42" in ws.serial("console"), 30)
+
+    terminal.tmux("kill-session", "-t", "console")
+    terminal.start(console_command(key_of("console"), "--connect", "qemu:///system"))
+    terminal.wait_for("Escape character is ^]")
+    forced = console_once(key_of("console"), "--connect", "qemu:///system", "--force")
+    assert forced.returncode == 0, forced.stderr  # took over, then its empty stdin ended it
+    terminal.wait_for("another session took it with --force")
+    terminal.wait_for("CONSOLE-EXIT=0")
 
     unknown = console_once(f"{NAMESPACE}/no-such-vmi", "--connect", "qemu:///system")
     assert unknown.returncode == 1
