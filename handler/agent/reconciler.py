@@ -15,6 +15,7 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
+from handler.agent.guest_networks import gate_networks, observe_addresses
 from handler.agent.ports import (
     AddressProbe,
     DesiredSource,
@@ -39,7 +40,6 @@ from handler.core.actions import (
 from handler.core.bdf import Bdf
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain
-from handler.core.interface_status import GuestAddress
 from handler.core.planner import Plan, PlanSettings, plan
 from handler.core.port_error import PortError
 from handler.core.refusal import Refusal, Refused
@@ -130,10 +130,14 @@ class Reconciler:
                 bound = bound.bind(bdfs=[str(device.bdf) for device in known])
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
-            desired = self._gate_networks(self._gate_devices(desired, domain), domain)
+            desired = gate_networks(self.networks, self._gate_devices(desired, domain), domain)
             self._note_waiting(key, desired)
             observed = Observed(
-                domain, self.sink.last_status(key), self._get_stop(key), self.clock(), self._addresses(desired, domain)
+                domain,
+                self.sink.last_status(key),
+                self._get_stop(key),
+                self.clock(),
+                observe_addresses(self.addresses, desired, domain),
             )
             result: Plan = plan(desired, observed, self.settings)
             self._execute(key, result.actions, bound)
@@ -163,25 +167,6 @@ class Reconciler:
             return desired
         refusal = self._device_refusal(desired)
         return desired if refusal is None else replace(desired, blocked=refusal)
-
-    def _gate_networks(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
-        """Resolve where the NICs plug in, for a guest about to be defined or started."""
-        vmi = desired.vmi
-        if self.networks is None or vmi is None or not vmi.interfaces or desired.intent is not Intent.RUN:
-            return desired
-        if desired.blocked is not None or (domain is not None and domain.active):
-            return desired
-        try:
-            return replace(desired, attachments=self.networks.attachments(vmi))
-        except Refused as refused:
-            return replace(desired, blocked=refused.refusal)
-
-    def _addresses(self, desired: Desired, domain: ObservedDomain | None) -> tuple[GuestAddress, ...]:
-        if self.addresses is None or desired.vmi is None or not desired.vmi.interfaces:
-            return ()
-        if domain is None or not domain.active:
-            return ()
-        return self.addresses.interface_addresses(domain.name)
 
     def _allocated(self, desired: Desired) -> Desired:
         """Devices from the node's allocator, for a VMI that brought none."""
