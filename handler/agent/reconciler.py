@@ -93,6 +93,7 @@ class Reconciler:
         self._memory_lock = threading.Lock()
         self._phases: dict[str, tuple[str, bool]] = {}
         self._waiting: set[str] = set()
+        self._address_polls: dict[str, int] = {}
         """VMIs refused because a VF they need is held by another guest, or none is free."""
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
@@ -138,9 +139,11 @@ class Reconciler:
                 self._get_stop(key),
                 self.clock(),
                 observe_addresses(self.addresses, desired, domain),
+                self._address_polls.get(key, 0),
             )
             result: Plan = plan(desired, observed, self.settings)
             self._execute(key, result.actions, bound)
+            self._count_address_poll(key, desired, result)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
             if observed.status is not None and not forgotten:
                 self._remember_adopted(key, observed.status)
@@ -267,6 +270,14 @@ class Reconciler:
                 # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
                 (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
+
+    def _count_address_poll(self, key: str, desired: Desired, result: Plan) -> None:
+        polling = desired.intent is Intent.RUN and desired.vmi is not None and bool(desired.vmi.interfaces)
+        with self._memory_lock:
+            if polling and result.requeue_after is not None:
+                self._address_polls[key] = self._address_polls.get(key, 0) + 1
+            else:
+                self._address_polls.pop(key, None)
 
     def _note_waiting(self, key: str, desired: Desired) -> None:
         waiting = desired.blocked is not None and desired.blocked.reason in WAITING_FOR_DEVICES

@@ -63,3 +63,5 @@ class Observed:
     now: float
     addresses: tuple[GuestAddress, ...] = ()
     """Addresses learned for the running guest's NICs (leases, guest agent)."""
+    address_polls: int = 0
+    """How many address looks in a row found a NIC without one: the next look waits longer."""

@@ -37,7 +37,9 @@ class PlanSettings:
     acpi_resend_seconds: float = 3.0
     """How often the power button is pressed again: a booting guest can miss the first press."""
     address_poll_seconds: float = 5.0
-    """While a running guest's NIC has no address yet, look again this often (else at resync)."""
+    """While a running guest's NIC has no address yet, look again after this long, doubling on
+    each look up to ``address_poll_max_seconds`` (a guest that never asks for a lease costs little)."""
+    address_poll_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
         spec_digest=digest,
         interfaces=interfaces,
     )
-    poll = settings.address_poll_seconds if missing_address(interfaces) else None
+    poll = _address_poll(settings, observed.address_polls) if missing_address(interfaces) else None
     if domain is None:
         if last is not None and last.phase.terminal and last.spec_digest == digest:
             return Plan(())
@@ -207,6 +209,10 @@ def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain
     message = f"domain {domain.name} exists and is managed by {managed_by}; fix: rename the VMI or remove that domain"
     status = VMIStatus(Phase.SCHEDULED, domain.name, (ready(False), synchronized(False, "DomainNameTaken", message)))
     return Plan(_transition(observed.status, status, RecordEvent("DomainNameTaken", message, warning=True)))
+
+
+def _address_poll(settings: PlanSettings, polls: int) -> float:
+    return min(settings.address_poll_seconds * (1 << min(polls, 16)), settings.address_poll_max_seconds)
 
 
 def _transition(last: VMIStatus | None, new: VMIStatus, event: RecordEvent | None) -> tuple[Action, ...]:

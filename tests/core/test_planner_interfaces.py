@@ -23,9 +23,11 @@ VMI_ = replace(make_vmi(), interfaces=(NIC,))
 RUN = Desired(KEY, Intent.RUN, VMI_, (), attachments=(Attachment("default", "bridge", "br0"),))
 
 
-def running(addresses: tuple[GuestAddress, ...], last: VMIStatus | None = None) -> tuple[VMIStatus, float | None]:
+def running(
+    addresses: tuple[GuestAddress, ...], last: VMIStatus | None = None, polls: int = 0
+) -> tuple[VMIStatus, float | None]:
     dom = ObservedDomain(NAME, UID, Power.RUNNING, None, identity_of(VMI_, (), SETTINGS.render))
-    result = plan(RUN, Observed(dom, last, None, NOW, addresses), SETTINGS)
+    result = plan(RUN, Observed(dom, last, None, NOW, addresses, polls), SETTINGS)
     writes = [a.status for a in result.actions if isinstance(a, WriteStatus)]
     return (writes[-1] if writes else last), result.requeue_after  # type: ignore[return-value]
 
@@ -50,3 +52,8 @@ def test_address_lands_in_status_once_and_polling_stops() -> None:
     assert poll is None, "every NIC has an address: the resync is enough"
     again, _ = running((lease, agent), after)
     assert again is after, "the same addresses write nothing"
+
+
+def test_looks_for_a_missing_address_back_off_to_the_cap() -> None:
+    waits = [running((), polls=polls)[1] for polls in range(8)]
+    assert waits == [7.0, 14.0, 28.0, 56.0, 60.0, 60.0, 60.0, 60.0]
