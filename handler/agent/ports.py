@@ -17,6 +17,7 @@ from handler.core.domain_state import ObservedDomain
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
 from handler.core.vmi import VMI
+from handler.host.guest_files import Preparation
 
 
 class Hypervisor(Protocol):
@@ -70,4 +71,16 @@ class DeviceInspector(Protocol):
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         """A Refusal if the device must not be used, else None."""
+        ...
+
+
+class GuestFilePreparer(Protocol):
+    """Makes the files a guest's disks need (cloud-init ISOs, overlays, empty disks)."""
+
+    def prepare(self, vmi: VMI) -> Preparation:
+        """Called before a domain is defined or started; a refusal keeps it from starting."""
+        ...
+
+    def remove(self, uid: str) -> None:
+        """Called after the VMI's domain is undefined."""
         ...

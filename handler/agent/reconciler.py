@@ -15,7 +15,14 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, Hypervisor, StatusSink
+from handler.agent.ports import (
+    DesiredSource,
+    DeviceAllocator,
+    DeviceInspector,
+    GuestFilePreparer,
+    Hypervisor,
+    StatusSink,
+)
 from handler.core.actions import (
     Action,
     ClaimVMI,
@@ -63,6 +70,7 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        guest_files: GuestFilePreparer | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -72,6 +80,7 @@ class Reconciler:
         self.clock = clock
         self.metrics = metrics
         self.allocator = allocator
+        self.guest_files = guest_files
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
@@ -121,7 +130,9 @@ class Reconciler:
             self._note_waiting(key, desired)
             observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
             result: Plan = plan(desired, observed, self.settings)
-            self._execute(key, result.actions, bound)
+            result = self._with_guest_files(desired, observed, result)
+            uid = domain.identity.uid if domain is not None and domain.identity is not None else None
+            self._execute(key, result.actions, bound, uid)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
             if observed.status is not None and not forgotten:
                 self._remember_adopted(key, observed.status)
@@ -135,6 +146,19 @@ class Reconciler:
                 bound.warning("could not report the failure", error=str(also))
             return Outcome(None, failed=True)
         return Outcome(result.requeue_after)
+
+    def _with_guest_files(self, desired: Desired, observed: Observed, result: Plan) -> Plan:
+        """Prepare the guest's files before a define or start; if they cannot be ready, plan
+        again with the refusal, so it shows like any other and the VMI is looked at again."""
+        if self.guest_files is None or desired.vmi is None:
+            return result
+        if not any(isinstance(action, (DefineDomain, StartDomain)) for action in result.actions):
+            return result
+        prepared = self.guest_files.prepare(desired.vmi)
+        if prepared.refusal is None:
+            return result
+        blocked = plan(replace(desired, blocked=prepared.refusal), observed, self.settings)
+        return replace(blocked, requeue_after=prepared.retry_after)
 
     def _gate_devices(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
         """Judge the devices of a guest about to be (re)started; a running guest is never re-judged."""
@@ -193,11 +217,19 @@ class Reconciler:
             )
         return None
 
-    def _execute(self, key: str, actions: tuple[Action, ...], bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _execute(
+        self,
+        key: str,
+        actions: tuple[Action, ...],
+        bound: structlog.typing.FilteringBoundLogger,
+        uid: str | None = None,
+    ) -> None:
         for action in actions:
-            self._apply(key, action, bound)
+            self._apply(key, action, bound, uid)
 
-    def _apply(self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _apply(
+        self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger, uid: str | None = None
+    ) -> None:
         match action:
             case ClaimVMI():
                 self.sink.claim(key)
@@ -226,6 +258,8 @@ class Reconciler:
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
                 bound.info("domain undefined")
+                if self.guest_files is not None and uid is not None:
+                    self.guest_files.remove(uid)
                 self._release(key)
             case WriteStatus(status=status):
                 self.sink.write(key, status)

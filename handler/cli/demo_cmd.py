@@ -74,7 +74,12 @@ def _demo(args: argparse.Namespace, work: Path) -> int:
         vmi_dir=vmi_dir,
         state_dir=state_dir,
         host_root=host_root,
-        render=RenderSettings(domain_type="kvm", log_dir=str(state_dir / "logs"), owner=agent_owner(state_dir, None)),
+        render=RenderSettings(
+            domain_type="kvm",
+            log_dir=str(state_dir / "logs"),
+            files_dir=str(state_dir / "guests"),
+            owner=agent_owner(state_dir, None),
+        ),
         on_stop=StopPolicy.SHUTDOWN.value,
     )
     node = BareMetalNode(settings, FreshDeviceChecks(host_root))

@@ -1,0 +1,214 @@
+"""The files a guest needs before its domain is defined, and their removal after it is undefined.
+
+The reconciler calls ``prepare(vmi)`` before it defines or starts a domain and ``remove(uid)``
+after it undefines one; nothing else here knows about reconciling. A VMI whose disks are all
+plain hostDisks costs one loop over its disks and no file system access.
+
+Files live in ``<files_dir>/<uid>/disk<N>.<ext>`` (handler/core/disk_sources.py). User data,
+image references and Secret contents are data: handed to pycdlib, to skopeo and qemu-img as
+single argv items, never to a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from handler.core.cloudinit_data import iso_content
+from handler.core.disk_sources import (
+    SECRET_LIMIT_BYTES,
+    CloudInit,
+    ContainerDisk,
+    CreateIfMissing,
+    EmptyDisk,
+    guest_dir,
+)
+from handler.core.refusal import Refusal
+from handler.core.vmi import VMI, HostDisk
+from handler.host.cloudinit_iso import write_iso
+from handler.host.image_cache import Failed, ImageCache, Pending, Ready
+
+log = structlog.get_logger("qat_handler.guest_files")
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SECRET_KEYS = {"user": ("userdata", "userData"), "network": ("networkdata", "networkData")}
+
+
+@dataclass(frozen=True, slots=True)
+class Preparation:
+    refusal: Refusal | None = None
+    retry_after: float | None = None
+    """Look again this soon (an image is still being fetched, or a file could not be made)."""
+
+
+class SecretReader(Protocol):
+    def read(self, namespace: str, name: str) -> Mapping[str, bytes] | None:
+        """The Secret's decoded data; None when it does not exist. Raises OSError when unreachable."""
+        ...
+
+
+class _NotReady(Exception):
+    def __init__(self, refusal: Refusal, retry_after: float) -> None:
+        super().__init__(refusal.line())
+        self.preparation = Preparation(refusal, retry_after)
+
+
+class GuestFiles:
+    def __init__(
+        self,
+        files_dir: Path,
+        images: ImageCache | None = None,
+        secrets: SecretReader | None = None,
+        *,
+        pending_retry_seconds: float = 1.0,
+        failed_retry_seconds: float = 30.0,
+    ) -> None:
+        self.files_dir = files_dir
+        self.images = images
+        self.secrets = secrets
+        self.pending_retry_seconds = pending_retry_seconds
+        self.failed_retry_seconds = failed_retry_seconds
+
+    def prepare(self, vmi: VMI) -> Preparation:
+        disks = [disk for disk in vmi.disks if disk.source is not None]
+        if not disks:
+            return Preparation()
+        folder = Path(guest_dir(str(self.files_dir), vmi.uid))
+        try:
+            self._make_dirs(folder)
+            for disk in disks:
+                self._prepare_one(vmi, disk, folder)
+        except _NotReady as not_ready:
+            return not_ready.preparation
+        except OSError as error:
+            refusal = Refusal(
+                "GuestFilesFailed",
+                str(folder),
+                f"could not be prepared ({error.strerror or error})",
+                "check the state directory's space and permissions",
+            )
+            return Preparation(refusal, self.failed_retry_seconds)
+        return Preparation()
+
+    def remove(self, uid: str) -> None:
+        """Delete the VMI's directory (ISOs, overlays, empty disks). hostDisk files are never touched."""
+        if not _UUID.match(uid):
+            return
+        folder = self.files_dir / uid
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("guest files removed", uid=uid)
+
+    def _make_dirs(self, folder: Path) -> None:
+        # QEMU (libvirt's qemu user) must traverse to the files; it needs no listing.
+        for path in (self.files_dir, folder):
+            path.mkdir(mode=0o711, parents=True, exist_ok=True)
+            path.chmod(0o711)
+
+    def _prepare_one(self, vmi: VMI, disk: HostDisk, folder: Path) -> None:
+        source = disk.source
+        if isinstance(source, CloudInit):
+            user = self._payload(vmi, disk, source.user_data, source.user_secret, "user")
+            network = self._payload(vmi, disk, source.network_data, source.network_secret, "network")
+            write_iso(iso_content(source, vmi.uid, vmi.name, user, network), folder / disk.path)
+        elif isinstance(source, EmptyDisk):
+            _sparse(folder / disk.path, source.capacity_bytes)
+        elif isinstance(source, CreateIfMissing):
+            _disk_or_create(disk, source.capacity_bytes)
+        elif isinstance(source, ContainerDisk):
+            self._overlay(disk, source, folder / disk.path)
+
+    def _payload(self, vmi: VMI, disk: HostDisk, inline: bytes | None, secret: str | None, kind: str) -> bytes | None:
+        if secret is None:
+            return inline
+        field = "secretRef" if kind == "user" else "networkDataSecretRef"
+        subject = f"volume {disk.name!r} {field} {secret!r}"
+        if self.secrets is None:
+            raise _NotReady(
+                Refusal("InvalidSpec", subject, "needs Kubernetes to be read", "put the data inline on bare metal"),
+                self.failed_retry_seconds,
+            )
+        try:
+            data = self.secrets.read(vmi.namespace, secret)
+        except OSError as error:
+            raise _NotReady(
+                Refusal("SecretUnreadable", subject, f"could not be read ({error})", "check the agent's API access"),
+                self.failed_retry_seconds,
+            ) from None
+        value = next((data[key] for key in SECRET_KEYS[kind] if data and key in data), None)
+        if value is None:
+            problem = "does not exist" if data is None else f"has no key {' or '.join(SECRET_KEYS[kind])}"
+            fix = f"create it in namespace {vmi.namespace} with key {SECRET_KEYS[kind][0]}"
+            raise _NotReady(Refusal("SecretMissing", subject, problem, fix), self.failed_retry_seconds)
+        if len(value) > SECRET_LIMIT_BYTES:
+            raise _NotReady(
+                Refusal("InvalidSpec", subject, f"holds {len(value)} bytes", f"keep it under {SECRET_LIMIT_BYTES}"),
+                self.failed_retry_seconds,
+            )
+        return value
+
+    def _overlay(self, disk: HostDisk, source: ContainerDisk, overlay: Path) -> None:
+        if overlay.exists():
+            return  # the guest's writes live until the VMI goes
+        subject = f"volume {disk.name!r} containerDisk {source.image!r}"
+        if self.images is None:
+            fix = "run the agent with an image cache (bare metal) or a launcher pod that carries the image"
+            raise _NotReady(Refusal("ContainerDiskFailed", subject, "has no image source", fix), 60.0)
+        found = self.images.lookup(source)
+        if isinstance(found, Pending):
+            refusal = Refusal("ImagePulling", subject, "is being fetched", "wait; the guest starts when it is ready")
+            raise _NotReady(refusal, self.pending_retry_seconds)
+        if isinstance(found, Failed):
+            fix = "check the reference, the registry (registries.conf) and the image's /disk file"
+            raise _NotReady(Refusal("ContainerDiskFailed", subject, found.problem, fix), self.failed_retry_seconds)
+        assert isinstance(found, Ready)
+        create_overlay(found.path, found.format, overlay)
+
+
+def create_overlay(base: Path, base_format: str, overlay: Path) -> None:
+    """A qcow2 overlay on ``base``, its backing format recorded so QEMU never probes it."""
+    temporary = overlay.with_name(overlay.name + ".tmp")
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(temporary)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        temporary.unlink(missing_ok=True)
+        raise OSError(done.returncode, f"qemu-img create failed: {done.stderr.strip()[-300:]}")
+    temporary.chmod(0o600)
+    temporary.replace(overlay)
+
+
+def _sparse(path: Path, size: int) -> None:
+    """Make ``path`` a sparse file of ``size`` bytes unless it exists; never truncate an existing one."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+
+
+def _disk_or_create(disk: HostDisk, size: int) -> None:
+    path = Path(disk.path)
+    if path.exists() or path.is_symlink():
+        if not path.is_file():
+            raise _NotReady(
+                Refusal("InvalidSpec", f"hostDisk {disk.path}", "exists but is not a file", "point it at an image"),
+                30.0,
+            )
+        return
+    if not path.parent.is_dir():
+        raise _NotReady(
+            Refusal("InvalidSpec", f"hostDisk {disk.path}", "has no parent directory", "create the directory"), 30.0
+        )
+    _sparse(path, size)
+    log.info("hostDisk created", path=disk.path, capacity=size)
