@@ -60,6 +60,7 @@ class ImageCache:
         root: Path,
         store: Path | None = None,
         *,
+        insecure_registries: tuple[str, ...] = (),
         skopeo: str = "skopeo",
         timeout_seconds: float = 900.0,
         retry_seconds: float = 60.0,
@@ -69,6 +70,8 @@ class ImageCache:
         self.root = root
         self.store = store
         """An OCI layout whose images, named by their full reference, are used without fetching."""
+        self.insecure_registries = frozenset(insecure_registries)
+        """Registries (``host[:port]``) reached over plain HTTP, such as a registry on the host itself."""
         self.skopeo = skopeo
         self.timeout_seconds = timeout_seconds
         self.retry_seconds = retry_seconds
@@ -175,7 +178,10 @@ class ImageCache:
             shutil.rmtree(work, ignore_errors=True)
 
     def _skopeo_copy(self, source: ImageSource, layout: Path) -> None:
-        argv = [self.skopeo, "copy", "--quiet", source.skopeo(), f"oci:{layout}:image"]
+        argv = [self.skopeo, "copy", "--quiet"]
+        if source.transport == "docker" and source.location.split("/", 1)[0] in self.insecure_registries:
+            argv.append("--src-tls-verify=false")
+        argv += [source.skopeo(), f"oci:{layout}:image"]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_seconds, check=False)
         except subprocess.TimeoutExpired:

@@ -454,9 +454,7 @@ REFUSED: list[Any] = [
         "spec.volumes[0].cloudInitNoCloud",
         id="host-disk-plus-another-source",
     ),
-    pytest.param(
-        both(disks(ROOT_DISK), volumes({"name": "root"})), INVALID, "spec.volumes[0]", id="volume-no-source"
-    ),
+    pytest.param(both(disks(ROOT_DISK), volumes({"name": "root"})), INVALID, "spec.volumes[0]", id="volume-no-source"),
     pytest.param(
         both(disks(ROOT_DISK), volumes({"name": "root", "hostDisk": {"path": "/r.img", "type": "DiskOrCreate"}})),
         INVALID,

@@ -178,7 +178,8 @@ def test_secret_refs_are_read_from_the_vmi_namespace(tmp_path: Path) -> None:
         ),
         (
             Secrets({"ud": {"other": b""}}),
-            "volume 'd0' secretRef 'ud' has no key userdata or userData; fix: create it in namespace ns with key userdata",
+            "volume 'd0' secretRef 'ud' has no key userdata or userData; "
+            "fix: create it in namespace ns with key userdata",
         ),
     ],
 )
