@@ -84,3 +84,7 @@ class GuestFilePreparer(Protocol):
     def remove(self, uid: str) -> None:
         """Called after the VMI's domain is undefined."""
         ...
+
+    def close(self) -> None:
+        """The agent is stopping: end any background work."""
+        ...

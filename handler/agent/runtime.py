@@ -26,7 +26,9 @@ log = structlog.get_logger("qat_handler.runtime")
 
 def bare_metal_guest_files(settings: AgentSettings) -> GuestFiles:
     """Guest files with an image cache that fetches containerDisks itself (skopeo)."""
-    images = ImageCache(settings.state_dir / "images", settings.image_store)
+    images = ImageCache(
+        settings.state_dir / "images", settings.image_store, insecure_registries=settings.insecure_registries
+    )
     return GuestFiles(Path(settings.render.files_dir), images)
 
 
@@ -76,6 +78,8 @@ class NodeRuntime:
 
     def stop(self, policy: StopPolicy) -> None:
         self.engine.stop(policy)
+        if self.reconciler.guest_files is not None:
+            self.reconciler.guest_files.close()
         self._events.put(None)
         self.hypervisor.connection.close()
 

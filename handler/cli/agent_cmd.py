@@ -112,6 +112,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="DIR",
         help="bare metal: an OCI layout whose images, named by full reference, serve containerDisks without a fetch",
     )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="bare metal: fetch containerDisks from this registry over plain HTTP (repeatable)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULTS.workers, help="reconcile threads")
     parser.add_argument(
         "--resync-seconds",
@@ -145,6 +152,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         run_dir=args.run_dir,
         host_root=args.host_root,
         image_store=args.image_store,
+        insecure_registries=tuple(args.insecure_registry),
         render=render_settings(args, agent_owner(args.state_dir, args.node_name if args.kubernetes else None)),
         on_stop=on_stop,
         workers=max(1, args.workers),

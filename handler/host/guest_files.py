@@ -98,6 +98,10 @@ class GuestFiles:
             return Preparation(refusal, self.failed_retry_seconds)
         return Preparation()
 
+    def close(self) -> None:
+        if self.images is not None:
+            self.images.close()
+
     def remove(self, uid: str) -> None:
         """Delete the VMI's directory (ISOs, overlays, empty disks). hostDisk files are never touched."""
         if not _UUID.match(uid):

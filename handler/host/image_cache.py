@@ -80,6 +80,7 @@ class ImageCache:
         self._lock = threading.Lock()
         self._running: set[tuple[str, str | None]] = set()
         self._failed: dict[tuple[str, str | None], tuple[float, str]] = {}
+        self._processes: set[subprocess.Popen[str]] = set()
         self._fetched: set[tuple[str, str | None]] = set()
         """Sources fetched by this agent run: ``Always`` pulls once per run, not once per look."""
         self.on_done: Callable[[], None] = lambda: None
@@ -105,7 +106,12 @@ class ImageCache:
         return Pending()
 
     def close(self) -> None:
+        """Stop fetching: queued fetches are dropped and running skopeo processes ended."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            running = list(self._processes)
+        for process in running:
+            process.kill()
 
     # -- the cache on disk -----------------------------------------------------------------
     def _source(self, disk: ContainerDisk) -> ImageSource:
@@ -183,14 +189,23 @@ class ImageCache:
             argv.append("--src-tls-verify=false")
         argv += [source.skopeo(), f"oci:{layout}:image"]
         try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=self.timeout_seconds, check=False)
-        except subprocess.TimeoutExpired:
-            raise _FetchError(f"could not be fetched within {self.timeout_seconds:.0f} s") from None
+            process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         except OSError as error:
             raise _FetchError(f"could not be fetched: {self.skopeo} cannot run ({error.strerror})") from None
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-            raise _FetchError(f"could not be fetched ({lines[-1][-300:] if lines else f'exit {done.returncode}'})")
+        with self._lock:
+            self._processes.add(process)
+        try:
+            _, stderr = process.communicate(timeout=self.timeout_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise _FetchError(f"could not be fetched within {self.timeout_seconds:.0f} s") from None
+        finally:
+            with self._lock:
+                self._processes.discard(process)
+        if process.returncode != 0:
+            lines = [line for line in stderr.strip().splitlines() if line.strip()]
+            raise _FetchError(f"could not be fetched ({lines[-1][-300:] if lines else f'exit {process.returncode}'})")
 
 
 class _FetchError(Exception):
