@@ -42,6 +42,7 @@ from handler.virt.hypervisor import LibvirtHypervisor
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
 LOG_DIR = "/var/lib/qat-handler/logs"
+FILES_DIR = "/var/lib/qat-handler/guests"
 
 CASE_SETTINGS: dict[str, RenderSettings] = {
     "qat-one-qatn": RenderSettings(log_dir=LOG_DIR),
@@ -54,6 +55,8 @@ CASE_SETTINGS: dict[str, RenderSettings] = {
     "domain-qemu": RenderSettings(domain_type="qemu", log_dir=LOG_DIR),
     "managed-hostdevs": RenderSettings(managed_hostdevs=True, log_dir=LOG_DIR),
     "cpu-passthrough": RenderSettings(cpu_mode="host-passthrough", log_dir=LOG_DIR),
+    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
+    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
 }
 CASES = sorted(CASE_SETTINGS)
 
