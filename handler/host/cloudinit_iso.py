@@ -30,9 +30,7 @@ def write_iso(content: IsoContent, dest: Path) -> None:
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         with os.fdopen(fd, "wb") as out:
-            iso.write_fp(out)
-            out.flush()
-            os.fsync(out.fileno())
+            iso.write_fp(out)  # no fsync: the ISO is rebuilt before every define or start
     finally:
         iso.close()
     temporary.replace(dest)

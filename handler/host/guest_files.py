@@ -34,7 +34,7 @@ from handler.core.disk_sources import (
 from handler.core.refusal import Refusal
 from handler.core.vmi import VMI, HostDisk
 from handler.host.cloudinit_iso import write_iso
-from handler.host.image_cache import Failed, ImageCache, Pending, Ready
+from handler.host.image_cache import Failed, Lookup, Pending, Ready
 
 log = structlog.get_logger("qat_handler.guest_files")
 
@@ -55,6 +55,15 @@ class SecretReader(Protocol):
         ...
 
 
+class DiskImages(Protocol):
+    """Where containerDisk base images come from: fetched on bare metal (ImageCache), or taken
+    from the launcher pod's image in Kubernetes (handler/kube/container_disks.py)."""
+
+    def lookup(self, disk: ContainerDisk, vmi: VMI, volume: str) -> Lookup: ...
+
+    def close(self) -> None: ...
+
+
 class _NotReady(Exception):
     def __init__(self, refusal: Refusal, retry_after: float) -> None:
         super().__init__(refusal.line())
@@ -65,7 +74,7 @@ class GuestFiles:
     def __init__(
         self,
         files_dir: Path,
-        images: ImageCache | None = None,
+        images: DiskImages | None = None,
         secrets: SecretReader | None = None,
         *,
         pending_retry_seconds: float = 1.0,
@@ -128,7 +137,7 @@ class GuestFiles:
         elif isinstance(source, CreateIfMissing):
             _disk_or_create(disk, source.capacity_bytes)
         elif isinstance(source, ContainerDisk):
-            self._overlay(disk, source, folder / disk.path)
+            self._overlay(vmi, disk, source, folder / disk.path)
 
     def _payload(self, vmi: VMI, disk: HostDisk, inline: bytes | None, secret: str | None, kind: str) -> bytes | None:
         if secret is None:
@@ -159,16 +168,16 @@ class GuestFiles:
             )
         return value
 
-    def _overlay(self, disk: HostDisk, source: ContainerDisk, overlay: Path) -> None:
+    def _overlay(self, vmi: VMI, disk: HostDisk, source: ContainerDisk, overlay: Path) -> None:
         if overlay.exists():
             return  # the guest's writes live until the VMI goes
         subject = f"volume {disk.name!r} containerDisk {source.image!r}"
         if self.images is None:
             fix = "run the agent with an image cache (bare metal) or a launcher pod that carries the image"
             raise _NotReady(Refusal("ContainerDiskFailed", subject, "has no image source", fix), 60.0)
-        found = self.images.lookup(source)
+        found = self.images.lookup(source, vmi, disk.name)
         if isinstance(found, Pending):
-            refusal = Refusal("ImagePulling", subject, "is being fetched", "wait; the guest starts when it is ready")
+            refusal = Refusal("ImagePulling", subject, found.problem, "wait; the guest starts when it is ready")
             raise _NotReady(refusal, self.pending_retry_seconds)
         if isinstance(found, Failed):
             fix = "check the reference, the registry (registries.conf) and the image's /disk file"

@@ -29,6 +29,7 @@ import structlog
 
 from handler.core.disk_sources import ContainerDisk
 from handler.core.image_ref import ImageSource, parse_image
+from handler.core.vmi import VMI
 from handler.host.oci_layout import LayoutError, extract_disk, manifest_digest, tagged
 
 log = structlog.get_logger("qat_handler.images")
@@ -43,7 +44,7 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    pass
+    problem: str = "is being fetched"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,8 @@ class ImageCache:
         self.on_done: Callable[[], None] = lambda: None
         """Called from a fetch thread when a fetch ends, so the waiting VMIs are looked at again."""
 
-    def lookup(self, disk: ContainerDisk) -> Lookup:
+    def lookup(self, disk: ContainerDisk, vmi: VMI | None = None, volume: str = "") -> Lookup:
+        """``vmi`` and ``volume`` are not needed here: a fetched image serves every VMI."""
         key = (disk.image, disk.path)
         with self._lock:
             if key in self._running:
@@ -130,7 +132,7 @@ class ImageCache:
             return None
         folder = self.root / "disks" / digest
         files = [p for p in folder.iterdir()] if folder.is_dir() else []
-        return Ready(files[0], _format(files[0].name)) if len(files) == 1 else None
+        return Ready(files[0], disk_format_of(files[0].name)) if len(files) == 1 else None
 
     # -- fetching (on the pool) ------------------------------------------------------------
     def _fetch_job(self, disk: ContainerDisk, key: tuple[str, str | None]) -> None:
@@ -171,9 +173,9 @@ class ImageCache:
                     staged = work / "disk"
                     staged.mkdir()
                     inner = extract_disk(layout, "sha256:" + digest[:64], disk.path, staged / "file")
-                    target = staged / f"disk{_suffix(inner)}"
+                    target = staged / f"disk{disk_suffix(inner)}"
                     (staged / "file").rename(target)
-                    _check_image(target, _format(target.name))
+                    check_image(target, disk_format_of(target.name))
                     target.chmod(0o444)
                     staged.chmod(0o755)
                     staged.rename(folder)
@@ -212,15 +214,15 @@ class _FetchError(Exception):
     pass
 
 
-def _suffix(inner: str) -> str:
+def disk_suffix(inner: str) -> str:
     return ".qcow2" if inner.endswith(".qcow2") else ".img"
 
 
-def _format(file_name: str) -> str:
+def disk_format_of(file_name: str) -> str:
     return "qcow2" if file_name.endswith(".qcow2") else "raw"
 
 
-def _check_image(path: Path, fmt: str) -> None:
+def check_image(path: Path, fmt: str) -> None:
     """A qcow2 must open as one (a corrupt header refuses the VMI now, not at boot)."""
     if fmt != "qcow2":
         return

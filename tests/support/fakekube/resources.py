@@ -138,6 +138,7 @@ def default_resources(
             categories=("all",),
         ),
         ResourceType("", "v1", "configmaps", "ConfigMap", "configmap", short_names=("cm",)),
+        ResourceType("", "v1", "secrets", "Secret", "secret"),
         ResourceType(
             "",
             "v1",
