@@ -4,7 +4,8 @@ as KubeVirt does; the agent never pulls.
 The launcher pod carries one container per containerDisk volume, named ``volume<volume name>``
 (KubeVirt's naming), running the disk's image with a long-lived process from a shared volume
 (the images hold only /disk). Once kubelet reports that container running, the agent finds its
-process on the host (the container ID in ``/proc/<pid>/cgroup``, hostPID), reads the disk
+process on the host (the container ID in ``/proc/<pid>/cgroup``: the agent needs hostPID, and
+CAP_SYS_PTRACE to open another process's root), reads the disk
 through that process's root (``/proc/<pid>/root/disk/...``) and copies it once into the image
 cache, keyed by the image digest kubelet reports (``imageID``). QEMU runs under the node's
 libvirtd, outside the pod, and cannot open another process's root; the cached copy is what
@@ -18,40 +19,25 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import structlog
-from kubernetes import client
 
 from handler.core.disk_sources import ContainerDisk
 from handler.core.vmi import VMI
 from handler.host.image_cache import Failed, Lookup, Pending, Ready, check_image, disk_format_of, disk_suffix
 from handler.host.oci_layout import DISK_SUFFIXES, LayoutError
-from handler.kube.client import raw
 from handler.kube.launcher_pods import CREATED_BY_LABEL
 
 log = structlog.get_logger("qat_handler.container_disks")
 
-PodLister = Callable[[str, str], list[Mapping[str, Any]]]
-"""(namespace, label selector) -> pods, as the API returns them."""
+PodLister = Callable[[], Iterable[Mapping[str, Any]]]
+"""The launcher pods on this node, as the API returns them (the agent's pod informer cache)."""
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CONTAINER_ID = re.compile(r"^[a-z0-9-]+://([0-9a-f]{12,128})$")
-
-
-def api_pod_lister(api: client.ApiClient) -> PodLister:
-    core = client.CoreV1Api(api)
-
-    def pods(namespace: str, selector: str) -> list[Mapping[str, Any]]:
-        try:
-            listing = raw(core.list_namespaced_pod(namespace, label_selector=selector, _preload_content=False))
-        except Exception as error:  # API and connection errors alike: look again shortly
-            raise OSError(str(error)) from None
-        return list(listing.get("items") or [])
-
-    return pods
 
 
 def container_name(volume: str) -> str:
@@ -59,9 +45,10 @@ def container_name(volume: str) -> str:
 
 
 class LauncherContainerDisks:
-    def __init__(self, pods: PodLister, host_root: Path, cache_root: Path, node_name: str) -> None:
+    def __init__(self, pods: PodLister, proc: Path, cache_root: Path, node_name: str) -> None:
         self.pods = pods
-        self.host_root = host_root
+        self.proc = proc
+        """The host's /proc: the agent's own with hostPID."""
         self.cache_root = cache_root
         self.node_name = node_name
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disk-copy")
@@ -92,11 +79,13 @@ class LauncherContainerDisks:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _container_status(self, vmi: VMI, volume: str) -> tuple[str, str] | Pending | Failed:
-        try:
-            pods = self.pods(vmi.namespace, f"{CREATED_BY_LABEL}={vmi.uid}")
-        except OSError as error:
-            return Pending(f"waits for the API ({error})")
-        pods = [p for p in pods if p.get("spec", {}).get("nodeName") == self.node_name]
+        pods = [
+            p
+            for p in self.pods()
+            if p.get("metadata", {}).get("namespace") == vmi.namespace
+            and (p.get("metadata", {}).get("labels") or {}).get(CREATED_BY_LABEL) == vmi.uid
+            and p.get("spec", {}).get("nodeName") == self.node_name
+        ]
         if not pods:
             return Pending("waits for the launcher pod on this node")
         name = container_name(volume)
@@ -137,6 +126,10 @@ class LauncherContainerDisks:
             finally:
                 shutil.rmtree(staged, ignore_errors=True)
             log.info("containerDisk copied from its launcher container", entry=entry)
+        except PermissionError:
+            with self._lock:
+                self._failed[entry] = "cannot be read from the launcher container (the agent needs CAP_SYS_PTRACE)"
+            log.warning("containerDisk copy not permitted", entry=entry)
         except (OSError, LayoutError) as error:
             with self._lock:
                 self._failed[entry] = f"is not a usable disk image ({error})"
@@ -147,7 +140,7 @@ class LauncherContainerDisks:
 
     def _container_root(self, container_id: str) -> Path:
         """The root of the container's process, found by its ID in the host's cgroup files."""
-        for cgroup in (self.host_root / "proc").glob("[0-9]*/cgroup"):
+        for cgroup in self.proc.glob("[0-9]*/cgroup"):
             try:
                 if container_id in cgroup.read_text():
                     return cgroup.parent / "root"

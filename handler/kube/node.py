@@ -17,7 +17,7 @@ from handler.core.handoff import AgentReport
 from handler.core.status import VMIStatus
 from handler.host.guest_files import GuestFiles
 from handler.kube.client import serves_vmi_status
-from handler.kube.container_disks import LauncherContainerDisks, api_pod_lister
+from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
 from handler.kube.pod_resources import PodResourcesClient
@@ -57,9 +57,7 @@ class KubeNode:
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
-        disks = LauncherContainerDisks(
-            api_pod_lister(api), settings.host_root, settings.state_dir / "images", node_name
-        )
+        disks = LauncherContainerDisks(self.source.pods.items, Path("/proc"), settings.state_dir / "images", node_name)
         guest_files = GuestFiles(Path(settings.render.files_dir), disks, KubeSecretReader(api))
         self.runtime = NodeRuntime(settings, self.source, self.sink, inspector, metrics, guest_files=guest_files)
         self._started = threading.Event()

@@ -39,6 +39,7 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "pods", "watch"),
     ("", "events", "create"),
     ("", "events", "patch"),
+    ("", "secrets", "get"),
 }
 EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "list"),
@@ -72,6 +73,7 @@ API_CALLS = {
     "list_pod_for_all_namespaces": ApiCall(("list", "watch"), "pods"),
     "create_namespaced_event": ApiCall(("create",), "events", namespace=0),
     "patch_namespaced_event": ApiCall(("patch",), "events", namespace=1),
+    "read_namespaced_secret": ApiCall(("get",), "secrets", namespace=1),
 }
 DISCOVERY = {"get_api_resources"}
 """GET /apis/<group>/<version>: granted to every authenticated client by system:discovery."""

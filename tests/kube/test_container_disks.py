@@ -18,7 +18,7 @@ import pytest
 from handler.core.disk_sources import ContainerDisk
 from handler.core.vmi_parse import parse_vmi
 from handler.host.image_cache import Failed, Lookup, Pending, Ready
-from handler.kube.container_disks import LauncherContainerDisks, api_pod_lister
+from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.secrets import KubeSecretReader
 from tests.support.fakekube import FakeApiServer
 from tests.support.oci_images import have_tools, qcow2_disk
@@ -85,6 +85,11 @@ def host_with_container(root: Path) -> Path:
     return qcow2_disk(process / "root" / "disk" / "disk.qcow2", data=b"FROM-THE-LAUNCHER")
 
 
+def pods_of(server: FakeApiServer) -> Any:
+    """What the agent's pod informer holds: every pod, as the API serves it."""
+    return lambda: server.objects("pods")
+
+
 def settle(disks: LauncherContainerDisks, bound: float = 60.0) -> Lookup:
     deadline = time.monotonic() + bound
     while True:
@@ -97,7 +102,7 @@ def settle(disks: LauncherContainerDisks, bound: float = 60.0) -> Lookup:
 
 def test_the_disk_is_copied_once_from_the_launcher_container(server: FakeApiServer, tmp_path: Path) -> None:
     source = host_with_container(tmp_path / "host")
-    disks = LauncherContainerDisks(api_pod_lister(server.api_client()), tmp_path / "host", tmp_path / "cache", NODE)
+    disks = LauncherContainerDisks(pods_of(server), tmp_path / "host" / "proc", tmp_path / "cache", NODE)
     first = disks.lookup(ContainerDisk(IMAGE, None, "IfNotPresent"), vmi(), "containerdisk")
     assert first == Pending("waits for the launcher pod on this node")
 
@@ -130,14 +135,14 @@ def test_a_pod_without_the_image_fails_in_one_line(
     server: FakeApiServer, tmp_path: Path, state: dict[str, Any] | None, containers: tuple[str, ...], problem: str
 ) -> None:
     server.put_object(pod(state, containers))
-    disks = LauncherContainerDisks(api_pod_lister(server.api_client()), tmp_path / "host", tmp_path / "cache", NODE)
+    disks = LauncherContainerDisks(pods_of(server), tmp_path / "host" / "proc", tmp_path / "cache", NODE)
     assert disks.lookup(ContainerDisk(IMAGE, None, "IfNotPresent"), vmi(), "containerdisk") == Failed(problem)
 
 
 def test_a_container_whose_process_is_not_on_this_host_fails(server: FakeApiServer, tmp_path: Path) -> None:
     (tmp_path / "host" / "proc").mkdir(parents=True)
     server.put_object(pod({"running": {}}))
-    disks = LauncherContainerDisks(api_pod_lister(server.api_client()), tmp_path / "host", tmp_path / "cache", NODE)
+    disks = LauncherContainerDisks(pods_of(server), tmp_path / "host" / "proc", tmp_path / "cache", NODE)
     found = settle(disks)
     assert isinstance(found, Failed)
     assert found.problem == f"is not a usable disk image (no process of container {CONTAINER_ID[:12]} on this host)"
