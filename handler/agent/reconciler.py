@@ -157,6 +157,8 @@ class Reconciler:
         prepared = self.guest_files.prepare(desired.vmi)
         if prepared.refusal is None:
             return result
+        if observed.domain is None:  # nothing uses what was made so far; it is made again when ready
+            self.guest_files.remove(desired.vmi.uid)
         blocked = plan(replace(desired, blocked=prepared.refusal), observed, self.settings)
         return replace(blocked, requeue_after=prepared.retry_after)
 

@@ -15,8 +15,9 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -92,9 +93,12 @@ class GuestFiles:
             return Preparation()
         folder = Path(guest_dir(str(self.files_dir), vmi.uid))
         try:
+            # Everything that can refuse (Secrets, images, paths) is settled before any file is
+            # written, so a refused VMI leaves nothing behind.
+            writes = [self._plan_one(vmi, disk, folder) for disk in disks]
             self._make_dirs(folder)
-            for disk in disks:
-                self._prepare_one(vmi, disk, folder)
+            for write in writes:
+                write()
         except _NotReady as not_ready:
             return not_ready.preparation
         except OSError as error:
@@ -126,18 +130,19 @@ class GuestFiles:
             path.mkdir(mode=0o711, parents=True, exist_ok=True)
             path.chmod(0o711)
 
-    def _prepare_one(self, vmi: VMI, disk: HostDisk, folder: Path) -> None:
-        source = disk.source
+    def _plan_one(self, vmi: VMI, disk: HostDisk, folder: Path) -> Callable[[], None]:
+        source, path = disk.source, folder / disk.path
         if isinstance(source, CloudInit):
             user = self._payload(vmi, disk, source.user_data, source.user_secret, "user")
             network = self._payload(vmi, disk, source.network_data, source.network_secret, "network")
-            write_iso(iso_content(source, vmi.uid, vmi.name, user, network), folder / disk.path)
-        elif isinstance(source, EmptyDisk):
-            _sparse(folder / disk.path, source.capacity_bytes)
-        elif isinstance(source, CreateIfMissing):
-            _disk_or_create(disk, source.capacity_bytes)
-        elif isinstance(source, ContainerDisk):
-            self._overlay(vmi, disk, source, folder / disk.path)
+            return partial(write_iso, iso_content(source, vmi.uid, vmi.name, user, network), path)
+        if isinstance(source, EmptyDisk):
+            return partial(_sparse, path, source.capacity_bytes)
+        if isinstance(source, CreateIfMissing):
+            return _disk_or_create(disk, source.capacity_bytes)
+        if isinstance(source, ContainerDisk):
+            return self._overlay(vmi, disk, source, path)
+        return lambda: None
 
     def _payload(self, vmi: VMI, disk: HostDisk, inline: bytes | None, secret: str | None, kind: str) -> bytes | None:
         if secret is None:
@@ -168,9 +173,9 @@ class GuestFiles:
             )
         return value
 
-    def _overlay(self, vmi: VMI, disk: HostDisk, source: ContainerDisk, overlay: Path) -> None:
+    def _overlay(self, vmi: VMI, disk: HostDisk, source: ContainerDisk, overlay: Path) -> Callable[[], None]:
         if overlay.exists():
-            return  # the guest's writes live until the VMI goes
+            return lambda: None  # the guest's writes live until the VMI goes
         subject = f"volume {disk.name!r} containerDisk {source.image!r}"
         if self.images is None:
             fix = "run the agent with an image cache (bare metal) or a launcher pod that carries the image"
@@ -180,10 +185,10 @@ class GuestFiles:
             refusal = Refusal("ImagePulling", subject, found.problem, "wait; the guest starts when it is ready")
             raise _NotReady(refusal, self.pending_retry_seconds)
         if isinstance(found, Failed):
-            fix = "check the reference, the registry (registries.conf) and the image's /disk file"
+            fix = "check the reference, the registry (--insecure-registry for plain HTTP) and the image's /disk file"
             raise _NotReady(Refusal("ContainerDiskFailed", subject, found.problem, fix), self.failed_retry_seconds)
         assert isinstance(found, Ready)
-        create_overlay(found.path, found.format, overlay)
+        return partial(create_overlay, found.path, found.format, overlay)
 
 
 def create_overlay(base: Path, base_format: str, overlay: Path) -> None:
@@ -210,18 +215,18 @@ def _sparse(path: Path, size: int) -> None:
         os.close(fd)
 
 
-def _disk_or_create(disk: HostDisk, size: int) -> None:
+def _disk_or_create(disk: HostDisk, size: int) -> Callable[[], None]:
     path = Path(disk.path)
+    subject = f"hostDisk {disk.path}"
     if path.exists() or path.is_symlink():
         if not path.is_file():
-            raise _NotReady(
-                Refusal("InvalidSpec", f"hostDisk {disk.path}", "exists but is not a file", "point it at an image"),
-                30.0,
-            )
-        return
+            raise _NotReady(Refusal("InvalidSpec", subject, "exists but is not a file", "point it at an image"), 30.0)
+        return lambda: None
     if not path.parent.is_dir():
-        raise _NotReady(
-            Refusal("InvalidSpec", f"hostDisk {disk.path}", "has no parent directory", "create the directory"), 30.0
-        )
-    _sparse(path, size)
-    log.info("hostDisk created", path=disk.path, capacity=size)
+        raise _NotReady(Refusal("InvalidSpec", subject, "has no parent directory", "create the directory"), 30.0)
+
+    def create() -> None:
+        _sparse(path, size)
+        log.info("hostDisk created", path=disk.path, capacity=size)
+
+    return create

@@ -194,7 +194,7 @@ def test_a_bad_image_refuses_its_vmi_in_one_line_and_delays_no_other(
     assert refused["message"] == (
         f"volume 'root' containerDisk 'oci:{layout}:empty' is not a usable disk image "
         "(the image has no /disk/*.img or *.qcow2); "
-        "fix: check the reference, the registry (registries.conf) and the image's /disk file"
+        "fix: check the reference, the registry (--insecure-registry for plain HTTP) and the image's /disk file"
     )
     assert f"{node.namespace}_bad" not in [d.name() for d in keeper.listAllDomains(0)]
     assert (node.status("bad") or {}).get("phase") == "Scheduled"

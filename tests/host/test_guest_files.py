@@ -188,3 +188,13 @@ def test_secret_problems_refuse_with_one_line(tmp_path: Path, secrets: Secrets |
     prepared = GuestFiles(tmp_path, secrets=secrets).prepare(guest)
     assert prepared.refusal is not None and prepared.refusal.line() == line
     assert prepared.retry_after is not None
+
+
+def test_a_refused_vmi_leaves_no_file_behind(tmp_path: Path) -> None:
+    guest = vmi(
+        ({}, {"emptyDisk": {"capacity": "1Gi"}}),
+        ({}, {"cloudInitNoCloud": {"userData": "a", "networkDataSecretRef": {"name": "nd"}}}),
+    )
+    prepared = GuestFiles(tmp_path, secrets=Secrets({})).prepare(guest)
+    assert prepared.refusal is not None and prepared.refusal.reason == "SecretMissing"
+    assert list(tmp_path.iterdir()) == []
