@@ -174,6 +174,10 @@ def default_resources(
             validate_create=events.validate_core,
         ),
         ResourceType(
+            "apps", "v1", "deployments", "Deployment", "deployment", has_generation=True, short_names=("deploy",)
+        ),
+        ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
+        ResourceType(
             "events.k8s.io",
             "v1",
             "events",
