@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 
 from handler.core.disk_sources import ContainerDisk
+from handler.core.launcher_disks import container_name
 from handler.core.vmi import VMI
 from handler.host.image_cache import Failed, Lookup, Pending, Ready, check_image, disk_format_of, disk_suffix
 from handler.host.oci_layout import DISK_SUFFIXES, LayoutError
@@ -38,10 +39,6 @@ PodLister = Callable[[], Iterable[Mapping[str, Any]]]
 """The launcher pods on this node, as the API returns them (the agent's pod informer cache)."""
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CONTAINER_ID = re.compile(r"^[a-z0-9-]+://([0-9a-f]{12,128})$")
-
-
-def container_name(volume: str) -> str:
-    return f"volume{volume}"
 
 
 class LauncherContainerDisks:
