@@ -5,8 +5,8 @@ after it undefines one; nothing else here knows about reconciling. A VMI whose d
 plain hostDisks costs one loop over its disks and no file system access.
 
 Files live in ``<files_dir>/<uid>/disk<N>.<ext>`` (handler/core/disk_sources.py). User data,
-image references and Secret contents are data: handed to pycdlib, to skopeo and qemu-img as
-single argv items, never to a shell.
+image references and Secret contents are data: handed to pycdlib, or to skopeo as single argv
+items, never to a shell. Overlays are written in-process (handler/host/qcow2_overlay.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -36,6 +35,7 @@ from handler.core.refusal import Refusal
 from handler.core.vmi import VMI, HostDisk
 from handler.host.cloudinit_iso import write_iso
 from handler.host.image_cache import Failed, Lookup, Pending, Ready
+from handler.host.qcow2_overlay import write_overlay
 
 log = structlog.get_logger("qat_handler.guest_files")
 
@@ -188,19 +188,7 @@ class GuestFiles:
             fix = "check the reference, the registry (--insecure-registry for plain HTTP) and the image's /disk file"
             raise _NotReady(Refusal("ContainerDiskFailed", subject, found.problem, fix), self.failed_retry_seconds)
         assert isinstance(found, Ready)
-        return partial(create_overlay, found.path, found.format, overlay)
-
-
-def create_overlay(base: Path, base_format: str, overlay: Path) -> None:
-    """A qcow2 overlay on ``base``, its backing format recorded so QEMU never probes it."""
-    temporary = overlay.with_name(overlay.name + ".tmp")
-    argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", base_format, "-b", str(base), str(temporary)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        temporary.unlink(missing_ok=True)
-        raise OSError(done.returncode, f"qemu-img create failed: {done.stderr.strip()[-300:]}")
-    temporary.chmod(0o600)
-    temporary.replace(overlay)
+        return partial(write_overlay, found.path, found.format, overlay)
 
 
 def _sparse(path: Path, size: int) -> None:

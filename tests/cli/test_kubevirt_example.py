@@ -79,9 +79,8 @@ def run_demo(vmi_dir: Path, store: Path) -> subprocess.CompletedProcess[str]:
 
 @needs_tools
 def test_the_example_runs_with_its_image_from_the_store(store: Path, tmp_path: Path) -> None:
-    """Until v1alpha3 and rng are accepted, the example runs with only those two edits."""
+    """Until rng is accepted, the example runs with only that line taken out."""
     manifest = yaml.safe_load((EXAMPLE / "vmi-qat.yaml").read_text())
-    manifest["apiVersion"] = "kubevirt.io/v1"
     del manifest["spec"]["domain"]["devices"]["rng"]
     (tmp_path / "vmi-qat.yaml").write_text(yaml.safe_dump(manifest))
     shutil.copy(EXAMPLE / "vmi-qat.env", tmp_path / "vmi-qat.env")
@@ -96,7 +95,6 @@ def test_the_example_runs_with_its_image_from_the_store(store: Path, tmp_path: P
 @needs_tools
 def test_without_the_store_the_example_is_refused_in_one_line(tmp_path: Path) -> None:
     manifest = yaml.safe_load((EXAMPLE / "vmi-qat.yaml").read_text())
-    manifest["apiVersion"] = "kubevirt.io/v1"
     del manifest["spec"]["domain"]["devices"]["rng"]
     manifest["spec"]["volumes"][0]["containerDisk"]["imagePullPolicy"] = "Never"
     (tmp_path / "vmi-qat.yaml").write_text(yaml.safe_dump(manifest))
