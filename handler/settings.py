@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handler.core.numa import NumaPolicy, NumaTopology
 from handler.core.planner import PlanSettings
 from handler.core.render_settings import RenderSettings
 
@@ -22,6 +23,11 @@ class AgentSettings:
     host_root: Path = Path("/")
     """Where the host's /sys and /dev are; tests and the demo point it at a simulated tree."""
     render: RenderSettings = field(default_factory=RenderSettings)
+    image_store: Path | None = None
+    """Bare metal: an OCI layout whose images, named by their full reference, serve containerDisks
+    without fetching (for hosts without a registry)."""
+    insecure_registries: tuple[str, ...] = ()
+    """Bare metal: registries (``host[:port]``) that containerDisks are fetched from over plain HTTP."""
     acpi_resend_seconds: float = 3.0
     """A shutdown request presses the power button again this often until the guest is off."""
     on_stop: str = "shutdown"
@@ -32,6 +38,14 @@ class AgentSettings:
     """``HOST:PORT`` for /metrics, /healthz and /readyz; off when None."""
     log_format: str = "auto"
     log_level: str = "info"
+    numa_placement: NumaPolicy = NumaPolicy.PREFERRED
+    """Pin each guest's vCPUs and memory to the NUMA node of its VFs (``preferred``, ``strict``, ``none``)."""
 
-    def plan_settings(self) -> PlanSettings:
-        return PlanSettings(render=self.render, acpi_resend_seconds=self.acpi_resend_seconds)
+    def plan_settings(self, topology: NumaTopology | None = None) -> PlanSettings:
+        """``topology``: the host's NUMA layout, read by the shell at start."""
+        return PlanSettings(
+            render=self.render,
+            acpi_resend_seconds=self.acpi_resend_seconds,
+            numa_policy=self.numa_placement,
+            numa_topology=topology,
+        )

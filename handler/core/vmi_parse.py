@@ -26,10 +26,13 @@ from handler.core.fields import (
 from handler.core.quantity import parse_bytes
 from handler.core.refusal import Refused
 from handler.core.vmi import VMI, DeviceRequest, HostDisk, KernelBoot
+from handler.core.vmi_networks import parse_interfaces
 from handler.core.vmi_schema import MAX_GRACE_SECONDS, MAX_MEMORY_BYTES, known
 from handler.core.vmi_volumes import parse_disks
 
 API_VERSION = "kubevirt.io/v1"
+API_VERSIONS = (API_VERSION, "kubevirt.io/v1alpha3")
+"""Served versions, one schema: the seed-era example VMIs are v1alpha3."""
 KIND = "VirtualMachineInstance"
 DEFAULT_GRACE_SECONDS = 30
 
@@ -56,7 +59,7 @@ _SCHEDULING_FIELDS = frozenset(
 def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
     """Parse a manifest or raise Refused naming the first bad field."""
     doc = mapping(manifest, "manifest")
-    if doc.get("apiVersion") != API_VERSION:
+    if doc.get("apiVersion") not in API_VERSIONS:
         raise invalid("apiVersion", f"is {doc.get('apiVersion')!r}", f"set apiVersion: {API_VERSION}")
     if doc.get("kind") != KIND:
         raise invalid("kind", f"is {doc.get('kind')!r}", f"set kind: {KIND}")
@@ -92,6 +95,8 @@ def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
             high=MAX_GRACE_SECONDS,
         ),
         spec_digest=spec_digest(spec),
+        interfaces=parse_interfaces(spec, devices_spec, uid),
+        rng=_rng(devices_spec),
     )
 
 
@@ -215,11 +220,19 @@ def _check_features(domain: Mapping[str, Any]) -> None:
 def _check_autoattach(devices: Mapping[str, Any]) -> None:
     for flag in ("autoattachPodInterface", "autoattachGraphicsDevice"):
         if devices.get(flag) is True:
-            raise unsupported(f"spec.domain.devices.{flag}", "the agent attaches no network or graphics")
+            why = "list the NIC in interfaces and spec.networks" if flag == "autoattachPodInterface" else "no graphics"
+            raise unsupported(f"spec.domain.devices.{flag}", why)
     if devices.get("autoattachSerialConsole") is False:
         raise unsupported("spec.domain.devices.autoattachSerialConsole", "the serial log is always kept")
-    if sequence(devices.get("interfaces"), "spec.domain.devices.interfaces"):
-        raise unsupported("spec.domain.devices.interfaces", "no networking is attached by this agent")
 
 
-__all__ = ["API_VERSION", "KIND", "HostDisk", "KernelBoot", "Refused", "parse_vmi", "spec_digest"]
+def _rng(devices: Mapping[str, Any]) -> bool:
+    if "rng" not in devices:
+        return False
+    only_known(
+        mapping(devices["rng"], "spec.domain.devices.rng"), "spec.domain.devices.rng", known("spec.domain.devices.rng")
+    )
+    return True
+
+
+__all__ = ["API_VERSION", "API_VERSIONS", "KIND", "HostDisk", "KernelBoot", "Refused", "parse_vmi", "spec_digest"]
