@@ -80,7 +80,9 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
             boot_order = integer(item.get("bootOrder"), f"{path}.bootOrder", default=1, low=1, high=1000)
             if boot_order in boot_orders:
                 raise invalid(
-                    f"{path}.bootOrder", f"{boot_order} is also used by {boot_orders[boot_order]}", "give each disk its own"
+                    f"{path}.bootOrder",
+                    f"{boot_order} is also used by {boot_orders[boot_order]}",
+                    "give each disk its own",
                 )
             boot_orders[boot_order] = path
         file_path = volume.path
