@@ -15,6 +15,7 @@ import libvirt
 from lxml import etree
 
 from handler.core.device_env import AssignedDevice
+from handler.core.disk_sources import made_by_agent
 from handler.core.domain_identity import read_identity
 from handler.core.domain_xml import ALIAS_PREFIX, identity_of
 from handler.core.refusal import Refusal
@@ -51,15 +52,21 @@ def check_strings(root: etree._Element, vmi: VMI, devices: Sequence[AssignedDevi
     disks = root.findall("devices/disk")
     assert len(disks) == len(vmi.disks)
     for element, disk in zip(disks, vmi.disks, strict=True):
-        assert element.find("source").get("file") == disk.path
+        file = element.find("source").get("file")
+        if made_by_agent(disk.source):  # the agent's own file: it must stay in the agent's directory
+            assert os.path.normpath(file).startswith(os.path.normpath(settings.files_dir) + "/"), file
+        else:
+            assert file == disk.path
         assert element.findtext("serial") == disk.serial
         assert element.find("alias").get("name") == f"ua-disk-{disk.name}"
     aliases = [a.get("name") for a in root.iterfind("devices/hostdev/alias")]
     assert aliases == [ALIAS_PREFIX + device.name for device in devices]
     identity = read_identity(etree.tostring(root))
     assert identity == identity_of(vmi, devices, settings), "the metadata does not read back as written"
-    for source in root.iterfind("devices/*/source[@path]"):
-        log = Path(source.get("path"))
+    logs = [e.get("file") for e in root.iterfind("devices/serial/log")]
+    logs += [e.get("path") for e in root.iterfind("devices/*/source[@path]")]
+    assert logs, "no serial log"
+    for log in map(Path, logs):
         assert os.path.normpath(log.parent) == os.path.normpath(settings.log_dir), f"{log} is outside the log dir"
 
 
@@ -74,7 +81,8 @@ def check_defines(conn: libvirt.virConnect, xml: str, vmi: VMI, devices: Sequenc
     assert back.findtext("name") == vmi.domain_name
     boot = vmi.kernel_boot
     assert (back.findtext("os/cmdline") or "") == (boot.cmdline if boot else ""), text
-    assert [d.find("source").get("file") for d in back.findall("devices/disk")] == [d.path for d in vmi.disks], text
+    sent = [d.find("source").get("file") for d in etree.fromstring(xml.encode()).findall("devices/disk")]
+    assert [d.find("source").get("file") for d in back.findall("devices/disk")] == sent, text
     assert [d.findtext("serial") for d in back.findall("devices/disk")] == [d.serial for d in vmi.disks], text
     identity = read_identity(etree.tostring(back))
     assert identity is not None and identity.uid == vmi.uid and identity.devices == tuple(devices)

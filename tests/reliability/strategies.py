@@ -98,6 +98,61 @@ def device_entries(draw: st.DrawFn) -> list[dict[str, Any]]:
 
 
 @st.composite
+def volume_sources(draw: st.DrawFn) -> dict[str, Any]:
+    """One volume source of each kind the schema knows, with ugly strings where users write text."""
+    kind = draw(st.sampled_from(("hostDisk", "hostDisk", "emptyDisk", "containerDisk", "cloudInit", "cloudInit")))
+    if kind == "hostDisk":
+        host: dict[str, Any] = {"path": draw(host_path)}
+        _put(host, "type", _maybe(draw, draw(st.sampled_from(("Disk", "DiskOrCreate")))))
+        if host.get("type") == "DiskOrCreate":
+            host["capacity"] = draw(quantity)
+        _put(host, "shared", _maybe(draw, draw(st.booleans())))
+        return {"hostDisk": host}
+    if kind == "emptyDisk":
+        return {"emptyDisk": {"capacity": draw(quantity)}}
+    if kind == "containerDisk":
+        container: dict[str, Any] = {"image": draw(st.one_of(st.sampled_from(IMAGES), printable_ugly))}
+        _put(container, "path", _maybe(draw, draw(host_path)))
+        _put(container, "imagePullPolicy", _maybe(draw, draw(st.sampled_from(("Always", "IfNotPresent", "Never")))))
+        return {"containerDisk": container}
+    payload: dict[str, Any] = {}
+    user = draw(st.sampled_from(("userData", "userDataBase64", "secretRef")))
+    payload[user] = {"name": draw(dns_name)} if user == "secretRef" else draw(st.one_of(printable_ugly, ugly_text))
+    network = draw(st.sampled_from((None, "networkData", "networkDataBase64", "networkDataSecretRef")))
+    if network == "networkDataSecretRef":
+        payload[network] = {"name": draw(dns_name)}
+    elif network is not None:
+        payload[network] = draw(st.one_of(printable_ugly, ugly_text))
+    return {draw(st.sampled_from(("cloudInitNoCloud", "cloudInitConfigDrive"))): payload}
+
+
+IMAGES = ("quay.io/containerdisks/fedora:40", "registry.example/disk@sha256:" + "a" * 64, "busybox", "UPPER/case:tag")
+
+
+@st.composite
+def network_pairs(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """spec.domain.devices.interfaces and spec.networks, paired by name (sometimes not)."""
+    names = draw(st.lists(entry_name, max_size=2, unique=True))
+    interfaces, networks = [], []
+    for position, name in enumerate(names):
+        pod = position == 0 and draw(st.booleans())
+        binding = draw(st.sampled_from(("bridge", "masquerade"))) if pod else "bridge"  # masquerade: pod only
+        interface: dict[str, Any] = {"name": name, binding: {}}
+        _put(interface, "model", _maybe(draw, draw(st.sampled_from(("virtio", "e1000e")))))
+        mac = draw(st.one_of(st.from_regex(r"\A02:([0-9a-f]{2}:){4}[0-9a-f]{2}\Z"), printable_ugly))
+        _put(interface, "macAddress", _maybe(draw, mac))
+        _put(interface, "pciAddress", _maybe(draw, f"0000:{position + 2:02x}:00.0"))
+        interfaces.append(interface)
+        if pod:
+            networks.append({"name": name, "pod": {}})
+        else:
+            multus: dict[str, Any] = {"networkName": draw(st.one_of(dns_name, printable_ugly))}
+            _put(multus, "default", _maybe(draw, False))
+            networks.append({"name": name, "multus": multus})
+    return interfaces, networks
+
+
+@st.composite
 def disks_and_volumes(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     names = draw(st.lists(st.one_of(entry_name, ugly_text), max_size=3, unique=True))
     disks, volumes = [], []
@@ -109,11 +164,11 @@ def disks_and_volumes(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[
         _put(disk, "disk", _maybe(draw, inner))
         _put(disk, "serial", _maybe(draw, draw(st.one_of(st.from_regex(r"\A[A-Za-z0-9_.+ -]{1,20}\Z"), ugly_text))))
         _put(disk, "bootOrder", _maybe(draw, draw(st.one_of(st.integers(1, 3), st.integers(1, 1000)))))
-        host: dict[str, Any] = {"path": draw(host_path)}
-        _put(host, "type", _maybe(draw, "Disk"))
-        _put(host, "shared", _maybe(draw, draw(st.booleans())))
+        if draw(st.integers(0, 5)) == 0:
+            disk.pop("disk", None)
+            disk["cdrom"] = {"bus": "sata", "readonly": True}
         disks.append(disk)
-        volumes.append({"name": name, "hostDisk": host})
+        volumes.append({"name": name, **draw(volume_sources())})
     return disks, draw(st.permutations(volumes))
 
 
@@ -128,7 +183,9 @@ def domain_specs(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         domain["memory"] = {"guest": draw(quantity)}
     else:
-        resources: dict[str, Any] = {"requests": {"memory": draw(quantity)}}
+        resources: dict[str, Any] = {
+            "requests": {"memory": draw(quantity), "cpu": draw(st.sampled_from(("1", "500m")))}
+        }
         _put(resources, "limits", _maybe(draw, {"memory": draw(quantity)}))
         _put(resources, "overcommitGuestOverhead", _maybe(draw, draw(st.booleans())))
         domain["resources"] = resources
@@ -141,7 +198,11 @@ def domain_specs(draw: st.DrawFn) -> dict[str, Any]:
     if disks:
         devices["disks"] = disks
         domain["_volumes"] = volumes  # moved to spec.volumes by manifests()
-    _put(devices, "interfaces", _maybe(draw, []))
+    interfaces, networks = draw(network_pairs())
+    if interfaces:
+        devices["interfaces"] = interfaces
+        domain["_networks"] = networks
+    _put(devices, "rng", _maybe(draw, {}))
     for flag, value in (
         ("autoattachPodInterface", False),
         ("autoattachGraphicsDevice", False),
@@ -151,7 +212,7 @@ def domain_specs(draw: st.DrawFn) -> dict[str, Any]:
         _put(devices, flag, _maybe(draw, value))
     domain["devices"] = devices
     if draw(st.booleans()):
-        container: dict[str, Any] = {"kernelPath": draw(host_path)}
+        container: dict[str, Any] = {"kernelPath": draw(st.one_of(_printable_path, host_path))}
         _put(container, "initrdPath", _maybe(draw, draw(host_path)))
         for key in ("image", "imagePullPolicy", "imagePullSecret"):
             _put(container, key, _maybe(draw, draw(ugly_text)))
@@ -171,12 +232,16 @@ def valid_manifests(draw: st.DrawFn) -> dict[str, Any]:
     volumes = domain.pop("_volumes", None)
     if volumes is not None:
         spec["volumes"] = volumes
+    networks = domain.pop("_networks", None)
+    if networks is not None:
+        spec["networks"] = networks
     _put(spec, "terminationGracePeriodSeconds", _maybe(draw, draw(st.integers(0, 86400))))
     _put(spec, "nodeSelector", _maybe(draw, draw(st.dictionaries(ugly_text, ugly_text, max_size=2))))
     for key in ("schedulerName", "priorityClassName", "evictionStrategy"):
         _put(spec, key, _maybe(draw, draw(ugly_text)))
     _put(spec, "affinity", _maybe(draw, {"nodeAffinity": {"x": draw(ugly_text)}}))
     _put(spec, "tolerations", _maybe(draw, [{"key": draw(ugly_text)}]))
+    _put(spec, "topologySpreadConstraints", _maybe(draw, [{"maxSkew": 1, "topologyKey": draw(ugly_text)}]))
     meta: dict[str, Any] = {"name": draw(dns_name)}
     _put(meta, "namespace", _maybe(draw, draw(dns_label)))
     _put(meta, "uid", _maybe(draw, str(draw(st.uuids()))))

@@ -29,7 +29,7 @@ from typing import Any
 import libvirt
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from handler.baremetal.manifest_entry import read_entry
@@ -40,9 +40,10 @@ from handler.core.handoff import handoff_from_json, handoff_to_json
 from handler.core.refusal import Refused
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import VMI
+from handler.core.vmi_schema import leaf_paths, node_at
 from tests.reliability import domain_checks
 from tests.reliability.profiles import EXAMPLES, PROFILE, PROFILE_SETTINGS, SMALL_SETTINGS
-from tests.reliability.strategies import env_texts, handoff_documents, manifests
+from tests.reliability.strategies import env_texts, handoff_documents, manifests, valid_manifests
 
 pytestmark = pytest.mark.fuzz
 
@@ -156,3 +157,30 @@ def test_a_generated_handoff_parses_or_is_refused_in_one_line(document: Any) -> 
     again = handoff_from_json(json.loads(json.dumps(handoff_to_json(handoff))), "handoff.json")
     assert again == handoff, "a handoff does not survive being written and read back"
     tally["handoff accepted"] += 1
+
+
+def test_the_generator_sets_every_field_of_the_schema() -> None:
+    """A field added to handler/core/vmi_schema.py without a strategy here fails this test."""
+    seen: set[str] = set()
+
+    def walk(node: Any, prefix: str) -> None:
+        seen.add(prefix)
+        if isinstance(node, dict):
+            is_map = prefix in MAP_PATHS
+            for key, value in node.items():
+                walk(value, f"{prefix}[]" if is_map else f"{prefix}.{key}")
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, f"{prefix}[]")
+
+    @settings(max_examples=400, database=None, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(valid_manifests())
+    def collect(document: dict[str, Any]) -> None:
+        walk(document["spec"], "spec")
+
+    collect()
+    missing = [path for path in leaf_paths() if path not in seen]
+    assert not missing, f"never generated: {missing}"
+
+
+MAP_PATHS = frozenset(path for path in leaf_paths() if node_at(path).kind == "map")
