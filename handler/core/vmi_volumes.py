@@ -21,6 +21,7 @@ from handler.core.disk_sources import (
 )
 from handler.core.fields import (
     boolean,
+    field_path,
     host_path,
     integer,
     invalid,
@@ -128,7 +129,7 @@ def _volumes(spec: Mapping[str, Any]) -> dict[str, _Volume]:
             raise invalid(path, "has no source", f"give it one of {', '.join(_SOURCES)}")
         for key in sources:
             if key not in _SOURCES:
-                raise unsupported(f"{path}.{key}", f"volumes may be {', '.join(_SOURCES)}")
+                raise unsupported(field_path(path, key), f"volumes may be {', '.join(_SOURCES)}")
         if len(sources) > 1:
             raise invalid(f"{path}.{sources[1]}", f"is set together with {sources[0]}", "give a volume one source")
         if name in volumes:

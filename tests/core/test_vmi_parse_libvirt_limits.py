@@ -70,6 +70,8 @@ REFUSED = [
     pytest.param(second_disk(1), "spec.domain.devices.disks[1].bootOrder", id="boot-order-twice"),
     pytest.param(edited(KERNEL, "a\nb", 1), "spec.domain.firmware.kernelBoot['a\\nb']", id="key-with-newline"),
     pytest.param(edited(KERNEL, "x.y", 1), "spec.domain.firmware.kernelBoot['x.y']", id="key-with-dot"),
+    pytest.param(edited(["spec", "volumes", 0], "", 1), "spec.volumes[0]['']", id="volume-empty-key"),
+    pytest.param(edited(["spec", "volumes", 0], "a\nb", 1), "spec.volumes[0]['a\\nb']", id="volume-key-newline"),
 ]
 
 
