@@ -108,7 +108,7 @@ def check_refusal(refusal: Refusal, document: Any, env_text: str | None, filenam
     return ".".join(s if isinstance(s, str) and s.isidentifier() else "[]" for s in steps)
 
 
-_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_$-]*)|\[([^\[\]]+|'.*?'|\".*?\")\]")
+_STEP = re.compile(r"""\.?([A-Za-z_][A-Za-z0-9_$-]*)|\[('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|[^\[\]'"]+)\]""")
 
 
 def _steps(subject: str) -> list[Any]:

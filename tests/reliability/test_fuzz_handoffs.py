@@ -29,8 +29,9 @@ from handler.core.refusal import Refused
 from handler.core.vmi import VMI
 from handler.kube.handoff_slots import MAX_HANDOFF_BYTES, HandoffSlots
 from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal
+from tests.reliability.primitives import bdf, dns_label, dns_name
 from tests.reliability.profiles import SMALL_SETTINGS
-from tests.reliability.strategies import bdf, dns_label, dns_name, handoff_documents
+from tests.reliability.side_inputs import handoff_documents
 
 pytestmark = pytest.mark.fuzz
 

@@ -43,7 +43,8 @@ from handler.core.vmi import VMI
 from handler.core.vmi_schema import leaf_paths, node_at
 from tests.reliability import domain_checks
 from tests.reliability.profiles import EXAMPLES, PROFILE, PROFILE_SETTINGS, SMALL_SETTINGS
-from tests.reliability.strategies import env_texts, handoff_documents, manifests, valid_manifests
+from tests.reliability.side_inputs import env_texts, handoff_documents
+from tests.reliability.strategies import manifests, valid_manifests
 
 pytestmark = pytest.mark.fuzz
 

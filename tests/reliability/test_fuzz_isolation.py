@@ -30,8 +30,9 @@ from handler.core.render_settings import RenderSettings
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
+from tests.reliability.primitives import ugly_text
 from tests.reliability.profiles import EXAMPLES, PROFILE, PROFILE_SETTINGS
-from tests.reliability.strategies import near_valid_manifests, ugly_text
+from tests.reliability.strategies import near_valid_manifests
 
 pytestmark = pytest.mark.fuzz
 
