@@ -54,6 +54,7 @@ class Engine:
         self._failures: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         reconciler.on_release = self._released
+        reconciler.requeue = self.queue.add
 
     # -- inputs -------------------------------------------------------------------------
     def enqueue(self, key: str, delay: float = 0.0) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from handler.agent.claims import DeviceClaims
+from handler.agent.destroy_lane import DestroyLane
 from handler.agent.foreign_devices import ForeignDevices
 from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, Hypervisor, StatusSink
 from handler.core.actions import (
@@ -74,6 +75,9 @@ class Reconciler:
         self.allocator = allocator
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
+        self.requeue: Callable[[str], None] = lambda _key: None
+        """Puts a VMI back on the work queue (set by the engine)."""
+        self.destroys = DestroyLane(lambda name: self.hypervisor.destroy(name), self._destroyed, clock)
         self.claims = DeviceClaims()
         self.foreign = ForeignDevices(hypervisor, settings.render.owner)
         self._stops: dict[str, StopProgress] = {}
@@ -134,7 +138,10 @@ class Reconciler:
             except PortError as also:
                 bound.warning("could not report the failure", error=str(also))
             return Outcome(None, failed=True)
-        return Outcome(result.requeue_after)
+        if result.requeue_after is None:
+            return Outcome(None)
+        # Counted from the observation the plan was made on, not from the end of this pass.
+        return Outcome(max(0.0, observed.now + result.requeue_after - self.clock()))
 
     def _gate_devices(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
         """Judge the devices of a guest about to be (re)started; a running guest is never re-judged."""
@@ -217,12 +224,12 @@ class Reconciler:
                     progress = replace(progress, last_request_at=now, requests=attempt)
                 self._set_stop(key, progress)
                 bound.info("ACPI shutdown requested", attempt=attempt)
-            case DestroyDomain(name=name, after_seconds=after):
-                self.hypervisor.destroy(name)
+            case DestroyDomain(name=name, after_seconds=after, deadline=deadline):
                 now = self.clock()
                 progress = self._get_stop(key) or StopProgress(now, now, 0)
-                self._set_stop(key, replace(progress, destroyed_after=after))
-                bound.warning("domain destroyed", after_seconds=round(after, 1))
+                waited = after if progress.destroyed_after is None else progress.destroyed_after
+                self._set_stop(key, replace(progress, destroyed_after=waited, destroy_issued_at=now))
+                self.destroys.submit(key, name, deadline, bound.bind(after_seconds=round(waited, 1)))
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
                 bound.info("domain undefined")
@@ -248,6 +255,18 @@ class Reconciler:
                 # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
                 (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
+
+    def _destroyed(self, key: str, error: PortError | None) -> None:
+        """From the destroy's own thread: remember how it went, and look at the VMI again."""
+        with self._memory_lock:
+            progress = self._stops.get(key)
+            if progress is not None:
+                failed = (error.reason, str(error)) if error is not None else None
+                failures = progress.destroy_failures + 1 if error is not None else 0
+                self._stops[key] = replace(progress, destroy_error=failed, destroy_failures=failures)
+        if error is not None and self.metrics is not None:
+            self.metrics.count_error(error.reason)
+        self.requeue(key)
 
     def _note_waiting(self, key: str, desired: Desired) -> None:
         waiting = desired.blocked is not None and desired.blocked.reason in WAITING_FOR_DEVICES

@@ -9,18 +9,20 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import libvirt
 
 from handler.virt.domain_events import DomainEvent, lifecycle_event
-from handler.virt.errors import ErrorKind, VirtError, wrap
+from handler.virt.errors import ErrorKind, VirtError, classify, wrap
 from handler.virt.event_loop import ensure_event_loop
 
 # libvirt prints every error to stderr by default; we report them ourselves, once.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
 REOPEN_MIN_INTERVAL = 1.0
+SPARES_KEPT = 4
+"""Idle spare connections kept open for the next long call (more are opened when needed)."""
 
 
 class Connection:
@@ -37,6 +39,7 @@ class Connection:
         self._conn: libvirt.virConnect | None = None
         self._opened_once = False
         self._last_attempt = 0.0
+        self._spares: list[libvirt.virConnect] = []
 
     @property
     def connected(self) -> bool:
@@ -60,12 +63,41 @@ class Connection:
             self._on_reopen()
         return conn
 
+    @contextlib.contextmanager
+    def spare(self) -> Iterator[libvirt.virConnect]:
+        """A connection of its own for one call that may block for seconds (a destroy).
+
+        libvirtd serves at most ``max_client_requests`` (5 by default) calls of one connection at
+        once and queues the rest, so long calls on the shared connection would wait for each other.
+        """
+        with self._lock:
+            conn = self._spares.pop() if self._spares else None
+        if conn is None:
+            try:
+                conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as error:
+                raise _unreachable(self.uri, error) from None
+        healthy = True
+        try:
+            yield conn
+        except libvirt.libvirtError as error:
+            healthy = classify(error) is not ErrorKind.CONNECTION
+            raise
+        finally:
+            with self._lock:
+                keep = healthy and len(self._spares) < SPARES_KEPT
+                if keep:
+                    self._spares.append(conn)
+            if not keep:
+                _close_quietly(conn)
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+            spares, self._spares = self._spares, []
+        for each in [conn, *spares]:
+            if each is not None:
+                _close_quietly(each)
 
     def _open_locked(self) -> None:
         wait = self._last_attempt + REOPEN_MIN_INTERVAL - time.monotonic()
@@ -88,6 +120,11 @@ class Connection:
 
     def _lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int, _opaque: object) -> None:
         self._on_event(lifecycle_event(dom.name(), event, detail))
+
+
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
 
 
 def _unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:
