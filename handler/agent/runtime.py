@@ -3,6 +3,7 @@ dispatch of lifecycle events. Bare metal and Kubernetes differ only in source an
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -17,6 +18,7 @@ from handler.agent.reconciler import Reconciler
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 from handler.virt.domain_events import DomainEvent
+from handler.virt.errors import VirtError
 from handler.virt.hypervisor import LibvirtHypervisor
 
 log = structlog.get_logger("qat_handler.runtime")
@@ -43,6 +45,7 @@ class NodeRuntime:
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)
         )
         self._dispatcher: threading.Thread | None = None
+        self._lost = False
 
     def connect(self) -> None:
         """Make the serial log directory and open libvirt; raises VirtError with a one-line fix if
@@ -67,6 +70,7 @@ class NodeRuntime:
         """The main loop: tick twice a second and resync every VMI every ``resync_seconds``."""
         next_resync = time.monotonic() + self.settings.resync_seconds
         while not stop.wait(0.5):
+            self._keep_connected()
             if on_tick is not None:
                 on_tick()
             if time.monotonic() >= next_resync:
@@ -85,6 +89,18 @@ class NodeRuntime:
     @property
     def ready(self) -> bool:
         return self.hypervisor.connection.connected
+
+    def _keep_connected(self) -> None:
+        """Reopen a broken libvirt connection from the main loop (the connection spaces the attempts
+        out), so readiness and the connected gauge follow libvirtd even when no VMI needs a call."""
+        if self.hypervisor.connection.connected:
+            self._lost = False
+            return
+        if not self._lost:
+            log.warning("libvirt connection lost; reconnecting", connect=self.settings.connect)
+            self._lost = True
+        with contextlib.suppress(VirtError):
+            self.hypervisor.connect()
 
     def _reopened(self) -> None:
         log.warning("libvirt connection re-established; resyncing", connect=self.settings.connect)

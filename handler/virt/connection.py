@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import libvirt
 
+from handler.core.backoff import Backoff
 from handler.virt.domain_events import DomainEvent, lifecycle_event
 from handler.virt.errors import ErrorKind, VirtError, classify, wrap
 from handler.virt.event_loop import ensure_event_loop
@@ -20,7 +21,8 @@ from handler.virt.event_loop import ensure_event_loop
 # libvirt prints every error to stderr by default; we report them ourselves, once.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
-REOPEN_MIN_INTERVAL = 1.0
+RECONNECT = Backoff(0.5, 4.0)
+"""Between failed attempts to reopen the connection; the first attempt after a break is immediate."""
 SPARES_KEPT = 4
 """Idle spare connections kept open for the next long call (more are opened when needed)."""
 
@@ -31,14 +33,17 @@ class Connection:
         uri: str,
         on_event: Callable[[DomainEvent], None],
         on_reopen: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.uri = uri
         self._on_event = on_event
         self._on_reopen = on_reopen
         self._lock = threading.Lock()
         self._conn: libvirt.virConnect | None = None
+        self._clock = clock
         self._opened_once = False
         self._last_attempt = 0.0
+        self._failed_opens = 0
         self._spares: list[libvirt.virConnect] = []
 
     @property
@@ -49,8 +54,10 @@ class Connection:
     def get(self) -> libvirt.virConnect:
         """The live connection, reopened if it broke; raises VirtError(CONNECTION) if libvirt is unreachable."""
         conn = self._conn
-        if conn is not None:
+        if conn is not None and conn.isAlive() == 1:
             return conn
+        if conn is not None:
+            self.drop(conn)
         reopened = False
         with self._lock:
             if self._conn is None:
@@ -62,6 +69,22 @@ class Connection:
         if reopened:
             self._on_reopen()
         return conn
+
+    def drop(self, conn: libvirt.virConnect) -> None:
+        """Forget ``conn`` after a call on it failed with a connection-class error (libvirtd went
+        away or restarted): the next get() opens a new one. Its close callback may never come."""
+        with self._lock:
+            if self._conn is not conn:
+                return
+            self._conn = None
+        _close_quietly(conn)
+
+    def failed(self, conn: libvirt.virConnect, error: libvirt.libvirtError, operation: str) -> VirtError:
+        """``error`` from ``operation`` on ``conn``, wrapped; a connection-class one drops ``conn``."""
+        wrapped = wrap(error, operation)
+        if wrapped.kind is ErrorKind.CONNECTION:
+            self.drop(conn)
+        return wrapped
 
     @contextlib.contextmanager
     def spare(self) -> Iterator[libvirt.virConnect]:
@@ -100,15 +123,18 @@ class Connection:
                 _close_quietly(each)
 
     def _open_locked(self) -> None:
-        wait = self._last_attempt + REOPEN_MIN_INTERVAL - time.monotonic()
-        if self._opened_once and wait > 0:
-            raise VirtError(ErrorKind.CONNECTION, 0, "reconnect pending", f"connect {self.uri}")
-        self._last_attempt = time.monotonic()
+        wait = self._last_attempt + RECONNECT.delay(self._failed_opens) - self._clock()
+        if wait > 0:
+            message = f"reconnect pending (in {wait:.1f} s, after {self._failed_opens} failed attempt(s))"
+            raise VirtError(ErrorKind.CONNECTION, 0, message, f"connect {self.uri}")
+        self._last_attempt = self._clock()
         ensure_event_loop()
         try:
             conn = libvirt.open(self.uri)
         except libvirt.libvirtError as error:
+            self._failed_opens += 1
             raise _unreachable(self.uri, error) from None
+        self._failed_opens = 0
         conn.registerCloseCallback(self._closed, None)
         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
         self._conn = conn
