@@ -15,6 +15,7 @@ from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.reconciler import Outcome, Reconciler
 from handler.agent.worker_pulse import WorkerPulse
 from handler.core.desired import Desired, Intent
+from handler.core.stop_budget import STOP_MARGIN_SECONDS, stop_extension
 from handler.core.vmi import key_of_domain
 
 log = structlog.get_logger("qat_handler.agent")
@@ -35,8 +36,9 @@ class EngineSettings:
     """Every VMI is looked at this often even without events, healing anything missed."""
     backoff_base_seconds: float = 1.0
     backoff_max_seconds: float = 300.0
-    stop_margin_seconds: float = 5.0
-    """Added to the largest grace period when waiting for guests at agent stop."""
+    stop_margin_seconds: float = STOP_MARGIN_SECONDS - 10
+    """Added to the largest grace period when waiting for guests at agent stop (a destroy may take
+    libvirt 15 s); the rest of the core's margin is for the last status writes."""
 
 
 class Engine:
@@ -45,10 +47,13 @@ class Engine:
         reconciler: Reconciler,
         settings: EngineSettings,
         clock: Callable[[], float] = time.monotonic,
+        extend_stop: Callable[[float], object] = lambda _seconds: None,
     ) -> None:
         self.reconciler = reconciler
         self.settings = settings
         self.clock = clock
+        self.extend_stop = extend_stop
+        """Asks the service manager for this many seconds to stop (systemd's EXTEND_TIMEOUT_USEC)."""
         self.queue = KeyedQueue(clock)
         self.pulse = WorkerPulse(clock)
         self._failures: dict[str, int] = {}
@@ -115,6 +120,10 @@ class Engine:
         active = [d for d in self.reconciler.owned_domains() if d.active and d.identity]
         grace = max((d.identity.grace_seconds for d in active if d.identity), default=0)
         deadline = self.clock() + grace + self.settings.stop_margin_seconds
+        extension = stop_extension(grace)
+        if extension is not None:
+            log.info("asking the service manager for more time to stop", seconds=extension, grace_seconds=grace)
+            self.extend_stop(extension)
         running: list[str] = []
         log.info("agent stopping; shutting guests down", policy="shutdown", guests=len(active), grace_seconds=grace)
         for domain in active:

@@ -16,6 +16,7 @@ from handler.agent.agent import Engine, EngineSettings, StopPolicy
 from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
 from handler.agent.reconciler import Reconciler
 from handler.ops.metrics import Metrics
+from handler.ops.sdnotify import Notifier
 from handler.settings import AgentSettings
 from handler.virt.domain_events import DomainEvent
 from handler.virt.errors import VirtError
@@ -42,7 +43,9 @@ class NodeRuntime:
             source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics, allocator=allocator
         )
         self.engine = Engine(
-            self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)
+            self.reconciler,
+            EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds),
+            extend_stop=Notifier().extend_timeout,
         )
         self._dispatcher: threading.Thread | None = None
         self._lost = False
