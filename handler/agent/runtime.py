@@ -13,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
+from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
 from handler.agent.reconciler import Reconciler
 from handler.ops.metrics import Metrics
@@ -39,13 +40,22 @@ class NodeRuntime:
         self.metrics = metrics
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
+        work = KeyedQueue(time.monotonic)
         self.reconciler = Reconciler(
-            source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics, allocator=allocator
+            source,
+            self.hypervisor,
+            sink,
+            settings.plan_settings(),
+            inspector,
+            metrics=metrics,
+            allocator=allocator,
+            requeue=work.add,
         )
         self.engine = Engine(
             self.reconciler,
             EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds),
             extend_stop=Notifier().extend_timeout,
+            queue=work,
         )
         self._dispatcher: threading.Thread | None = None
         self._lost = False

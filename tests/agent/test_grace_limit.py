@@ -137,10 +137,11 @@ class Agent:
         self.guests = DeafGuests(self.clock, names)
         self.sink = Sink()
         self.queue = KeyedQueue(self.clock)
-        self.reconciler = Reconciler(Removed(), self.guests, self.sink, SETTINGS, clock=self.clock)
-        self.reconciler.requeue = self._requeued
         self.finished: list[str] = []
         self._cond = threading.Condition()
+        self.reconciler = Reconciler(
+            Removed(), self.guests, self.sink, SETTINGS, clock=self.clock, requeue=self._requeued
+        )
 
     def _requeued(self, key: str) -> None:
         """The destroy lane's callback, from the destroy's thread."""
