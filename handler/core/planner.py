@@ -122,7 +122,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 )
             )
         return Plan(_transition(last, status, _restart_event(last, status)), requeue_after=poll)
-    if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
+    if _never_started(domain, last) or stale or _halted_by_agent(last) or _start_failed(domain, last):
         xml = render_domain(vmi, desired.devices, settings.render, desired.attachments, placement) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
@@ -281,6 +281,13 @@ def _start_failed(domain: ObservedDomain, last: VMIStatus | None) -> bool:
     saw it running, the guest never ran: keep retrying the start (with backoff, reporting
     Synchronized=False) rather than calling the VMI Failed."""
     return domain.stop_cause is StopCause.FAILED and (last is None or last.phase is Phase.SCHEDULED)
+
+
+def _never_started(domain: ObservedDomain, last: VMIStatus | None) -> bool:
+    """libvirt reports "unknown" both for a domain never started and, after libvirtd restarts, for
+    any inactive one: a guest the agent saw running or finished stays off."""
+    seen_run = last is not None and (last.phase.terminal or last.phase is Phase.RUNNING)
+    return domain.stop_cause is StopCause.NEVER_STARTED and not seen_run
 
 
 def _halted_by_agent(last: VMIStatus | None) -> bool:

@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from . import openapi
 from .admission import Admission
-from .errors import ApiError, bad_request, method_not_allowed, path_not_found, reason_for
+from .errors import ApiError, bad_request, method_not_allowed, path_not_found
 from .patch import touched_paths
 from .resources import Obj, Registry, ResourceType
 from .selectors import FieldSelector, LabelSelector, SelectorError
@@ -55,6 +56,10 @@ class FaultRule:
     reason: str | None = None
     message: str | None = None
     watch: bool | None = None  # None: watches and non-watches alike
+    retry_after: int | None = None  # seconds, sent as Retry-After (with 429 or 503)
+    delay: float = 0.0  # seconds to wait before answering (a slow API server)
+    reset: bool = False  # cut the connection instead of answering
+    status_only: bool = True  # False: after the delay, serve the request normally
 
     def matches(self, method: str, path: str, is_watch: bool) -> bool:
         return (
@@ -80,13 +85,18 @@ class ApiContext:
     internal_errors: list[str] = field(default_factory=list)
     admission: Admission = field(default_factory=Admission)
 
-    def take_fault(self, method: str, path: str, is_watch: bool) -> FaultRule | None:
+    random_faults: Callable[[str, str, bool, str], FaultRule | None] | None = None
+    """Consulted for every request that no rule matched, with its User-Agent (seeded chaos; see
+    FakeApiServer.random_faults)."""
+
+    def take_fault(self, method: str, path: str, is_watch: bool, user_agent: str = "") -> FaultRule | None:
         with self.lock:
             for rule in self.faults:
                 if rule.matches(method, path, is_watch):
                     rule.remaining -= 1
                     return rule
-        return None
+            chaos = self.random_faults
+        return chaos(method, path, is_watch, user_agent) if chaos is not None else None
 
 
 @dataclass
@@ -185,13 +195,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         with ctx.lock:
             ctx.log.append(self.record)
         try:
-            fault = ctx.take_fault(self.command, path, is_watch)
-            if fault:
-                raise ApiError(
-                    fault.status,
-                    fault.message or f"injected failure ({fault.status})",
-                    fault.reason or reason_for(fault.status),
-                )
+            fault = ctx.take_fault(self.command, path, is_watch, self.headers.get("User-Agent", ""))
+            if fault and self._injected(fault):
+                return
             if parse_error is not None:
                 raise bad_request(f"the request body is not valid JSON: {parse_error}")
             self._dispatch(path, query, content_type, body)
@@ -209,6 +215,30 @@ class ApiHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self._send_json(500, ApiError(500, "fake apiserver internal error: " + trace.splitlines()[-1]).status())
+
+    def _injected(self, fault: FaultRule) -> bool:
+        """Play an injected fault; True when it answered (or cut) the request."""
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.reset:
+            self.record.status = 0
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if not fault.status_only:
+            return False
+        error = ApiError(fault.status, fault.message or f"injected failure ({fault.status})", fault.reason)
+        data = json.dumps(error.status()).encode()
+        self.record.status = fault.status
+        self.send_response(fault.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if fault.retry_after is not None:
+            self.send_header("Retry-After", str(fault.retry_after))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     # --- routing -----------------------------------------------------------
 
