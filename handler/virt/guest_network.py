@@ -11,6 +11,7 @@ from lxml import etree
 from handler.core.attachments import Attachment, resolve_on_host
 from handler.core.interface_status import GuestAddress
 from handler.core.vmi import VMI
+from handler.host.net_bridges import is_host_bridge
 from handler.virt.connection import Connection
 from handler.virt.errors import wrap
 
@@ -37,9 +38,7 @@ class LibvirtNetworks:
             raise wrap(error, f"look up network {name}") from None
 
     def _is_bridge(self, name: str) -> bool:
-        if "/" in name or name in (".", ".."):
-            return False
-        return (self.host_root / "sys/class/net" / name / "bridge").is_dir()
+        return is_host_bridge(self.host_root, name)
 
 
 def interface_addresses(conn: libvirt.virConnect, name: str) -> tuple[GuestAddress, ...]:
