@@ -3,7 +3,7 @@ running guest's NICs got (DHCP leases of libvirt networks, then the QEMU guest a
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import libvirt
 from lxml import etree
@@ -11,7 +11,6 @@ from lxml import etree
 from handler.core.attachments import Attachment, resolve_on_host
 from handler.core.interface_status import GuestAddress
 from handler.core.vmi import VMI
-from handler.host.net_bridges import is_host_bridge
 from handler.virt.connection import Connection
 from handler.virt.errors import wrap
 
@@ -21,13 +20,14 @@ AGENT_CHANNEL = "org.qemu.guest_agent.0"
 class LibvirtNetworks:
     """Bare metal: pod -> the default libvirt network; multus X -> libvirt network X, else host bridge X."""
 
-    def __init__(self, connection: Connection, host_root: Path, default_network: str) -> None:
+    def __init__(self, connection: Connection, default_network: str, is_bridge: Callable[[str], bool]) -> None:
         self.connection = connection
-        self.host_root = host_root
         self.default_network = default_network
+        self.is_bridge = is_bridge
+        """Whether a name is a bridge on the host (sysfs, read by the host layer)."""
 
     def attachments(self, vmi: VMI) -> tuple[Attachment, ...]:
-        return resolve_on_host(vmi, self.default_network, self._network_active, self._is_bridge)
+        return resolve_on_host(vmi, self.default_network, self._network_active, self.is_bridge)
 
     def _network_active(self, name: str) -> bool | None:
         try:
@@ -36,9 +36,6 @@ class LibvirtNetworks:
             if error.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
                 return None
             raise wrap(error, f"look up network {name}") from None
-
-    def _is_bridge(self, name: str) -> bool:
-        return is_host_bridge(self.host_root, name)
 
 
 def interface_addresses(conn: libvirt.virConnect, name: str) -> tuple[GuestAddress, ...]:
