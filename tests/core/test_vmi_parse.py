@@ -200,6 +200,12 @@ def test_manifest_is_read(edit: Edit, fields: dict[str, Any]) -> None:
     assert {name: getattr(vmi, name) for name in fields} == fields
 
 
+def test_the_seed_era_v1alpha3_is_read_like_v1() -> None:
+    doc = base()
+    doc["apiVersion"] = "kubevirt.io/v1alpha3"
+    assert parse_vmi(doc) == parse_vmi(base())
+
+
 def test_uid_from_default_when_missing() -> None:
     doc = base()
     del doc["metadata"]["uid"]
