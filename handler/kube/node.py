@@ -14,6 +14,7 @@ from handler.agent.ports import DeviceInspector
 from handler.agent.runtime import NodeRuntime
 from handler.core.handoff import AgentReport
 from handler.core.status import VMIStatus
+from handler.host.net_bridges import is_host_bridge
 from handler.kube.client import serves_vmi_status
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
@@ -55,7 +56,12 @@ class KubeNode:
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
         self.runtime = NodeRuntime(
-            settings, self.source, self.sink, inspector, metrics, networks=lambda _hypervisor: KubeNetworks(api)
+            settings,
+            self.source,
+            self.sink,
+            inspector,
+            metrics,
+            networks=lambda _hypervisor: KubeNetworks(api, lambda name: is_host_bridge(settings.host_root, name)),
         )
         self._started = threading.Event()
 

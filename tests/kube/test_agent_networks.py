@@ -51,7 +51,11 @@ def create_networked_vmi(cluster: Cluster, name: str, network: dict[str, Any]) -
 def test_multus_network_joins_the_bridge_of_its_attachment_definition(cluster: Cluster) -> None:
     cluster.set_configmap_gates("QAT")
     create_nad(cluster, "storage", {"cniVersion": "0.3.1", "type": "bridge", "bridge": "br-qat", "ipam": {}})
+    create_nad(cluster, "elsewhere", {"cniVersion": "0.3.1", "type": "bridge", "bridge": "br-other"})
+    (cluster.host_root / "sys/class/net/br-qat/bridge").mkdir(parents=True)
     cluster.start_agent()
+    absent = create_networked_vmi(cluster, "absent", {"multus": {"networkName": "elsewhere"}})
+    cluster.launch(absent, cluster.usable_vfs[1])
     vmi = create_networked_vmi(cluster, "bridged", {"multus": {"networkName": "storage"}})
     cluster.launch(vmi, cluster.usable_vfs[0])
 
@@ -66,6 +70,9 @@ def test_multus_network_joins_the_bridge_of_its_attachment_definition(cluster: C
     )
     served = cluster.vmi("bridged") or {}
     assert served["status"]["interfaces"] == [{"name": "net0", "mac": mac, "ipAddress": "", "ipAddresses": []}]
+    eventually(lambda: cluster.synchronized_reason("absent") == "NetworkUnavailable", what="absent bridge refused")
+    assert "whose bridge 'br-other' does not exist on this node" in cluster.message("absent", "Synchronized")
+    assert cluster.domain("absent") is None
 
 
 def test_pod_network_is_refused_pointing_to_multus(cluster: Cluster) -> None:
