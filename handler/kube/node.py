@@ -16,6 +16,7 @@ from handler.agent.runtime import NodeRuntime
 from handler.core.handoff import AgentReport
 from handler.core.status import VMIStatus
 from handler.host.guest_files import GuestFiles
+from handler.host.net_bridges import is_host_bridge
 from handler.kube.client import serves_vmi_status
 from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.handoff_slots import HandoffSlots
@@ -66,7 +67,7 @@ class KubeNode:
             self.sink,
             inspector,
             metrics,
-            networks=lambda _hypervisor: KubeNetworks(api),
+            networks=lambda _hypervisor: KubeNetworks(api, lambda name: is_host_bridge(settings.host_root, name)),
             guest_files=guest_files,
         )
         self._started = threading.Event()
