@@ -112,7 +112,7 @@ class _Handler(BaseHTTPRequestHandler):
                 fields=[cause.field for cause in verdict.causes],
                 reason=verdict.message,
             )
-        self._send(200, json.dumps(review_response(uid, verdict)).encode(), "application/json")
+        self._send(200, json.dumps(review_response(uid, verdict, request.name)).encode(), "application/json")
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)
