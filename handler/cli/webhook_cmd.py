@@ -94,11 +94,14 @@ def run(args: argparse.Namespace) -> int:
         return fail("--tls-cert-file and --tls-private-key-file go together; fix: give both, or neither")
     try:
         address = parse_address(args.listen)
+    except ValueError:
+        return fail(f"--listen {args.listen!r} is not HOST:PORT; fix: e.g. --listen 0.0.0.0:8443")
+    try:
         exempt = exempt_users(getattr(args, "stack_service_account", None) or list(STACK_ACCOUNTS))
         permitted = [permitted_devices(args)]
         api = api_client()
     except ValueError as error:
-        return fail(str(error).replace("metrics address", "--listen"))
+        return fail(str(error))
     except Refused as refused:
         return fail(refused.refusal.line())
     except KubeConfigError as error:
