@@ -160,8 +160,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="per server, over all rounds")
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=5, help="interleaved echo/webhook slices")
+    parser.add_argument(
+        "--nice", type=int, default=None, help="run client and both servers at this priority (e.g. -10, as root)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.nice is not None:
+        # On a machine shared with other jobs the tail is their scheduling, not ours; children inherit it.
+        os.setpriority(os.PRIO_PROCESS, 0, args.nice)
     work = Path(tempfile.mkdtemp(prefix="webhook-bench-"))
     now = datetime.now(UTC)
     ca = make_ca("bench CA", now, TLS.lifetimes)
@@ -169,7 +175,12 @@ def main() -> int:
     (work / "tls.crt").write_bytes(pair.cert_pem)
     (work / "tls.key").write_bytes(pair.key_pem)
     context = ssl.create_default_context(cadata=ca.cert_pem.decode())
-    results: dict[str, Any] = {"rate": args.rate, "seconds": args.seconds, "connections": args.connections}
+    results: dict[str, Any] = {
+        "rate": args.rate,
+        "seconds": args.seconds,
+        "connections": args.connections,
+        "nice": args.nice,
+    }
     with FakeApiServer() as api:
         api.put_object(
             {
