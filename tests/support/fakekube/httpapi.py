@@ -263,7 +263,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             self._send_json(200, store.patch(rt, ns, name, content_type or "", body, target.subresource))
         elif method == "DELETE" and target.subresource is None:
-            self._send_json(200, store.delete(rt, ns, name, body))
+            self._send_json(200, store.delete(rt, ns, name, _delete_options(body, query)))
         else:
             raise method_not_allowed(method)
 
@@ -455,6 +455,20 @@ class ApiHandler(BaseHTTPRequestHandler):
         except OSError:
             return True
         return peeked == b""
+
+
+def _delete_options(body: Any, query: dict[str, str]) -> Obj:
+    """DeleteOptions from the body, with ``gracePeriodSeconds`` and ``propagationPolicy`` also taken from the
+    query string, where the official client puts them."""
+    options: Obj = dict(body) if isinstance(body, dict) else {}
+    if "gracePeriodSeconds" in query:
+        try:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        except ValueError:
+            raise bad_request(f"invalid gracePeriodSeconds {query['gracePeriodSeconds']!r}") from None
+    if "propagationPolicy" in query:
+        options["propagationPolicy"] = query["propagationPolicy"]
+    return options
 
 
 def _event_for(rt: ResourceType, change: Change, labels: LabelSelector, fields: FieldSelector) -> Obj | None:

@@ -185,6 +185,10 @@ def default_resources(
             validate_create=events.validate_core,
         ),
         ResourceType(
+            "apps", "v1", "deployments", "Deployment", "deployment", has_generation=True, short_names=("deploy",)
+        ),
+        ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
+        ResourceType(
             "events.k8s.io",
             "v1",
             "events",
@@ -195,6 +199,18 @@ def default_resources(
             to_storage=events.to_core,
             from_storage=events.from_core,
             validate_create=events.validate_events_v1,
+        ),
+        ResourceType(
+            "",
+            "v1",
+            "nodes",
+            "Node",
+            "node",
+            namespaced=False,
+            status_subresource=True,
+            return_deleted_object=True,
+            short_names=("no",),
+            field_labels=frozenset({"metadata.name", "spec.unschedulable"}),
         ),
     ]
 
