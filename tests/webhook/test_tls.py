@@ -111,7 +111,10 @@ def test_a_new_ca_keeps_the_old_one_in_the_bundle_until_it_expires(
     api = fake_apiserver.api_client()
     ensure_webhook_tls(api, TLS, now() - timedelta(days=7 * 365))  # CA 3 of 10 years left: due
     old_ca = secret(fake_apiserver, TLS.ca_secret)["ca.crt"]
+    fake_apiserver.clear_requests()
     result = ensure_webhook_tls(api, TLS, now())
+    writes = [r.path.rsplit("/", 1)[-1] for r in fake_apiserver.requests() if r.method in ("POST", "PUT", "PATCH")]
+    assert writes == [TLS.ca_secret, TLS.webhook_configuration, TLS.tls_secret], "trusted before it is served"
     assert result.plan.action is Rotation.NEW_CA and result.bundle_patched
     new_ca = secret(fake_apiserver, TLS.ca_secret)["ca.crt"]
     assert new_ca != old_ca and secret(fake_apiserver, TLS.tls_secret)["ca.crt"] == new_ca
