@@ -19,10 +19,10 @@ from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refused
 from handler.core.webhook_settings import WebhookTlsSettings
 from handler.kube.client import KubeConfigError, api_client
+from handler.kube.gate_watch import GateWatch
 from handler.ops.health_server import parse_address
 from handler.ops.logs import configure_logging
 from handler.webhook.certs import CertSource, FileCerts, SecretCerts
-from handler.webhook.gates import GateWatch
 from handler.webhook.server import VALIDATE_PATH, WebhookServer
 
 log = structlog.get_logger("qat_handler.cli")
