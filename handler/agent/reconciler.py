@@ -15,12 +15,15 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
+from handler.agent.guest_networks import gate_networks, observe_addresses
 from handler.agent.ports import (
+    AddressProbe,
     DesiredSource,
     DeviceAllocator,
     DeviceInspector,
     GuestFilePreparer,
     Hypervisor,
+    NetworkResolver,
     StatusSink,
 )
 from handler.core.actions import (
@@ -71,6 +74,8 @@ class Reconciler:
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
         guest_files: GuestFilePreparer | None = None,
+        networks: NetworkResolver | None = None,
+        addresses: AddressProbe | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -81,6 +86,8 @@ class Reconciler:
         self.metrics = metrics
         self.allocator = allocator
         self.guest_files = guest_files
+        self.networks = networks
+        self.addresses = addresses
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
@@ -89,6 +96,7 @@ class Reconciler:
         self._memory_lock = threading.Lock()
         self._phases: dict[str, tuple[str, bool]] = {}
         self._waiting: set[str] = set()
+        self._address_polls: dict[str, int] = {}
         """VMIs refused because a VF they need is held by another guest, or none is free."""
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
@@ -126,13 +134,21 @@ class Reconciler:
                 bound = bound.bind(bdfs=[str(device.bdf) for device in known])
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
-            desired = self._gate_devices(desired, domain)
+            desired = gate_networks(self.networks, self._gate_devices(desired, domain), domain)
             self._note_waiting(key, desired)
-            observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
+            observed = Observed(
+                domain,
+                self.sink.last_status(key),
+                self._get_stop(key),
+                self.clock(),
+                observe_addresses(self.addresses, desired, domain),
+                self._address_polls.get(key, 0),
+            )
             result: Plan = plan(desired, observed, self.settings)
             result = self._with_guest_files(desired, observed, result)
             uid = domain.identity.uid if domain is not None and domain.identity is not None else None
             self._execute(key, result.actions, bound, uid)
+            self._count_address_poll(key, desired, result)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
             if observed.status is not None and not forgotten:
                 self._remember_adopted(key, observed.status)
@@ -284,6 +300,14 @@ class Reconciler:
                 # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
                 (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
+
+    def _count_address_poll(self, key: str, desired: Desired, result: Plan) -> None:
+        polling = desired.intent is Intent.RUN and desired.vmi is not None and bool(desired.vmi.interfaces)
+        with self._memory_lock:
+            if polling and result.requeue_after is not None:
+                self._address_polls[key] = self._address_polls.get(key, 0) + 1
+            else:
+                self._address_polls.pop(key, None)
 
     def _note_waiting(self, key: str, desired: Desired) -> None:
         waiting = desired.blocked is not None and desired.blocked.reason in WAITING_FOR_DEVICES

@@ -12,7 +12,14 @@ from pathlib import Path
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, GuestFilePreparer, StatusSink
+from handler.agent.ports import (
+    DesiredSource,
+    DeviceAllocator,
+    DeviceInspector,
+    GuestFilePreparer,
+    NetworkResolver,
+    StatusSink,
+)
 from handler.agent.reconciler import Reconciler
 from handler.core.numa import NumaPolicy
 from handler.host.guest_files import GuestFiles
@@ -44,6 +51,7 @@ class NodeRuntime:
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
         guest_files: GuestFilePreparer | None = None,
+        networks: Callable[[LibvirtHypervisor], NetworkResolver] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -59,6 +67,8 @@ class NodeRuntime:
             metrics=metrics,
             allocator=allocator,
             guest_files=guest_files or bare_metal_guest_files(settings),
+            networks=networks(self.hypervisor) if networks is not None else None,
+            addresses=self.hypervisor,
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)

@@ -20,6 +20,7 @@ from handler.kube.client import serves_vmi_status
 from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
+from handler.kube.networks import KubeNetworks
 from handler.kube.pod_resources import PodResourcesClient
 from handler.kube.secrets import KubeSecretReader
 from handler.kube.source import KubeSource
@@ -59,7 +60,15 @@ class KubeNode:
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
         disks = LauncherContainerDisks(self.source.pods.items, Path("/proc"), settings.state_dir / "images", node_name)
         guest_files = GuestFiles(Path(settings.render.files_dir), disks, KubeSecretReader(api))
-        self.runtime = NodeRuntime(settings, self.source, self.sink, inspector, metrics, guest_files=guest_files)
+        self.runtime = NodeRuntime(
+            settings,
+            self.source,
+            self.sink,
+            inspector,
+            metrics,
+            guest_files=guest_files,
+            networks=lambda _hypervisor: KubeNetworks(api),
+        )
         self._started = threading.Event()
 
     @property

@@ -48,6 +48,7 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "events", "create"),
     ("", "events", "patch"),
     ("", "secrets", "get"),
+    ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
 }
 EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "list"),
