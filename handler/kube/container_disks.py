@@ -4,8 +4,9 @@ as KubeVirt does; the agent never pulls.
 The launcher pod carries one container per containerDisk volume, named ``volume<volume name>``
 (KubeVirt's naming), running the disk's image with a long-lived process from a shared volume
 (the images hold only /disk). Once kubelet reports that container running, the agent finds its
-process on the host (the container ID in ``/proc/<pid>/cgroup``: the agent needs hostPID, and
-CAP_SYS_PTRACE to open another process's root), reads the disk
+process on the host (the container ID in ``<host-root>/proc/<pid>/cgroup``: the host's /proc
+mounted there, as node exporters do, and CAP_SYS_PTRACE to open another process's root),
+reads the disk
 through that process's root (``/proc/<pid>/root/disk/...``) and copies it once into the image
 cache, keyed by the image digest kubelet reports (``imageID``). QEMU runs under the node's
 libvirtd, outside the pod, and cannot open another process's root; the cached copy is what
@@ -45,7 +46,7 @@ class LauncherContainerDisks:
     def __init__(self, pods: PodLister, proc: Path, cache_root: Path, node_name: str) -> None:
         self.pods = pods
         self.proc = proc
-        """The host's /proc: the agent's own with hostPID."""
+        """The host's /proc (``<host-root>/proc``)."""
         self.cache_root = cache_root
         self.node_name = node_name
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disk-copy")
