@@ -148,14 +148,24 @@ class LauncherContainerDisks:
 
 
 def _disk_in(root: Path, inner: str | None) -> Path:
-    if inner is not None:
-        candidate = root / inner.lstrip("/")
-        if not candidate.is_file() or candidate.is_symlink():
-            raise LayoutError(f"the image has no file {inner}")
-        return candidate
-    disks = [p for p in (root / "disk").glob("*") if p.name.endswith(DISK_SUFFIXES) and p.is_file()]
-    if len(disks) != 1:
-        raise LayoutError(f"the image holds {len(disks)} disks under /disk; set containerDisk.path")
-    if disks[0].is_symlink():
-        raise LayoutError("the image's disk is a symlink")
-    return disks[0]
+    """The disk file inside the container's root. No component may be a symlink: an image's
+    absolute link would resolve against the agent's root, that is, the host's files."""
+    if inner is None:
+        _no_links(root, "disk")
+        disks = [p for p in (root / "disk").glob("*") if p.name.endswith(DISK_SUFFIXES)]
+        if len(disks) != 1:
+            raise LayoutError(f"the image holds {len(disks)} disks under /disk; set containerDisk.path")
+        inner = f"/disk/{disks[0].name}"
+    candidate = _no_links(root, inner.lstrip("/"))
+    if not candidate.is_file():
+        raise LayoutError(f"the image has no file {inner}")
+    return candidate
+
+
+def _no_links(root: Path, relative: str) -> Path:
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise LayoutError(f"/{relative} in the image goes through a symlink")
+    return path

@@ -161,3 +161,15 @@ def test_secrets_are_read_decoded_and_a_missing_one_is_none(server: FakeApiServe
     assert reader.read("ns", "userdata") == {"userdata": b"#cloud-config\npassword: x\n"}
     assert reader.read("ns", "absent") is None
     assert reader.read("other", "userdata") is None
+
+
+def test_a_disk_behind_a_symlink_is_refused(server: FakeApiServer, tmp_path: Path) -> None:
+    source = host_with_container(tmp_path / "host")
+    secret = tmp_path / "host-secret"
+    secret.write_text("host file\n")
+    source.unlink()
+    source.symlink_to(secret)
+    server.put_object(pod({"running": {}}))
+    disks = LauncherContainerDisks(pods_of(server), tmp_path / "host" / "proc", tmp_path / "cache", NODE)
+    found = settle(disks)
+    assert found == Failed("is not a usable disk image (/disk/disk.qcow2 in the image goes through a symlink)")
