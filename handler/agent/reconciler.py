@@ -73,9 +73,9 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
-        guest_files: GuestFilePreparer | None = None,
         networks: NetworkResolver | None = None,
         addresses: AddressProbe | None = None,
+        guest_files: GuestFilePreparer | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -85,9 +85,9 @@ class Reconciler:
         self.clock = clock
         self.metrics = metrics
         self.allocator = allocator
-        self.guest_files = guest_files
         self.networks = networks
         self.addresses = addresses
+        self.guest_files = guest_files
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()

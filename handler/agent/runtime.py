@@ -50,8 +50,8 @@ class NodeRuntime:
         inspector: DeviceInspector | None = None,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
-        guest_files: GuestFilePreparer | None = None,
         networks: Callable[[LibvirtHypervisor], NetworkResolver] | None = None,
+        guest_files: GuestFilePreparer | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -66,9 +66,9 @@ class NodeRuntime:
             inspector,
             metrics=metrics,
             allocator=allocator,
-            guest_files=guest_files or bare_metal_guest_files(settings),
             networks=networks(self.hypervisor) if networks is not None else None,
             addresses=self.hypervisor,
+            guest_files=guest_files or bare_metal_guest_files(settings),
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)

@@ -68,8 +68,8 @@ class KubeNode:
             self.sink,
             inspector,
             metrics,
-            guest_files=guest_files,
             networks=lambda _hypervisor: KubeNetworks(api),
+            guest_files=guest_files,
         )
         self._started = threading.Event()
 

@@ -56,10 +56,10 @@ CASE_SETTINGS: dict[str, RenderSettings] = {
     "domain-qemu": RenderSettings(domain_type="qemu", log_dir=LOG_DIR),
     "managed-hostdevs": RenderSettings(managed_hostdevs=True, log_dir=LOG_DIR),
     "cpu-passthrough": RenderSettings(cpu_mode="host-passthrough", log_dir=LOG_DIR),
-    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
-    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
     "network-pod": RenderSettings(log_dir=LOG_DIR),
     "network-bridge": RenderSettings(log_dir=LOG_DIR),
+    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
+    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
 }
 HOST_BRIDGES = {"br-storage"}
 """Names the simulated host has as bridges; every other name is an active libvirt network."""

@@ -535,26 +535,6 @@ uptime_s() {{ cut -d' ' -f1 /proc/uptime; }}
 """
 
 
-def _cidata_script() -> str:
-    loads = "".join(f"insmod /lib/modules/disk/{Path(m).name}\n" for m in _DISK_MODULES)
-    return f"""{loads}mkdir -p /mnt
-n=0
-until ls /dev/vd? >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n + 1)); sleep 0.05; done
-for dev in /dev/vd?; do
-  if mount -t iso9660 -o ro $dev /mnt 2>/dev/null; then
-    if [ -f /mnt/user-data ]; then
-      id=$(sed -n 's/^instance-id: *//p' /mnt/meta-data | tr -d '"')
-      marker=$(sed -n 's/^.*qat-marker: *//p' /mnt/user-data)
-      echo "{CIDATA_MARKER} dev=$dev instance-id=$id marker=$marker"
-    fi
-    umount /mnt
-  else
-    echo "{DISK_MARKER} dev=$dev head=$(head -c 48 $dev | tr -dc 'A-Za-z0-9=:-')"
-  fi
-done
-"""
-
-
 # Loaded in this order (each needs the ones before; see each module's depends=); none of them is
 # built into the cloud kernel. virtio-rng shows whether the domain's <rng> reached the guest.
 _NET_MODULES = (
@@ -625,6 +605,26 @@ def _net_modules(root: Path, state: dict[str, str]) -> dict[str, bytes]:
     return {name: (ndir / name).read_bytes() for name in names}
 
 
+def _cidata_script() -> str:
+    loads = "".join(f"insmod /lib/modules/disk/{Path(m).name}\n" for m in _DISK_MODULES)
+    return f"""{loads}mkdir -p /mnt
+n=0
+until ls /dev/vd? >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n + 1)); sleep 0.05; done
+for dev in /dev/vd?; do
+  if mount -t iso9660 -o ro $dev /mnt 2>/dev/null; then
+    if [ -f /mnt/user-data ]; then
+      id=$(sed -n 's/^instance-id: *//p' /mnt/meta-data | tr -d '"')
+      marker=$(sed -n 's/^.*qat-marker: *//p' /mnt/user-data)
+      echo "{CIDATA_MARKER} dev=$dev instance-id=$id marker=$marker"
+    fi
+    umount /mnt
+  else
+    echo "{DISK_MARKER} dev=$dev head=$(head -c 48 $dev | tr -dc 'A-Za-z0-9=:-')"
+  fi
+done
+"""
+
+
 def _power_button_script() -> str:
     return f"""#!/bin/sh
 echo "{SHUTDOWN_MARKER}" > /dev/console
@@ -693,11 +693,11 @@ def _build_cpio(variant: str, busybox: bytes, modules: dict[str, bytes]) -> byte
     w.file("bin/busybox", busybox, 0o755)
     w.symlink("bin/sh", "busybox")
     w.file("init", _init_script(variant).encode(), 0o755)
-    if variant == "cidata":
-        w.directory("lib/modules/disk")
     if variant == "interactive":
         w.directory("etc/udhcpc")
         w.file("etc/udhcpc/default.script", _udhcpc_script().encode(), 0o755)
+    if variant == "cidata":
+        w.directory("lib/modules/disk")
     if variant in ("acpi", "interactive", "cidata"):
         for name, data in sorted(modules.items()):
             w.file(f"lib/modules/{name}", data, 0o644)
