@@ -138,6 +138,8 @@ class LauncherContainerDisks:
 
     def _container_root(self, container_id: str) -> Path:
         """The root of the container's process, found by its ID in the host's cgroup files."""
+        if not (self.proc / "self").exists() and not any(self.proc.glob("[0-9]*")):
+            raise LayoutError(f"the host's processes are not visible at {self.proc} (mount the host's /proc there)")
         for cgroup in self.proc.glob("[0-9]*/cgroup"):
             try:
                 if container_id in cgroup.read_text():
