@@ -95,6 +95,11 @@ class NodeRuntime:
         self.hypervisor.connect()
 
     def start(self) -> None:
+        if self.reconciler.guest_files is not None:
+            # Files of VMIs whose domain is gone (undefined while the agent was down, or never
+            # defined after a crash): whatever still needs them makes them again.
+            owned = self.reconciler.owned_domains()
+            self.reconciler.guest_files.sweep({d.identity.uid for d in owned if d.identity is not None})
         self._dispatcher = threading.Thread(target=self._dispatch, name="libvirt-dispatch", daemon=True)
         self._dispatcher.start()
         self.engine.start()

@@ -59,7 +59,9 @@ class KubeNode:
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
-        disks = LauncherContainerDisks(self.source.pods.items, Path("/proc"), settings.state_dir / "images", node_name)
+        disks = LauncherContainerDisks(
+            self.source.pods.items, settings.host_root / "proc", settings.state_dir / "images", node_name
+        )
         guest_files = GuestFiles(Path(settings.render.files_dir), disks, KubeSecretReader(api))
         self.runtime = NodeRuntime(
             settings,
