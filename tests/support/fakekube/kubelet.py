@@ -18,7 +18,6 @@ it also answers kubelet's pod-resources API with the devices each pod holds.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import threading
@@ -185,7 +184,7 @@ class FakeKubelet:
             self._store.delete(self._pods, meta["namespace"], meta["name"], options)
         with self._lock:
             self._runs.pop(meta["uid"], None)
-        shutil.rmtree(self.pods_dir / meta["uid"], ignore_errors=True)
+        # The pod's directory (its logs) stays, for the test to read, until the test's tmp dir goes.
 
     def shutdown(self) -> None:
         """Kill every process (the test is over) and wait for them."""
