@@ -49,6 +49,7 @@ packages=(
     qemu-system-x86 qemu-utils                        # the hypervisor and qemu-img
     libxml2-utils                                     # xmllint, used by virt-xml-validate
     cpio                                              # initramfs inspection
+    jq                                                # the README's `doctor -o json | jq` line, run by a test
     systemd                                           # systemd-analyze, journald
     ca-certificates                                   # pip over https
 )

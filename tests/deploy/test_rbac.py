@@ -25,6 +25,10 @@ from tests.deploy.manifests import REPO, cli_args, one, pod_spec
 ANY_NAMESPACE = "all namespaces"
 KUBEVIRT_NAMESPACE = "kubevirt namespace"
 """Calls whose namespace argument is the agent's --kubevirt-namespace."""
+STACK_NAMESPACE = "stack namespace"
+"""Calls whose namespace argument (named ``stack_namespace``) is the stack's own, qat-handler."""
+AGENT_ENTRY = "handler.cli.agent_cmd"
+"""The agent's grants are the calls in the modules its subcommand imports, directly or not."""
 
 Grant = tuple[str, str, str, str]
 """(scope, API group, resource[/subresource], verb)"""
@@ -59,6 +63,8 @@ class ApiCall:
     namespace: int | None = None
     """None: the call spans all namespaces."""
     subresource: str = ""
+    group: str = ""
+    """The API group of a built-in resource (``resource``); custom objects name theirs in an argument."""
 
 
 # Every list is watched too: handler/kube/informer.py watches with the call it lists with.
@@ -72,6 +78,16 @@ API_CALLS = {
     "list_pod_for_all_namespaces": ApiCall(("list", "watch"), "pods"),
     "create_namespaced_event": ApiCall(("create",), "events", namespace=0),
     "patch_namespaced_event": ApiCall(("patch",), "events", namespace=1),
+    "list_namespaced_secret": ApiCall(("list", "watch"), "secrets", namespace=0),
+    "read_namespaced_secret": ApiCall(("get",), "secrets", namespace=1),
+    "create_namespaced_secret": ApiCall(("create",), "secrets", namespace=0),
+    "replace_namespaced_secret": ApiCall(("update",), "secrets", namespace=1),
+    "read_validating_webhook_configuration": ApiCall(
+        ("get",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
+    ),
+    "patch_validating_webhook_configuration": ApiCall(
+        ("patch",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
+    ),
 }
 DISCOVERY = {"get_api_resources"}
 """GET /apis/<group>/<version>: granted to every authenticated client by system:discovery."""
@@ -141,15 +157,16 @@ def grants(found: Found, module: str | None) -> set[Grant]:
         f"{Path(__file__).relative_to(REPO)} and grant it in deploy/rbac-*.yaml"
     )
     if spec.resource is not None:
-        group, resource = "", spec.resource
+        group, resource = spec.group, spec.resource
     else:
         assert spec.plural is not None
         group, resource = _value(found.args[0], module, found), _value(found.args[spec.plural], module, found)
     if spec.subresource:
         resource = f"{resource}/{spec.subresource}"
     scope = ANY_NAMESPACE
-    if spec.namespace is not None and ast.unparse(found.args[spec.namespace]) == "kubevirt_namespace":
-        scope = KUBEVIRT_NAMESPACE
+    if spec.namespace is not None:
+        named = ast.unparse(found.args[spec.namespace])
+        scope = {"kubevirt_namespace": KUBEVIRT_NAMESPACE, "stack_namespace": STACK_NAMESPACE}.get(named, scope)
     return {(scope, group, resource, verb) for verb in spec.verbs}
 
 
@@ -164,11 +181,38 @@ def _value(expr: ast.expr, module: str | None, found: Found) -> str:
     raise AssertionError(f"{found.where}: cannot tell the group/resource from {ast.unparse(expr)}")
 
 
-def code_grants() -> set[Grant]:
+def module_path(module: str) -> Path:
+    base = REPO.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def reachable(entry: str) -> set[str]:
+    """``entry`` and every handler module it imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        path = module_path(module)
+        if module in seen or not path.exists():
+            continue
+        seen.add(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith("handler")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("handler"):
+                todo += [node.module or "", *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return seen
+
+
+def code_grants(entry: str | None = None) -> set[Grant]:
+    """The grants the calls need: in every handler module, or in those ``entry`` reaches."""
     out: set[Grant] = set()
+    modules = reachable(entry) if entry else None
     for path in sorted((REPO / "handler").rglob("*.py")):
         relative = path.relative_to(REPO)
-        module = ".".join(relative.with_suffix("").parts)
+        module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        if modules is not None and module not in modules:
+            continue
         for found in find_calls(path.read_text(encoding="utf-8"), str(relative)):
             out |= grants(found, module)
     return out
@@ -194,10 +238,10 @@ def flatten(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 # -- the tests ------------------------------------------------------------------------------
 
 
-def test_the_code_makes_exactly_the_calls_written_down_here() -> None:
+def test_the_agent_makes_exactly_the_calls_written_down_here() -> None:
     expected = {(ANY_NAMESPACE, *g) for g in EXPECTED_CLUSTER_WIDE}
     expected |= {(KUBEVIRT_NAMESPACE, *g) for g in EXPECTED_IN_KUBEVIRT_NAMESPACE}
-    assert code_grants() == expected
+    assert code_grants(AGENT_ENTRY) == expected
 
 
 def test_a_new_api_call_is_noticed() -> None:
@@ -256,8 +300,8 @@ def test_bindings_give_the_roles_to_the_daemonsets_service_account() -> None:
     assert one("ServiceAccount", account).body["metadata"]["namespace"] == namespace
     subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
     for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-        body = one(binding).body
+        body = one(binding, "qat-handler").body
         assert body["subjects"] == subject
         assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": "qat-handler"}
     role_namespace, _ = rules_of("Role")
-    assert one("RoleBinding").body["metadata"]["namespace"] == role_namespace
+    assert one("RoleBinding", "qat-handler").body["metadata"]["namespace"] == role_namespace

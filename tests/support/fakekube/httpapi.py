@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import openapi
+from .admission import Admission
 from .errors import ApiError, bad_request, method_not_allowed, path_not_found, reason_for
 from .patch import touched_paths
 from .resources import Obj, Registry, ResourceType
@@ -76,6 +78,7 @@ class ApiContext:
     faults: list[FaultRule] = field(default_factory=list)
     connections: set[socket.socket] = field(default_factory=set)
     internal_errors: list[str] = field(default_factory=list)
+    admission: Admission = field(default_factory=Admission)
 
     def take_fault(self, method: str, path: str, is_watch: bool) -> FaultRule | None:
         with self.lock:
@@ -178,6 +181,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 body, parse_error = raw.decode(errors="replace"), str(e)
         is_watch = self.command == "GET" and query.get("watch") in _TRUE
         self.record = RequestRecord(self.command, path, query, content_type, body, is_watch)
+        ctx.admission.user = self.headers.get("Impersonate-User")
         with ctx.lock:
             ctx.log.append(self.record)
         try:
@@ -280,6 +284,14 @@ class ApiHandler(BaseHTTPRequestHandler):
                 "compiler": "gc",
                 "platform": "linux/amd64",
             }
+        if path == "/openapi/v3":
+            return openapi.index(registry)
+        if path.startswith("/openapi/v3/"):
+            gv = parts[3:] if parts[2] == "apis" else ["", *parts[3:]]
+            found = openapi.document(registry, gv[0], gv[1]) if len(gv) == 2 else None
+            if found is None:
+                raise path_not_found()
+            return found
         if path == "/api":
             return registry.api_versions(f"{host}:{port}")
         if path == "/apis":

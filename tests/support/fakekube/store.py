@@ -100,6 +100,8 @@ class Store:
         self._paused = False
         self.grace_for: Callable[[ResourceType, Obj, Any], int] | None = None
         """Graceful deletion (set by ``graceful.py``): seconds an object lingers, marked, after a DELETE."""
+        self.admit: Callable[[str, ResourceType, Obj, Obj | None, str | None], None] | None = None
+        """Validating admission (set by the server): raises ApiError to refuse a create or update."""
 
     # --- writes ------------------------------------------------------------
 
@@ -166,6 +168,8 @@ class Store:
                 raise invalid(rt, meta["name"], causes)
             if (ns, meta["name"]) in self._objects[rt.storage_key]:
                 raise already_exists(rt, meta["name"])
+            if self.admit is not None:
+                self.admit("CREATE", rt, copy.deepcopy(obj), None, None)
             return self._commit("ADDED", rt, ns, meta["name"], rt.to_storage(obj), None)
 
     def replace(self, rt: ResourceType, ns: str, name: str, body: Any, subresource: str | None = None) -> Obj:
@@ -273,6 +277,8 @@ class Store:
             # state (finalizers still listed); the writer gets back the object it sent, as from a real server.
             self._commit("DELETED", rt, ns, name, None, cur)
             return new
+        if self.admit is not None:
+            self.admit("UPDATE", rt, copy.deepcopy(new), copy.deepcopy(cur_view), subresource)
         return self._commit("MODIFIED", rt, ns, name, rt.to_storage(new), cur)
 
     @staticmethod
