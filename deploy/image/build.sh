@@ -88,7 +88,7 @@ else
         if [ "$force" -eq 1 ] || [ ! -s "$rootfs" ]; then
             say "root filesystem: mmdebstrap $SUITE minbase + $DEBS"
             # merged-usr hook: no usrmerge (which pulls perl); no docs, man pages or locales.
-            quietly mmdebstrap --variant=minbase --include="$DEBS" \
+            quietly mmdebstrap --format=tar --variant=minbase --include="$DEBS" \
                 --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
                 --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
                 --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
