@@ -48,6 +48,14 @@ def test_every_manifest_names_the_image_the_script_builds() -> None:
         if doc.kind in ("DaemonSet", "Deployment", "Pod")
         for c in containers(pod_spec(doc))
     ]
+    found += [
+        (doc.label, arg.split("=", 1)[1])
+        for doc in load_all()
+        if doc.kind in ("DaemonSet", "Deployment", "Pod")
+        for c in containers(pod_spec(doc))
+        for arg in c.get("args") or []
+        if arg.startswith("--launcher-image=")
+    ]
     assert found
     assert [where for where, image in found if image != name] == []
 
