@@ -139,7 +139,7 @@ def pod(**spec: object) -> dict[str, object]:
 )  # fmt: skip
 def test_node_filter_reasons(
     pod_spec: dict[str, object], node_spec: dict[str, object], used: dict[str, int], expected: list[str]
-) -> None:  # noqa: E501
+) -> None:
     the_pod = pod(**pod_spec)
     the_pod["spec"]["containers"][0]["resources"]["requests"]["cpu"] = "500m"  # type: ignore[index]
     node = {**NODE, "spec": node_spec}

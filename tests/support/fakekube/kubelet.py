@@ -44,7 +44,8 @@ class PodRun:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     started_at: str = ""
-    stopping: bool = False
+    grace: int | None = None
+    """The grace the processes were given when told to stop (None: still running)."""
     done: bool = False
 
 
@@ -159,13 +160,17 @@ class FakeKubelet:
                 self._write_status(pod, terminated_status(pod, run.started_at, run.exit_codes))
 
     def _stop(self, run: PodRun, grace: int) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` s; a later, shorter grace (a second delete) cuts it short."""
         with self._lock:
-            if run.stopping or run.done:
+            if run.done or (run.grace is not None and run.grace <= grace):
                 return
-            run.stopping = True
+            first, run.grace = run.grace is None, grace
         for process in run.processes.values():
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM if grace > 0 else signal.SIGKILL)
+                if grace == 0:
+                    process.kill()
+                elif first:
+                    process.send_signal(signal.SIGTERM)
         if grace > 0:
             threading.Thread(target=self._kill_after, args=(run, grace), daemon=True).start()
 
