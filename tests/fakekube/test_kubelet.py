@@ -12,7 +12,7 @@ from kubernetes import client, watch
 
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, report_to_json
 from handler.kube.pod_resources import PodResourcesClient
-from tests.fakekube.objects import create_pod, create_vmi, eventually, get_pod, launcher_pod
+from tests.fakekube.objects import create_pod, create_vmi, eventually, get_pod, launcher_pod, sleeper_pod
 from tests.support.fakekube.cluster import QAT_GENERIC, FakeCluster, FakeNode, NodeSpec
 
 
@@ -182,3 +182,14 @@ def test_the_node_advertises_its_vfs(fake_cluster: FakeCluster) -> None:
     node = client.CoreV1Api(fake_cluster.api_client()).read_node("node01")
     assert node.status.allocatable[QAT_GENERIC] == "2"
     assert node.metadata.labels["kubernetes.io/hostname"] == "node01"
+
+
+def test_a_command_that_cannot_start_fails_the_pod_and_frees_its_vf(fake_cluster: FakeCluster) -> None:
+    api = fake_cluster.api_client()
+    body = sleeper_pod("broken")
+    body["spec"]["containers"][0]["command"] = ["/nonexistent/launcher"]
+    create_pod(api, body)
+    pod = eventually(lambda: get_pod(api, "broken").status.phase == "Failed" and get_pod(api, "broken"))
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 128
+    assert "cannot start /nonexistent/launcher" in fake_cluster.node().kubelet.log_of(pod.metadata.uid, "main")
+    assert len(fake_cluster.node().free_vfs()) == 2
