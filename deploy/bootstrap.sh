@@ -50,6 +50,9 @@ packages=(
     libxml2-utils                                     # xmllint, used by virt-xml-validate
     cpio                                              # initramfs inspection
     jq                                                # the README's `doctor -o json | jq` line, run by a test
+    dnsmasq-base                                      # DHCP and DNS of libvirt's NAT network (guest networking)
+    iputils-ping                                      # the real-guest network test pings the guest
+    tmux                                              # the console test types into a real terminal
     systemd                                           # systemd-analyze, journald
     ca-certificates                                   # pip over https
 )

@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from handler.core.actions import RecordEvent
+from handler.core.attachments import Attachment
 from handler.core.bdf import Bdf
 from handler.core.desired import Desired
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
+from handler.core.interface_status import GuestAddress
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
 from handler.core.vmi import VMI
@@ -63,6 +65,20 @@ class DeviceAllocator(Protocol):
         ...
 
     def release(self, key: str) -> None: ...
+
+
+class NetworkResolver(Protocol):
+    """Where this node plugs each NIC of a VMI in (libvirt network or host bridge)."""
+
+    def attachments(self, vmi: VMI) -> tuple[Attachment, ...]:
+        """One Attachment per interface, in order; raises Refused naming the network that cannot be given."""
+        ...
+
+
+class AddressProbe(Protocol):
+    def interface_addresses(self, name: str) -> tuple[GuestAddress, ...]:
+        """What libvirt knows of the running domain's NIC addresses (leases, guest agent)."""
+        ...
 
 
 class DeviceInspector(Protocol):

@@ -15,7 +15,16 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, Hypervisor, StatusSink
+from handler.agent.guest_networks import gate_networks, observe_addresses
+from handler.agent.ports import (
+    AddressProbe,
+    DesiredSource,
+    DeviceAllocator,
+    DeviceInspector,
+    Hypervisor,
+    NetworkResolver,
+    StatusSink,
+)
 from handler.core.actions import (
     Action,
     ClaimVMI,
@@ -63,6 +72,8 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        networks: NetworkResolver | None = None,
+        addresses: AddressProbe | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -72,6 +83,8 @@ class Reconciler:
         self.clock = clock
         self.metrics = metrics
         self.allocator = allocator
+        self.networks = networks
+        self.addresses = addresses
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
@@ -80,6 +93,7 @@ class Reconciler:
         self._memory_lock = threading.Lock()
         self._phases: dict[str, tuple[str, bool]] = {}
         self._waiting: set[str] = set()
+        self._address_polls: dict[str, int] = {}
         """VMIs refused because a VF they need is held by another guest, or none is free."""
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
@@ -117,11 +131,19 @@ class Reconciler:
                 bound = bound.bind(bdfs=[str(device.bdf) for device in known])
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
-            desired = self._gate_devices(desired, domain)
+            desired = gate_networks(self.networks, self._gate_devices(desired, domain), domain)
             self._note_waiting(key, desired)
-            observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
+            observed = Observed(
+                domain,
+                self.sink.last_status(key),
+                self._get_stop(key),
+                self.clock(),
+                observe_addresses(self.addresses, desired, domain),
+                self._address_polls.get(key, 0),
+            )
             result: Plan = plan(desired, observed, self.settings)
             self._execute(key, result.actions, bound)
+            self._count_address_poll(key, desired, result)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
             if observed.status is not None and not forgotten:
                 self._remember_adopted(key, observed.status)
@@ -248,6 +270,14 @@ class Reconciler:
                 # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
                 (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
+
+    def _count_address_poll(self, key: str, desired: Desired, result: Plan) -> None:
+        polling = desired.intent is Intent.RUN and desired.vmi is not None and bool(desired.vmi.interfaces)
+        with self._memory_lock:
+            if polling and result.requeue_after is not None:
+                self._address_polls[key] = self._address_polls.get(key, 0) + 1
+            else:
+                self._address_polls.pop(key, None)
 
     def _note_waiting(self, key: str, desired: Desired) -> None:
         waiting = desired.blocked is not None and desired.blocked.reason in WAITING_FOR_DEVICES

@@ -12,7 +12,7 @@ from pathlib import Path
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
+from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, NetworkResolver, StatusSink
 from handler.agent.reconciler import Reconciler
 from handler.core.numa import NumaPolicy
 from handler.host.numa_topology import read_numa_topology
@@ -33,6 +33,7 @@ class NodeRuntime:
         inspector: DeviceInspector | None = None,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        networks: Callable[[LibvirtHypervisor], NetworkResolver] | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -40,7 +41,15 @@ class NodeRuntime:
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
         numa = None if settings.numa_placement is NumaPolicy.NONE else read_numa_topology(settings.host_root)
         self.reconciler = Reconciler(
-            source, self.hypervisor, sink, settings.plan_settings(numa), inspector, metrics=metrics, allocator=allocator
+            source,
+            self.hypervisor,
+            sink,
+            settings.plan_settings(numa),
+            inspector,
+            metrics=metrics,
+            allocator=allocator,
+            networks=networks(self.hypervisor) if networks is not None else None,
+            addresses=self.hypervisor,
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)

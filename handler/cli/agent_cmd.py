@@ -16,6 +16,7 @@ import structlog
 from handler.agent.agent import Engine, StopPolicy
 from handler.agent.liveness import Liveness
 from handler.agent.runtime import NodeRuntime
+from handler.cli.coexistence import refuse_beside_kubevirt
 from handler.cli.common import (
     DEFAULTS,
     Formatter,
@@ -253,6 +254,9 @@ def _kube_node(
         api = api_client()
     except KubeConfigError as error:
         return fail(str(error))
+    refused = refuse_beside_kubevirt(api, args.kubevirt_namespace, "the qat-handler agent")
+    if refused is not None:
+        return fail(refused)
     kubelet = PodResourcesClient(args.pod_resources_socket)
     return KubeNode(
         settings,

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 
 from lxml import etree
 
+from handler.core.attachments import Attachment, default_attachments
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_identity import DomainIdentity, identity_element
+from handler.core.guest_devices import add_guest_devices
 from handler.core.numa import UNPINNED, Placement
 from handler.core.render_settings import RenderSettings
 from handler.core.templates import template
@@ -48,8 +50,14 @@ def serial_log_path(vmi_domain_name: str, settings: RenderSettings) -> str:
 
 
 def render_domain(
-    vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings, placement: Placement = UNPINNED
+    vmi: VMI,
+    devices: Sequence[AssignedDevice],
+    settings: RenderSettings,
+    attachments: Sequence[Attachment] | None = None,
+    placement: Placement = UNPINNED,
 ) -> str:
+    """``attachments`` say where each NIC is plugged in (None: the bare-metal defaults); ``placement``
+    pins the guest to a NUMA node."""
     root = template("domain.xml")
     root.set("type", settings.domain_type)
     _text(root, "name", vmi.domain_name)
@@ -69,9 +77,7 @@ def render_domain(
         if vmi.kernel_boot.initrd:
             etree.SubElement(os_element, "initrd").text = vmi.kernel_boot.initrd
         etree.SubElement(os_element, "cmdline").text = vmi.kernel_boot.cmdline
-    log = serial_log_path(vmi.domain_name, settings)
-    for source in root.iterfind("devices/*/source"):
-        source.set("path", log)
+    _one(root, "devices/serial/log").set("file", serial_log_path(vmi.domain_name, settings))
     serial = _one(root, "devices/serial")
     per_bus: dict[str, int] = {}
     for disk in vmi.disks:
@@ -79,6 +85,9 @@ def render_domain(
         serial.addprevious(_disk(disk, index))
     for device in devices:
         serial.addprevious(_hostdev(device, settings))
+    if attachments is None:
+        attachments = default_attachments(vmi, settings.default_network)
+    add_guest_devices(serial, vmi, attachments)
     etree.indent(root, space="  ")
     return str(etree.tostring(root, encoding="unicode")) + "\n"
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handler.core.vmi_networks import Interface
+
 NODE_LABEL = "kubevirt.io/nodeName"
 
 
@@ -53,6 +55,9 @@ class VMI:
     grace_seconds: int
     spec_digest: str
     """A digest of the spec as written, so a changed manifest can be told from an unchanged one."""
+    interfaces: tuple[Interface, ...] = ()
+    rng: bool = False
+    """``spec.domain.devices.rng: {}``: a virtio-rng backed by the host's /dev/urandom."""
 
     @property
     def key(self) -> str:

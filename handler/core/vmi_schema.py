@@ -105,6 +105,33 @@ _VOLUME = obj(
     required=("name",),
 )
 
+_INTERFACE = obj(
+    {
+        "name": text("Name of the spec.networks entry this NIC is plugged into."),
+        "bridge": obj({}, description="Bridge binding: the NIC joins the network's bridge."),
+        "masquerade": obj({}, description="NAT binding; pod network only (libvirt's NAT network)."),
+        "macAddress": text("Unicast MAC; derived from the VMI uid and interface name when left out."),
+        "model": text("NIC model.", enum=("virtio", "e1000e")),
+        "pciAddress": text("Guest PCI address, e.g. 0000:81:01.0."),
+    },
+    required=("name",),
+)
+
+_NETWORK = obj(
+    {
+        "name": text(),
+        "pod": obj({}, description="Bare metal: the --default-network libvirt network. Refused in Kubernetes."),
+        "multus": obj(
+            {
+                "networkName": text("NetworkAttachmentDefinition (bare metal: libvirt network or host bridge)."),
+                "default": flag(),
+            },
+            required=("networkName",),
+        ),
+    },
+    required=("name",),
+)
+
 _DOMAIN = obj(
     {
         "cpu": obj(
@@ -127,8 +154,8 @@ _DOMAIN = obj(
                 "qats": arr(_DEVICE_ENTRY, "QAT virtual functions for the guest (v1.QAT)."),
                 "hostDevices": arr(_DEVICE_ENTRY, "Generic PCI host devices, KubeVirt's v1.HostDevice."),
                 "disks": arr(_DISK),
-                # Accepted only empty until networking lands; the parser refuses entries by name.
-                "interfaces": arr(obj({"name": text()})),
+                "interfaces": arr(_INTERFACE, "Guest NICs, each plugged into the spec.networks entry of its name."),
+                "rng": obj({}, description="A virtio-rng fed from the host's /dev/urandom."),
                 "autoattachPodInterface": flag(),
                 "autoattachGraphicsDevice": flag(),
                 "autoattachSerialConsole": flag(),
@@ -162,6 +189,7 @@ SPEC = obj(
     {
         "domain": _DOMAIN,
         "volumes": arr(_VOLUME),
+        "networks": arr(_NETWORK),
         "terminationGracePeriodSeconds": whole(minimum=0, maximum=MAX_GRACE_SECONDS),
         "nodeSelector": mapping_of(text()),
         "affinity": free(),

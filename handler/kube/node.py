@@ -17,6 +17,7 @@ from handler.core.status import VMIStatus
 from handler.kube.client import serves_vmi_status
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
+from handler.kube.networks import KubeNetworks
 from handler.kube.pod_resources import PodResourcesClient
 from handler.kube.source import KubeSource
 from handler.kube.status_sink import KubeStatusSink
@@ -53,7 +54,9 @@ class KubeNode:
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
-        self.runtime = NodeRuntime(settings, self.source, self.sink, inspector, metrics)
+        self.runtime = NodeRuntime(
+            settings, self.source, self.sink, inspector, metrics, networks=lambda _hypervisor: KubeNetworks(api)
+        )
         self._started = threading.Event()
 
     @property

@@ -40,13 +40,16 @@ SAMPLES: dict[str, Any] = {
     "spec.volumes[].hostDisk.path": "/images/root.img",
     "spec.volumes[].name": "root",
     "spec.domain.devices.disks[].name": "root",
+    "spec.networks[]": {"name": "x0", "pod": {}},
+    "spec.networks[].multus.default": False,
+    "spec.domain.devices.interfaces[].macAddress": "02:00:00:00:00:01",
+    "spec.domain.devices.interfaces[].pciAddress": "0000:81:01.0",
 }
 """Values the parser accepts where a generic sample would be refused for its value."""
 KEY_SAMPLES = {"deviceName": "qat.intel.com/generic", "name": "x0"}
 
 REFUSED_FOR_ANY_VALUE = {
     "spec.volumes[].hostDisk.capacity": "KubeVirt's field, refused by the parser (it only sizes DiskOrCreate)",
-    "spec.domain.devices.interfaces": "accepted only as an empty list until networking lands",
 }
 """Schema paths the parser refuses whatever the value. Keep this short: by the project's rule a field
 the stack always refuses belongs out of the table."""
@@ -158,6 +161,7 @@ def manifest_with(path: str, value: Any) -> tuple[dict[str, Any], str]:
             continue
         holder = holder.setdefault(name, sample(node, walked))
     _join_disks(doc)
+    _join_networks(doc)
     return doc, path.replace("[]", "[0]")
 
 
@@ -170,6 +174,20 @@ def _join_disks(doc: dict[str, Any]) -> None:
     if devices.get("disks") and not spec.get("volumes"):
         volume = {"name": devices["disks"][0]["name"], "hostDisk": {"path": "/images/root.img"}}
         spec["volumes"] = [volume]
+
+
+def _join_networks(doc: dict[str, Any]) -> None:
+    """A NIC needs its network and the other way round, under one name."""
+    spec = doc["spec"]
+    devices = spec["domain"].setdefault("devices", {})
+    interfaces, networks = devices.get("interfaces") or [], spec.get("networks") or []
+    if networks and not interfaces:
+        devices["interfaces"] = [{"name": networks[0]["name"]}]
+    if interfaces and not networks:
+        spec["networks"] = [{"name": interfaces[0].get("name", "x0"), "pod": {}}]
+    network = (spec.get("networks") or [{}])[0]
+    if network.get("multus") is not None and "pod" in network:
+        del network["pod"]  # the walk set multus: exactly one source
 
 
 def refused_for_any_value(path: str) -> bool:

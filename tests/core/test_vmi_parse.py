@@ -175,6 +175,8 @@ ACCEPTED: list[Any] = [
         id="host-disks",
     ),
     pytest.param(put("spec.domain.machine.type", "pc-q35-7.2"), {"cores": 1}, id="machine-q35-versioned"),
+    pytest.param(put("apiVersion", "kubevirt.io/v1alpha3"), {"cores": 1, "rng": False}, id="v1alpha3-alias"),
+    pytest.param(put("spec.domain.devices.rng", {}), {"rng": True}, id="rng"),
     pytest.param(put("spec.domain.features", {"acpi": {}}), {"cores": 1}, id="acpi-on"),
     pytest.param(
         put(
@@ -280,9 +282,9 @@ REFUSED: list[Any] = [
     ),
     pytest.param(
         put("spec.domain.devices.interfaces", [{"name": "default"}]),
-        UNSUPPORTED,
-        "spec.domain.devices.interfaces",
-        id="interfaces",
+        INVALID,
+        "spec.domain.devices.interfaces[0].name",
+        id="interface-without-network",
     ),
     pytest.param(
         put("spec.domain.devices.autoattachPodInterface", True),

@@ -93,7 +93,7 @@ def test_non_core_document_is_a_known_kind(doc: Doc) -> None:
 @pytest.mark.parametrize("doc", [d for d in DOCS if (d.api_version, d.kind) in CUSTOM_KINDS], ids=lambda d: d.label)
 def test_vmi_parses_with_the_agents_parser(doc: Doc) -> None:
     vmi = parse_vmi(doc.body, default_uid=EXAMPLE_VMI_UID)
-    assert vmi.node_name, "an example VMI must name its node (label kubevirt.io/nodeName), or no agent takes it"
+    assert not vmi.node_name, "the controller labels a VMI with its node once the pod is scheduled; never by hand"
     assert vmi.devices, "the example VMI asks for no QAT device"
     assert "uid" not in doc.body["metadata"], "the API server assigns a VMI's uid; an example must not set one"
 

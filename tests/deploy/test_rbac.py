@@ -1,4 +1,5 @@
-"""RBAC in deploy/ grants exactly what the agent's code asks the API server for.
+"""RBAC in deploy/ grants each identity (agent, controller, webhook) exactly what its code asks
+the API server for.
 
 The calls are read from handler/ itself: every reference to a method of the official
 client's ``*Api`` classes is found and mapped to (scope, API group, resource, verb) by
@@ -27,8 +28,11 @@ KUBEVIRT_NAMESPACE = "kubevirt namespace"
 """Calls whose namespace argument is the agent's --kubevirt-namespace."""
 STACK_NAMESPACE = "stack namespace"
 """Calls whose namespace argument (named ``stack_namespace``) is the stack's own, qat-handler."""
+LEASE_NAMESPACE = "lease namespace"
+"""Calls whose namespace argument is the controller's --lease-namespace (its own namespace)."""
 AGENT_ENTRY = "handler.cli.agent_cmd"
 """The agent's grants are the calls in the modules its subcommand imports, directly or not."""
+CONTROLLER_ENTRY = "handler.cli.controller_cmd"
 
 Grant = tuple[str, str, str, str]
 """(scope, API group, resource[/subresource], verb)"""
@@ -43,12 +47,33 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "pods", "watch"),
     ("", "events", "create"),
     ("", "events", "patch"),
+    ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
 }
 EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "list"),
     ("", "configmaps", "watch"),
     ("kubevirt.io", "kubevirts", "list"),
     ("kubevirt.io", "kubevirts", "watch"),
+    ("apps", "deployments", "get"),
+}
+CONTROLLER_CLUSTER_WIDE = {
+    ("kubevirt.io", "virtualmachineinstances", "list"),
+    ("kubevirt.io", "virtualmachineinstances", "watch"),
+    ("kubevirt.io", "virtualmachineinstances", "patch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    ("", "pods", "create"),
+    ("", "pods", "delete"),
+}
+CONTROLLER_IN_KUBEVIRT_NAMESPACE = {
+    ("kubevirt.io", "kubevirts", "list"),
+    ("kubevirt.io", "kubevirts", "watch"),
+    ("apps", "deployments", "get"),
+}
+CONTROLLER_IN_LEASE_NAMESPACE = {
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
 }
 
 
@@ -88,6 +113,12 @@ API_CALLS = {
     "patch_validating_webhook_configuration": ApiCall(
         ("patch",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
     ),
+    "create_namespaced_pod": ApiCall(("create",), "pods", namespace=0),
+    "delete_namespaced_pod": ApiCall(("delete",), "pods", namespace=1),
+    "read_namespaced_deployment": ApiCall(("get",), "deployments", namespace=1, group="apps"),
+    "read_namespaced_lease": ApiCall(("get",), "leases", namespace=1, group="coordination.k8s.io"),
+    "create_namespaced_lease": ApiCall(("create",), "leases", namespace=0, group="coordination.k8s.io"),
+    "replace_namespaced_lease": ApiCall(("update",), "leases", namespace=1, group="coordination.k8s.io"),
 }
 DISCOVERY = {"get_api_resources"}
 """GET /apis/<group>/<version>: granted to every authenticated client by system:discovery."""
@@ -167,6 +198,8 @@ def grants(found: Found, module: str | None) -> set[Grant]:
     if spec.namespace is not None:
         named = ast.unparse(found.args[spec.namespace])
         scope = {"kubevirt_namespace": KUBEVIRT_NAMESPACE, "stack_namespace": STACK_NAMESPACE}.get(named, scope)
+        if named.endswith("lease_namespace"):
+            scope = LEASE_NAMESPACE
     return {(scope, group, resource, verb) for verb in spec.verbs}
 
 
@@ -218,8 +251,8 @@ def code_grants(entry: str | None = None) -> set[Grant]:
     return out
 
 
-def rules_of(doc_kind: str) -> tuple[str, list[dict[str, Any]]]:
-    doc = one(doc_kind, "qat-handler").body
+def rules_of(doc_kind: str, name: str = "qat-handler") -> tuple[str, list[dict[str, Any]]]:
+    doc = one(doc_kind, name).body
     return str(doc["metadata"].get("namespace", "")), list(doc.get("rules") or [])
 
 
@@ -244,10 +277,51 @@ def test_the_agent_makes_exactly_the_calls_written_down_here() -> None:
     assert code_grants(AGENT_ENTRY) == expected
 
 
+def test_the_controllers_code_makes_exactly_the_calls_written_down_here() -> None:
+    expected = {(ANY_NAMESPACE, *g) for g in CONTROLLER_CLUSTER_WIDE}
+    expected |= {(KUBEVIRT_NAMESPACE, *g) for g in CONTROLLER_IN_KUBEVIRT_NAMESPACE}
+    expected |= {(LEASE_NAMESPACE, *g) for g in CONTROLLER_IN_LEASE_NAMESPACE}
+    assert code_grants(CONTROLLER_ENTRY) == expected
+
+
+def test_controller_roles_grant_exactly_its_calls_where_it_makes_them() -> None:
+    _, cluster = rules_of("ClusterRole", "qat-handler-controller")
+    assert flatten(cluster) == CONTROLLER_CLUSTER_WIDE
+    assert not any(rule.get("resourceNames") for rule in cluster)
+    controller = one("Deployment", "qat-handler-controller")
+    args = cli_args(pod_spec(controller)["containers"][0], {"POD_NAMESPACE": controller.body["metadata"]["namespace"]})
+    namespace, rules = rules_of("Role", "qat-handler-controller")
+    assert namespace == args.kubevirt_namespace
+    assert flatten(rules) == CONTROLLER_IN_KUBEVIRT_NAMESPACE
+    namespace, rules = rules_of("Role", "qat-handler-controller-lease")
+    assert namespace == args.lease_namespace == controller.body["metadata"]["namespace"]
+    assert flatten(rules) == CONTROLLER_IN_LEASE_NAMESPACE
+    named = [r for r in rules if r.get("resourceNames")]
+    assert named and all(r["resourceNames"] == [args.lease_name] for r in named)
+    assert {v for r in rules if not r.get("resourceNames") for v in r["verbs"]} == {"create"}
+
+
+def test_controller_bindings_name_its_service_account() -> None:
+    controller = one("Deployment", "qat-handler-controller")
+    account = pod_spec(controller)["serviceAccountName"]
+    namespace = controller.body["metadata"]["namespace"]
+    assert one("ServiceAccount", account).body["metadata"]["namespace"] == namespace
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    for binding, role, name in (
+        ("ClusterRoleBinding", "ClusterRole", "qat-handler-controller"),
+        ("RoleBinding", "Role", "qat-handler-controller"),
+        ("RoleBinding", "Role", "qat-handler-controller-lease"),
+    ):
+        body = one(binding, name).body
+        assert body["subjects"] == subject
+        assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": name}
+        assert body["metadata"].get("namespace") == one(role, name).body["metadata"].get("namespace")
+
+
 def test_a_new_api_call_is_noticed() -> None:
-    source = "def drop(api, ns):\n    api.delete_namespaced_pod('launcher', ns)\n"
+    source = "def drop(api, ns):\n    api.delete_namespaced_config_map('gates', ns)\n"
     (found,) = find_calls(source, "example.py")
-    with pytest.raises(AssertionError, match="delete_namespaced_pod"):
+    with pytest.raises(AssertionError, match="delete_namespaced_config_map"):
         grants(found, None)
 
 

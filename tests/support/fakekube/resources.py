@@ -174,6 +174,10 @@ def default_resources(
             validate_create=events.validate_core,
         ),
         ResourceType(
+            "apps", "v1", "deployments", "Deployment", "deployment", has_generation=True, short_names=("deploy",)
+        ),
+        ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease"),
+        ResourceType(
             "events.k8s.io",
             "v1",
             "events",
@@ -196,6 +200,16 @@ def default_resources(
             return_deleted_object=True,
             short_names=("no",),
             field_labels=frozenset({"metadata.name", "spec.unschedulable"}),
+        ),
+        # Multus: a VMI's multus network names one of these (its spec.config is a CNI config).
+        ResourceType(
+            "k8s.cni.cncf.io",
+            "v1",
+            "network-attachment-definitions",
+            "NetworkAttachmentDefinition",
+            "network-attachment-definition",
+            custom=True,
+            short_names=("net-attach-def",),
         ),
     ]
 
