@@ -19,6 +19,7 @@ from handler.core.interface_status import GuestAddress
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
 from handler.core.vmi import VMI
+from handler.host.guest_files import Preparation
 
 
 class Hypervisor(Protocol):
@@ -86,4 +87,20 @@ class DeviceInspector(Protocol):
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         """A Refusal if the device must not be used, else None."""
+        ...
+
+
+class GuestFilePreparer(Protocol):
+    """Makes the files a guest's disks need (cloud-init ISOs, overlays, empty disks)."""
+
+    def prepare(self, vmi: VMI) -> Preparation:
+        """Called before a domain is defined or started; a refusal keeps it from starting."""
+        ...
+
+    def remove(self, uid: str) -> None:
+        """Called after the VMI's domain is undefined."""
+        ...
+
+    def close(self) -> None:
+        """The agent is stopping: end any background work."""
         ...

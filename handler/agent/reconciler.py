@@ -21,6 +21,7 @@ from handler.agent.ports import (
     DesiredSource,
     DeviceAllocator,
     DeviceInspector,
+    GuestFilePreparer,
     Hypervisor,
     NetworkResolver,
     StatusSink,
@@ -74,6 +75,7 @@ class Reconciler:
         allocator: DeviceAllocator | None = None,
         networks: NetworkResolver | None = None,
         addresses: AddressProbe | None = None,
+        guest_files: GuestFilePreparer | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -85,6 +87,7 @@ class Reconciler:
         self.allocator = allocator
         self.networks = networks
         self.addresses = addresses
+        self.guest_files = guest_files
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
@@ -142,7 +145,9 @@ class Reconciler:
                 self._address_polls.get(key, 0),
             )
             result: Plan = plan(desired, observed, self.settings)
-            self._execute(key, result.actions, bound)
+            result = self._with_guest_files(desired, observed, result)
+            uid = domain.identity.uid if domain is not None and domain.identity is not None else None
+            self._execute(key, result.actions, bound, uid)
             self._count_address_poll(key, desired, result)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
             if observed.status is not None and not forgotten:
@@ -157,6 +162,21 @@ class Reconciler:
                 bound.warning("could not report the failure", error=str(also))
             return Outcome(None, failed=True)
         return Outcome(result.requeue_after)
+
+    def _with_guest_files(self, desired: Desired, observed: Observed, result: Plan) -> Plan:
+        """Prepare the guest's files before a define or start; if they cannot be ready, plan
+        again with the refusal, so it shows like any other and the VMI is looked at again."""
+        if self.guest_files is None or desired.vmi is None:
+            return result
+        if not any(isinstance(action, (DefineDomain, StartDomain)) for action in result.actions):
+            return result
+        prepared = self.guest_files.prepare(desired.vmi)
+        if prepared.refusal is None:
+            return result
+        if observed.domain is None:  # nothing uses what was made so far; it is made again when ready
+            self.guest_files.remove(desired.vmi.uid)
+        blocked = plan(replace(desired, blocked=prepared.refusal), observed, self.settings)
+        return replace(blocked, requeue_after=prepared.retry_after)
 
     def _gate_devices(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
         """Judge the devices of a guest about to be (re)started; a running guest is never re-judged."""
@@ -215,11 +235,19 @@ class Reconciler:
             )
         return None
 
-    def _execute(self, key: str, actions: tuple[Action, ...], bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _execute(
+        self,
+        key: str,
+        actions: tuple[Action, ...],
+        bound: structlog.typing.FilteringBoundLogger,
+        uid: str | None = None,
+    ) -> None:
         for action in actions:
-            self._apply(key, action, bound)
+            self._apply(key, action, bound, uid)
 
-    def _apply(self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _apply(
+        self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger, uid: str | None = None
+    ) -> None:
         match action:
             case ClaimVMI():
                 self.sink.claim(key)
@@ -248,6 +276,8 @@ class Reconciler:
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
                 bound.info("domain undefined")
+                if self.guest_files is not None and uid is not None:
+                    self.guest_files.remove(uid)
                 self._release(key)
             case WriteStatus(status=status):
                 self.sink.write(key, status)

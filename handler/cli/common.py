@@ -85,6 +85,7 @@ def render_settings(args: argparse.Namespace, owner: str = "") -> RenderSettings
     return RenderSettings(
         domain_type=args.domain_type,
         log_dir=str(Path(args.state_dir) / "logs"),
+        files_dir=str(Path(args.state_dir) / "guests"),
         managed_hostdevs=args.managed_hostdevs,
         cpu_mode=args.cpu_mode,
         default_network=getattr(args, "default_network", "default"),

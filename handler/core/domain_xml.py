@@ -9,6 +9,7 @@ from lxml import etree
 
 from handler.core.attachments import Attachment, default_attachments
 from handler.core.device_env import AssignedDevice
+from handler.core.disk_sources import disk_format, guest_dir, made_by_agent
 from handler.core.domain_identity import DomainIdentity, identity_element
 from handler.core.guest_devices import add_guest_devices
 from handler.core.numa import UNPINNED, Placement
@@ -82,7 +83,7 @@ def render_domain(
     per_bus: dict[str, int] = {}
     for disk in vmi.disks:
         index = per_bus[disk.bus] = per_bus.get(disk.bus, -1) + 1  # vda, vdb... and sda, sdb... apart
-        serial.addprevious(_disk(disk, index))
+        serial.addprevious(_disk(disk, index, disk_file(vmi, disk, settings)))
     for device in devices:
         serial.addprevious(_hostdev(device, settings))
     if attachments is None:
@@ -114,9 +115,18 @@ def _hostdev(device: AssignedDevice, settings: RenderSettings) -> etree._Element
     return element
 
 
-def _disk(disk: HostDisk, index: int) -> etree._Element:
+def disk_file(vmi: VMI, disk: HostDisk, settings: RenderSettings) -> str:
+    """The host file behind a disk: the operator's path, or the agent's file in the VMI's directory."""
+    if made_by_agent(disk.source):
+        return f"{guest_dir(settings.files_dir, vmi.uid)}/{disk.path}"
+    return disk.path
+
+
+def _disk(disk: HostDisk, index: int, path: str) -> etree._Element:
     element = template("disk.xml")
-    _one(element, "source").set("file", disk.path)
+    element.set("device", disk.device)
+    _one(element, "driver").set("type", disk_format(disk.source))
+    _one(element, "source").set("file", path)
     target = _one(element, "target")
     target.set("dev", _TARGET_PREFIX[disk.bus] + _drive_letters(index))
     target.set("bus", disk.bus)

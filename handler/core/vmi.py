@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handler.core.disk_sources import DiskSource
 from handler.core.vmi_networks import Interface
 
 NODE_LABEL = "kubevirt.io/nodeName"
@@ -37,6 +38,11 @@ class HostDisk:
     boot_order: int | None = None
     shared: bool = False
     """hostDisk.shared: the image may be attached to several guests at once (libvirt <shareable/>)."""
+    device: str = "disk"
+    """``disk`` or ``cdrom``: which of KubeVirt's disk entry kinds the VMI used."""
+    source: DiskSource | None = None
+    """None for a plain hostDisk; otherwise what the agent prepares. When the agent makes the
+    file, ``path`` is its name inside the VMI's directory (see handler/core/disk_sources.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,10 +83,29 @@ _DISK = obj(
                 "readonly": flag(),
             }
         ),
+        "cdrom": obj(
+            {
+                "bus": text("CD-ROM bus (default sata).", enum=("sata",)),
+                "readonly": flag("Always true for a cdrom."),
+            }
+        ),
         "serial": text(),
         "bootOrder": whole(minimum=1, maximum=1000),
     },
     required=("name",),
+)
+
+_SECRET_REF = obj({"name": text("Secret in the VMI's namespace (Kubernetes only).")}, required=("name",))
+
+_CLOUD_INIT = obj(
+    {
+        "userData": text("Inline user data, at most 2048 bytes."),
+        "userDataBase64": text("Inline user data in base64, at most 2048 bytes as written."),
+        "secretRef": _SECRET_REF,
+        "networkData": text("Inline network config, at most 2048 bytes."),
+        "networkDataBase64": text("Inline network config in base64, at most 2048 bytes as written."),
+        "networkDataSecretRef": _SECRET_REF,
+    }
 )
 
 _VOLUME = obj(
@@ -95,12 +114,28 @@ _VOLUME = obj(
         "hostDisk": obj(
             {
                 "path": text("Absolute path of a raw image on the host."),
-                "type": text(enum=("Disk",)),
-                "capacity": quantity(),
+                "type": text(
+                    "DiskOrCreate makes a sparse raw image when the path is missing.", enum=("Disk", "DiskOrCreate")
+                ),
+                "capacity": quantity("Size of a DiskOrCreate image."),
                 "shared": flag(),
             },
             required=("path",),
         ),
+        "emptyDisk": obj(
+            {"capacity": quantity("Size of the sparse scratch disk, thrown away with the VMI.")},
+            required=("capacity",),
+        ),
+        "containerDisk": obj(
+            {
+                "image": text("OCI image with the disk under /disk; or oci:/layout[:name], oci-archive:/file[:name]."),
+                "path": text("Path of the disk inside the image (default: the one file under /disk)."),
+                "imagePullPolicy": text(enum=("Always", "IfNotPresent", "Never")),
+            },
+            required=("image",),
+        ),
+        "cloudInitNoCloud": _CLOUD_INIT,
+        "cloudInitConfigDrive": _CLOUD_INIT,
     },
     required=("name",),
 )

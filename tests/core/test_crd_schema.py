@@ -38,6 +38,13 @@ SAMPLES: dict[str, Any] = {
     "spec.domain.firmware.kernelBoot.container.kernelPath": "/boot/vmlinuz",
     "spec.domain.firmware.kernelBoot.container.initrdPath": "/boot/initrd",
     "spec.volumes[].hostDisk.path": "/images/root.img",
+    "spec.volumes[].containerDisk.path": "/disk/root.qcow2",
+    "spec.volumes[].cloudInitNoCloud": {"userData": "#cloud-config"},
+    "spec.volumes[].cloudInitConfigDrive": {"userData": "#cloud-config"},
+    "spec.volumes[].cloudInitNoCloud.userDataBase64": "eA==",
+    "spec.volumes[].cloudInitNoCloud.networkDataBase64": "eA==",
+    "spec.volumes[].cloudInitConfigDrive.userDataBase64": "eA==",
+    "spec.volumes[].cloudInitConfigDrive.networkDataBase64": "eA==",
     "spec.volumes[].name": "root",
     "spec.domain.devices.disks[].name": "root",
     "spec.networks[]": {"name": "x0", "pod": {}},
@@ -48,9 +55,7 @@ SAMPLES: dict[str, Any] = {
 """Values the parser accepts where a generic sample would be refused for its value."""
 KEY_SAMPLES = {"deviceName": "qat.intel.com/generic", "name": "x0"}
 
-REFUSED_FOR_ANY_VALUE = {
-    "spec.volumes[].hostDisk.capacity": "KubeVirt's field, refused by the parser (it only sizes DiskOrCreate)",
-}
+REFUSED_FOR_ANY_VALUE = {}
 """Schema paths the parser refuses whatever the value. Keep this short: by the project's rule a field
 the stack always refuses belongs out of the table."""
 
@@ -166,8 +171,22 @@ def manifest_with(path: str, value: Any) -> tuple[dict[str, Any], str]:
 
 
 def _join_disks(doc: dict[str, Any]) -> None:
-    """A disk needs its volume and the other way round: add the partner the walk did not."""
+    """A disk needs its volume and the other way round: add the partner the walk did not.
+    A volume has one source: the sample's hostDisk goes when the walk set another one, and a
+    hostDisk capacity comes with the type it sizes."""
     spec = doc["spec"]
+    for volume in spec.get("volumes") or []:
+        if isinstance(volume, dict) and len(volume) > 2:
+            volume.pop("hostDisk", None)
+        for source in ("cloudInitNoCloud", "cloudInitConfigDrive"):
+            data = volume.get(source) if isinstance(volume, dict) else None
+            if isinstance(data, dict):  # the sample's userData gives way to the walked user data
+                present = [key for key in data if key in ("userData", "userDataBase64", "secretRef")]
+                for key in present[:-1]:
+                    del data[key]
+        host_disk = volume.get("hostDisk") if isinstance(volume, dict) else None
+        if isinstance(host_disk, dict) and "capacity" in host_disk and "type" not in host_disk:
+            host_disk["type"] = "DiskOrCreate"
     devices = spec["domain"].setdefault("devices", {})
     if spec.get("volumes") and not devices.get("disks"):
         devices["disks"] = [{"name": spec["volumes"][0]["name"]}]

@@ -43,6 +43,7 @@ from handler.virt.hypervisor import LibvirtHypervisor
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
 LOG_DIR = "/var/lib/qat-handler/logs"
+FILES_DIR = "/var/lib/qat-handler/guests"
 
 CASE_SETTINGS: dict[str, RenderSettings] = {
     "qat-one-qatn": RenderSettings(log_dir=LOG_DIR),
@@ -57,6 +58,8 @@ CASE_SETTINGS: dict[str, RenderSettings] = {
     "cpu-passthrough": RenderSettings(cpu_mode="host-passthrough", log_dir=LOG_DIR),
     "network-pod": RenderSettings(log_dir=LOG_DIR),
     "network-bridge": RenderSettings(log_dir=LOG_DIR),
+    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
+    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
 }
 HOST_BRIDGES = {"br-storage"}
 """Names the simulated host has as bridges; every other name is an active libvirt network."""

@@ -48,6 +48,7 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "events", "create"),
     ("", "events", "patch"),
     ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
+    ("", "secrets", "get"),
 }
 EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "list"),
