@@ -23,9 +23,13 @@ deletion; no-op writes do not bump the RV.
 Validating admission webhooks registered through the API are called over HTTPS on
 create and update (``admission.py``).
 
+``FakeCluster`` (``cluster.py``; fixture ``fake_cluster``) adds what a cluster does around
+the API server: graceful pod deletion, ownerReference garbage collection (background),
+a scheduler, and a kubelet per node that runs each bound pod as local processes.
+
 Not modelled: namespaces (any namespace exists), authn/authz, mutating admission, server-side
-apply, dryRun (rejected with 400), graceful pod deletion (pods go at once),
-garbage collection (propagationPolicy is ignored), managedFields, list paging
+apply, dryRun (rejected with 400), on a bare server graceful pod deletion (pods go at once)
+and garbage collection (propagationPolicy is ignored), managedFields, list paging
 (``limit`` is ignored; lists are always served at the latest RV).
 """
 
