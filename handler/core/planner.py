@@ -218,9 +218,16 @@ def _never_ran(desired: Desired, last: VMIStatus | None) -> tuple[Action, ...]:
     return _transition(last, status, RecordEvent("Stopped", f"{desired.key} stopped before its guest started"))
 
 
+WAITING_FOR_LAUNCHER = "WaitingForLauncher"
+
+
 def _blocked(desired: Desired, observed: Observed) -> Plan:
     refusal = desired.blocked
     domain, last = observed.domain, observed.status
+    finished = domain is None and last is not None and last.phase.terminal
+    if finished and refusal is not None and refusal.reason == WAITING_FOR_LAUNCHER:
+        # The guest is done and its pod gone, as at the end of every VMI's life: final stays final.
+        return Plan(())
     reason = refusal.reason if refusal else "Unknown"
     message = refusal.line() if refusal else "the VMI could not be read"
     if domain is not None and domain.identity is not None:

@@ -14,6 +14,7 @@ from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import AssignedDevice, resolve_devices
 from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal
+from handler.core.planner import WAITING_FOR_LAUNCHER
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
 from handler.core.vmi_lifecycle import LAUNCHER_FAILURES
@@ -163,7 +164,7 @@ class KubeSource:
 
     def _launcher_slot(self, vmi: VMI) -> tuple[Slot | None, Refusal]:
         refusal = Refusal(
-            "WaitingForLauncher",
+            WAITING_FOR_LAUNCHER,
             "launcher handoff",
             "has not arrived from the VMI's pod yet",
             "check that the pod runs `qat-handler launcher` with the handoff volume mounted",
@@ -171,7 +172,12 @@ class KubeSource:
         pods = self.pods.items()
         for slot in self.slots.for_vmi(vmi.uid):
             assert slot.handoff is not None
-            rejected = handoff_refusal(vmi, slot.pod_uid, slot.handoff, pod_with_uid(pods, slot.pod_uid))
+            pod = pod_with_uid(pods, slot.pod_uid)
+            if pod is None and slot.handoff.pod_uid == slot.pod_uid and slot.handoff.vmi_uid == vmi.uid:
+                # The slot of a launcher pod that is gone: kubelet leaves hostPath content behind.
+                # It grants nothing; it is neither forged nor worth a warning.
+                continue
+            rejected = handoff_refusal(vmi, slot.pod_uid, slot.handoff, pod)
             if rejected is None:
                 return slot, refusal
             log.warning(rejected.line(), vmi=vmi.key, uid=vmi.uid, pod_uid=slot.pod_uid, reason=rejected.reason)

@@ -515,3 +515,17 @@ def test_a_domain_owned_by_another_agent_is_never_touched() -> None:
     refusal = written(plan(run_desired(), observed(other), ours)).condition("Synchronized")
     assert refusal is not None and "another qat-handler (state-dir/theirs)" in refusal.message
     assert written(plan(run_desired(), observed(other), SETTINGS)).phase is Phase.RUNNING  # no owner set: one agent
+
+
+def test_a_finished_vmi_whose_launcher_pod_is_gone_stays_finished() -> None:
+    """Kubernetes: after the guest is off and kubelet removed the pod, the VMI waits for no launcher."""
+    waiting = Refusal("WaitingForLauncher", "launcher handoff", "has not arrived from the VMI's pod yet", "check")
+    done = VMIStatus(Phase.SUCCEEDED, NAME, (ready(False, "Stopped", "the guest powered off"),), spec_digest=DIGEST)
+    desired = replace(run_desired(), blocked=waiting)
+    assert plan(desired, observed(status=done), SETTINGS).actions == ()
+    # Another refusal is still reported, and one before the guest ever ran still means Scheduled.
+    other = Refusal("DeviceRejected", "0000:3d:01.0", "is not bound to vfio-pci", "bind it")
+    assert written(plan(replace(run_desired(), blocked=other), observed(status=done), SETTINGS)).condition(
+        "Synchronized"
+    ) == synchronized(False, "DeviceRejected", other.line())
+    assert written(plan(desired, observed(), SETTINGS)).phase is Phase.SCHEDULED
