@@ -335,7 +335,7 @@ def test_guest_ignoring_acpi_is_destroyed_at_the_grace_limit(
 
 
 MANY_DEAF = 8
-QEMU_END_ALLOWANCE = 3.0  # SIGTERM to QEMU's exit with eight TCG guests on two busy cores
+QEMU_END_ALLOWANCE = 5.0  # a sanity bound on SIGTERM -> QEMU exit on busy cores; the agent's own is above
 
 
 def test_every_deaf_guest_is_destroyed_at_its_own_grace_limit_however_many(
@@ -352,8 +352,9 @@ def test_every_deaf_guest_is_destroyed_at_its_own_grace_limit_however_many(
     for name in names:
         ws.add_vmi(name, images["noacpi"], grace=DEAF_GRACE)
     agent = agents(on_stop="shutdown")
-    boot(ws, events, *names)
-    wait_until("all Running", lambda: all(phase_in_file(ws, n, "Running")() for n in names), 20)
+    # No boot marker needed: this guest ignores the power button whether or not it has booted,
+    # and eight TCG boots on two busy cores can take minutes.
+    wait_until("all Running", lambda: all(phase_in_file(ws, n, "Running")() for n in names), BOOT_TIMEOUT)
     qemu = {name: QemuExit(domain_name(name)) for name in names}
 
     agent.signal(signal.SIGTERM)
