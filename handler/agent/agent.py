@@ -14,6 +14,7 @@ import structlog
 from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.reconciler import Outcome, Reconciler
 from handler.agent.worker_pulse import WorkerPulse
+from handler.core.backoff import Backoff
 from handler.core.stop_budget import STOP_MARGIN_SECONDS, stop_extension
 from handler.core.vmi import key_of_domain
 
@@ -27,14 +28,17 @@ class StopPolicy(StrEnum):
     """Leave guests running; a new agent adopts them. For upgrades of the agent itself."""
 
 
+RECONCILE_RETRY = Backoff(1.0, 300.0)
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     workers: int = 4
     """Reconcile threads; one VMI is never worked on by two of them at once."""
     resync_seconds: float = 60.0
     """Every VMI is looked at this often even without events, healing anything missed."""
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
+    retry: Backoff = RECONCILE_RETRY
+    """Between failed reconciles of one VMI."""
     stop_margin_seconds: float = STOP_MARGIN_SECONDS - 10
     """Added to the largest grace period when waiting for guests at agent stop (a destroy may take
     libvirt 15 s); the rest of the core's margin is for the last status writes."""
@@ -159,8 +163,7 @@ class Engine:
         if outcome.failed:
             count = self._failures.get(key, 0) + 1
             self._failures[key] = count
-            delay = min(self.settings.backoff_base_seconds * 2 ** (count - 1), self.settings.backoff_max_seconds)
-            self.queue.add(key, delay)
+            self.queue.add(key, self.settings.retry.delay(count))
             return
         self._failures.pop(key, None)
         if outcome.requeue_after is not None:

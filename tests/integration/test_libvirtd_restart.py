@@ -8,10 +8,7 @@ leave the running guest alone, and carry on with new VMIs.
 from __future__ import annotations
 
 import shutil
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import libvirt
@@ -20,28 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.agent_harness import AgentProcess, Workspace, domain_name, key_of, wait_until
 from tests.support.guest_image import ensure_guest_image
+from tests.support.http_probe import free_port, get
 from tests.support.private_libvirtd import PrivateLibvirtd, private_libvirtd
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.guest]
 
 OUTAGE_NOTICED = 15.0  # libvirt's close callback, then the next main-loop tick
 BACK_WITHIN = 20.0  # the reconnect backoff is capped at 4 s; generous for a loaded machine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-    except OSError as error:
-        return 0, str(error)
 
 
 class Probe:

@@ -13,8 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,22 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from handler.core.bdf import Bdf
 from handler.core.stop_budget import UNIT_GRACE_SECONDS
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
+from tests.support.http_probe import free_port, get
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
