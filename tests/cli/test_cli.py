@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -178,9 +179,21 @@ def test_render_bad_input_as_a_subprocess_has_no_traceback(tmp_path: Path) -> No
 
 
 def test_every_documented_command_exists() -> None:
-    assert {"agent", "launcher", "webhook", "crd", "render", "status", "console", "doctor", "demo"} <= set(
-        subcommands()
-    )
+    assert {
+        "agent",
+        "launcher",
+        "controller",
+        "webhook",
+        "crd",
+        "render",
+        "status",
+        "console",
+        "doctor",
+        "demo",
+    } <= set(subcommands())
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"`qat-handler ([a-z]+)", readme))
+    assert named and named <= set(subcommands()), named - set(subcommands())
 
 
 @pytest.mark.parametrize("command", subcommands())
