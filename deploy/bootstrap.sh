@@ -47,6 +47,7 @@ quietly() {
 # ---------------------------------------------------------------- 1. system packages
 packages=(
     libvirt-daemon-system libvirt-dev pkg-config gcc  # libvirtd, and what building libvirt-python needs
+    libc6-dev                                         # C headers, and the static libc of the nested test's L2 init
     qemu-system-x86 qemu-utils                        # the hypervisor and qemu-img
     libxml2-utils                                     # xmllint, used by virt-xml-validate
     cpio                                              # initramfs inspection

@@ -89,6 +89,7 @@ def _write_results(found: dict[str, float]) -> None:
         "test": "tests/nested/test_nested_vfio.py",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "cpu": _cpu_model(), "kernel": platform.release()},
+        "load average at the end (1, 5, 15 min)": [round(x, 1) for x in os.getloadavg()],
         "seconds": {stage: round(seconds, 2) for stage, seconds in found.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)

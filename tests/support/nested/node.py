@@ -28,7 +28,7 @@ ENV_VAR = "PCI_RESOURCE_QEMU_TEST_EDU"
 STATE = Path("/var/lib/nested/state")
 VMIS = Path("/var/lib/nested/vmis")
 PERMITTED = Path("/var/lib/nested/permitted.yaml")
-L2_MEMORY = "256Mi"
+L2_MEMORY = "128Mi"  # vfio pins all of it in L1; less also boots faster under TCG
 L2_KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"
 L2_MARKER = "NEST-L2-MARKER"
 GRACE_SECONDS = 120
