@@ -16,6 +16,7 @@ import structlog
 from handler.agent.agent import Engine, StopPolicy
 from handler.agent.liveness import Liveness
 from handler.agent.runtime import NodeRuntime
+from handler.cli.coexistence import refuse_beside_kubevirt
 from handler.cli.common import (
     DEFAULTS,
     Formatter,
@@ -25,6 +26,7 @@ from handler.cli.common import (
     permitted_devices,
     render_settings,
 )
+from handler.core.numa import NumaPolicy
 from handler.core.port_error import PortError
 from handler.core.refusal import Refused
 from handler.host.fresh_checks import FreshDeviceChecks
@@ -124,6 +126,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="HOST:PORT",
         help="serve /metrics, /healthz and /readyz here (off when not given)",
     )
+    parser.add_argument(
+        "--numa-placement",
+        choices=[p.value for p in NumaPolicy],
+        default=DEFAULTS.numa_placement.value,
+        help="pin guests to the NUMA node of their VFs: preferred (pin when it fits), strict (else refuse), none",
+    )
     parser.add_argument("--log-format", choices=("auto", "console", "json", "journal"), default="auto")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.set_defaults(run=run)
@@ -145,6 +153,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         log_format=args.log_format,
         log_level=args.log_level,
         metrics_address=args.metrics_address,
+        numa_placement=NumaPolicy(args.numa_placement),
     )
 
 
@@ -245,6 +254,9 @@ def _kube_node(
         api = api_client()
     except KubeConfigError as error:
         return fail(str(error))
+    refused = refuse_beside_kubevirt(api, args.kubevirt_namespace, "the qat-handler agent")
+    if refused is not None:
+        return fail(refused)
     kubelet = PodResourcesClient(args.pod_resources_socket)
     return KubeNode(
         settings,

@@ -13,9 +13,10 @@ from kubernetes import client
 from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import AssignedDevice, resolve_devices
-from handler.core.feature_gates import gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
+from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
+from handler.core.vmi_lifecycle import LAUNCHER_FAILURES
 from handler.core.vmi_parse import parse_vmi
 from handler.kube.client import GROUP, PLURAL, VERSION
 from handler.kube.handoff_slots import HandoffSlots, Slot
@@ -25,7 +26,7 @@ from handler.kube.pod_resources import PodResourcesClient, PodResourcesUnavailab
 
 log = structlog.get_logger("qat_handler.kube")
 
-CONFIGMAP_NAME = "kubevirt-config"
+__all__ = ["CONFIGMAP_NAME", "KubeSource"]
 
 
 class KubeSource:
@@ -126,6 +127,8 @@ class KubeSource:
             return Desired(key, Intent.RUN, None, blocked=refused.refusal)
         if vmi.deletion_requested:
             return Desired(key, Intent.REMOVE, vmi)
+        if _failed_by_controller(obj):
+            return Desired(key, Intent.STOP, vmi)
         if any(request.field.startswith("spec.domain.devices.qats") for request in vmi.devices):
             refusal = gate_refusal(self.enabled_gates())
             if refusal is not None:
@@ -224,3 +227,9 @@ class KubeSource:
         key = self._uid_to_key.get(vmi_uid)
         if key is not None:
             self.on_change(key)
+
+
+def _failed_by_controller(obj: Obj) -> bool:
+    """The controller failed this VMI because its launcher pod failed or vanished: it never starts here."""
+    status = obj.get("status") or {}
+    return status.get("phase") == "Failed" and status.get("reason") in LAUNCHER_FAILURES

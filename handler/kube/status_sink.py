@@ -22,8 +22,9 @@ from handler.core.kube_status import FINALIZER, status_annotations, status_body,
 from handler.core.port_error import PortError
 from handler.core.status import VMIStatus
 from handler.kube.client import GROUP, PLURAL, VERSION
-from handler.kube.event_recorder import EventRecorder, now_iso
+from handler.kube.event_recorder import EventRecorder
 from handler.kube.informer import Informer
+from handler.kube.timestamps import now_iso
 
 log = structlog.get_logger("qat_handler.status")
 

@@ -39,7 +39,13 @@ INSTALLED_KINDS = (
     "Role",
     "RoleBinding",
     "DaemonSet",
+    "CustomResourceDefinition",
+    "Deployment",
+    "Service",
+    "ValidatingWebhookConfiguration",
 )
+INSTALLED_DIRS = (DEPLOY, DEPLOY / "crds")
+"""Folders whose every manifest `kubectl apply -k deploy/` installs."""
 
 DOCS = load_all()
 
@@ -87,7 +93,7 @@ def test_non_core_document_is_a_known_kind(doc: Doc) -> None:
 @pytest.mark.parametrize("doc", [d for d in DOCS if (d.api_version, d.kind) in CUSTOM_KINDS], ids=lambda d: d.label)
 def test_vmi_parses_with_the_agents_parser(doc: Doc) -> None:
     vmi = parse_vmi(doc.body, default_uid=EXAMPLE_VMI_UID)
-    assert vmi.node_name, "an example VMI must name its node (label kubevirt.io/nodeName), or no agent takes it"
+    assert not vmi.node_name, "the controller labels a VMI with its node once the pod is scheduled; never by hand"
     assert vmi.devices, "the example VMI asks for no QAT device"
     assert "uid" not in doc.body["metadata"], "the API server assigns a VMI's uid; an example must not set one"
 
@@ -112,8 +118,12 @@ def test_kustomization_lists_every_manifest_and_no_example() -> None:
     listed = kustomization().get("resources") or []
     assert isinstance(listed, list)
     assert len(listed) == len(set(listed)), f"listed twice: {listed}"
-    manifests = {p.name for p in manifest_paths() if p.parent == DEPLOY and p.name != "kustomization.yaml"}
-    assert set(listed) == manifests, "deploy/kustomization.yaml resources must be exactly deploy/*.yaml"
+    manifests = {
+        str(p.relative_to(DEPLOY))
+        for p in manifest_paths()
+        if p.parent in INSTALLED_DIRS and p.name != "kustomization.yaml"
+    }
+    assert set(listed) == manifests, "deploy/kustomization.yaml resources must be exactly deploy/*.yaml and crds/*.yaml"
     assert not any(str(p).startswith("examples") for p in listed)
 
 
@@ -123,7 +133,12 @@ def test_kustomization_sets_no_namespace() -> None:
 
 
 def test_images_name_no_registry_host_and_match_the_version() -> None:
-    images = [(d.label, c["image"]) for d in DOCS if d.kind in ("DaemonSet", "Pod") for c in containers(pod_spec(d))]
+    images = [
+        (d.label, c["image"])
+        for d in DOCS
+        if d.kind in ("DaemonSet", "Deployment", "Pod")
+        for c in containers(pod_spec(d))
+    ]
     assert images
     for where, image in images:
         assert image == IMAGE, f"{where}: image {image!r}, expected {IMAGE!r} (no registry host; kustomize overrides)"
@@ -153,7 +168,9 @@ def kustomize(directory: Path) -> list[dict[str, object]]:
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
 def test_kustomize_build_validates() -> None:
     built = kustomize(DEPLOY)
-    assert sorted(str(d["kind"]) for d in built) == sorted(d.kind for d in DOCS if d.path.parent == DEPLOY and core(d))
+    assert sorted(str(d["kind"]) for d in built) == sorted(
+        d.kind for d in DOCS if d.path.parent in INSTALLED_DIRS and core(d)
+    )
     for body in built:
         kubernetes_validate.validate(body, KUBE_VERSION, strict=True)
 
@@ -169,7 +186,8 @@ def test_an_overlay_repoints_every_image(tmp_path: Path) -> None:
             }
         )
     )
-    daemonsets = [d for d in kustomize(tmp_path) if d["kind"] == "DaemonSet"]
-    assert len(daemonsets) == 1
-    spec = daemonsets[0]["spec"]["template"]["spec"]  # type: ignore[index]
-    assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:9.9.9"}
+    workloads = [d for d in kustomize(tmp_path) if d["kind"] in ("DaemonSet", "Deployment")]
+    assert len(workloads) >= 2
+    for workload in workloads:
+        spec = workload["spec"]["template"]["spec"]  # type: ignore[index]
+        assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:9.9.9"}

@@ -1,4 +1,5 @@
-"""RBAC in deploy/ grants exactly what the agent's code asks the API server for.
+"""RBAC in deploy/ grants each identity (agent, controller, webhook) exactly what its code asks
+the API server for.
 
 The calls are read from handler/ itself: every reference to a method of the official
 client's ``*Api`` classes is found and mapped to (scope, API group, resource, verb) by
@@ -25,6 +26,13 @@ from tests.deploy.manifests import REPO, cli_args, one, pod_spec
 ANY_NAMESPACE = "all namespaces"
 KUBEVIRT_NAMESPACE = "kubevirt namespace"
 """Calls whose namespace argument is the agent's --kubevirt-namespace."""
+STACK_NAMESPACE = "stack namespace"
+"""Calls whose namespace argument (named ``stack_namespace``) is the stack's own, qat-handler."""
+LEASE_NAMESPACE = "lease namespace"
+"""Calls whose namespace argument is the controller's --lease-namespace (its own namespace)."""
+AGENT_ENTRY = "handler.cli.agent_cmd"
+"""The agent's grants are the calls in the modules its subcommand imports, directly or not."""
+CONTROLLER_ENTRY = "handler.cli.controller_cmd"
 
 Grant = tuple[str, str, str, str]
 """(scope, API group, resource[/subresource], verb)"""
@@ -45,6 +53,26 @@ EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "watch"),
     ("kubevirt.io", "kubevirts", "list"),
     ("kubevirt.io", "kubevirts", "watch"),
+    ("apps", "deployments", "get"),
+}
+CONTROLLER_CLUSTER_WIDE = {
+    ("kubevirt.io", "virtualmachineinstances", "list"),
+    ("kubevirt.io", "virtualmachineinstances", "watch"),
+    ("kubevirt.io", "virtualmachineinstances", "patch"),
+    ("", "pods", "list"),
+    ("", "pods", "watch"),
+    ("", "pods", "create"),
+    ("", "pods", "delete"),
+}
+CONTROLLER_IN_KUBEVIRT_NAMESPACE = {
+    ("kubevirt.io", "kubevirts", "list"),
+    ("kubevirt.io", "kubevirts", "watch"),
+    ("apps", "deployments", "get"),
+}
+CONTROLLER_IN_LEASE_NAMESPACE = {
+    ("coordination.k8s.io", "leases", "get"),
+    ("coordination.k8s.io", "leases", "create"),
+    ("coordination.k8s.io", "leases", "update"),
 }
 
 
@@ -59,6 +87,8 @@ class ApiCall:
     namespace: int | None = None
     """None: the call spans all namespaces."""
     subresource: str = ""
+    group: str = ""
+    """The API group of a built-in resource (``resource``); custom objects name theirs in an argument."""
 
 
 # Every list is watched too: handler/kube/informer.py watches with the call it lists with.
@@ -72,6 +102,22 @@ API_CALLS = {
     "list_pod_for_all_namespaces": ApiCall(("list", "watch"), "pods"),
     "create_namespaced_event": ApiCall(("create",), "events", namespace=0),
     "patch_namespaced_event": ApiCall(("patch",), "events", namespace=1),
+    "list_namespaced_secret": ApiCall(("list", "watch"), "secrets", namespace=0),
+    "read_namespaced_secret": ApiCall(("get",), "secrets", namespace=1),
+    "create_namespaced_secret": ApiCall(("create",), "secrets", namespace=0),
+    "replace_namespaced_secret": ApiCall(("update",), "secrets", namespace=1),
+    "read_validating_webhook_configuration": ApiCall(
+        ("get",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
+    ),
+    "patch_validating_webhook_configuration": ApiCall(
+        ("patch",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
+    ),
+    "create_namespaced_pod": ApiCall(("create",), "pods", namespace=0),
+    "delete_namespaced_pod": ApiCall(("delete",), "pods", namespace=1),
+    "read_namespaced_deployment": ApiCall(("get",), "deployments", namespace=1, group="apps"),
+    "read_namespaced_lease": ApiCall(("get",), "leases", namespace=1, group="coordination.k8s.io"),
+    "create_namespaced_lease": ApiCall(("create",), "leases", namespace=0, group="coordination.k8s.io"),
+    "replace_namespaced_lease": ApiCall(("update",), "leases", namespace=1, group="coordination.k8s.io"),
 }
 DISCOVERY = {"get_api_resources"}
 """GET /apis/<group>/<version>: granted to every authenticated client by system:discovery."""
@@ -141,15 +187,18 @@ def grants(found: Found, module: str | None) -> set[Grant]:
         f"{Path(__file__).relative_to(REPO)} and grant it in deploy/rbac-*.yaml"
     )
     if spec.resource is not None:
-        group, resource = "", spec.resource
+        group, resource = spec.group, spec.resource
     else:
         assert spec.plural is not None
         group, resource = _value(found.args[0], module, found), _value(found.args[spec.plural], module, found)
     if spec.subresource:
         resource = f"{resource}/{spec.subresource}"
     scope = ANY_NAMESPACE
-    if spec.namespace is not None and ast.unparse(found.args[spec.namespace]) == "kubevirt_namespace":
-        scope = KUBEVIRT_NAMESPACE
+    if spec.namespace is not None:
+        named = ast.unparse(found.args[spec.namespace])
+        scope = {"kubevirt_namespace": KUBEVIRT_NAMESPACE, "stack_namespace": STACK_NAMESPACE}.get(named, scope)
+        if named.endswith("lease_namespace"):
+            scope = LEASE_NAMESPACE
     return {(scope, group, resource, verb) for verb in spec.verbs}
 
 
@@ -164,18 +213,45 @@ def _value(expr: ast.expr, module: str | None, found: Found) -> str:
     raise AssertionError(f"{found.where}: cannot tell the group/resource from {ast.unparse(expr)}")
 
 
-def code_grants() -> set[Grant]:
+def module_path(module: str) -> Path:
+    base = REPO.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def reachable(entry: str) -> set[str]:
+    """``entry`` and every handler module it imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        path = module_path(module)
+        if module in seen or not path.exists():
+            continue
+        seen.add(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith("handler")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("handler"):
+                todo += [node.module or "", *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return seen
+
+
+def code_grants(entry: str | None = None) -> set[Grant]:
+    """The grants the calls need: in every handler module, or in those ``entry`` reaches."""
     out: set[Grant] = set()
+    modules = reachable(entry) if entry else None
     for path in sorted((REPO / "handler").rglob("*.py")):
         relative = path.relative_to(REPO)
-        module = ".".join(relative.with_suffix("").parts)
+        module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        if modules is not None and module not in modules:
+            continue
         for found in find_calls(path.read_text(encoding="utf-8"), str(relative)):
             out |= grants(found, module)
     return out
 
 
-def rules_of(doc_kind: str) -> tuple[str, list[dict[str, Any]]]:
-    doc = one(doc_kind, "qat-handler").body
+def rules_of(doc_kind: str, name: str = "qat-handler") -> tuple[str, list[dict[str, Any]]]:
+    doc = one(doc_kind, name).body
     return str(doc["metadata"].get("namespace", "")), list(doc.get("rules") or [])
 
 
@@ -194,16 +270,57 @@ def flatten(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 # -- the tests ------------------------------------------------------------------------------
 
 
-def test_the_code_makes_exactly_the_calls_written_down_here() -> None:
+def test_the_agent_makes_exactly_the_calls_written_down_here() -> None:
     expected = {(ANY_NAMESPACE, *g) for g in EXPECTED_CLUSTER_WIDE}
     expected |= {(KUBEVIRT_NAMESPACE, *g) for g in EXPECTED_IN_KUBEVIRT_NAMESPACE}
-    assert code_grants() == expected
+    assert code_grants(AGENT_ENTRY) == expected
+
+
+def test_the_controllers_code_makes_exactly_the_calls_written_down_here() -> None:
+    expected = {(ANY_NAMESPACE, *g) for g in CONTROLLER_CLUSTER_WIDE}
+    expected |= {(KUBEVIRT_NAMESPACE, *g) for g in CONTROLLER_IN_KUBEVIRT_NAMESPACE}
+    expected |= {(LEASE_NAMESPACE, *g) for g in CONTROLLER_IN_LEASE_NAMESPACE}
+    assert code_grants(CONTROLLER_ENTRY) == expected
+
+
+def test_controller_roles_grant_exactly_its_calls_where_it_makes_them() -> None:
+    _, cluster = rules_of("ClusterRole", "qat-handler-controller")
+    assert flatten(cluster) == CONTROLLER_CLUSTER_WIDE
+    assert not any(rule.get("resourceNames") for rule in cluster)
+    controller = one("Deployment", "qat-handler-controller")
+    args = cli_args(pod_spec(controller)["containers"][0], {"POD_NAMESPACE": controller.body["metadata"]["namespace"]})
+    namespace, rules = rules_of("Role", "qat-handler-controller")
+    assert namespace == args.kubevirt_namespace
+    assert flatten(rules) == CONTROLLER_IN_KUBEVIRT_NAMESPACE
+    namespace, rules = rules_of("Role", "qat-handler-controller-lease")
+    assert namespace == args.lease_namespace == controller.body["metadata"]["namespace"]
+    assert flatten(rules) == CONTROLLER_IN_LEASE_NAMESPACE
+    named = [r for r in rules if r.get("resourceNames")]
+    assert named and all(r["resourceNames"] == [args.lease_name] for r in named)
+    assert {v for r in rules if not r.get("resourceNames") for v in r["verbs"]} == {"create"}
+
+
+def test_controller_bindings_name_its_service_account() -> None:
+    controller = one("Deployment", "qat-handler-controller")
+    account = pod_spec(controller)["serviceAccountName"]
+    namespace = controller.body["metadata"]["namespace"]
+    assert one("ServiceAccount", account).body["metadata"]["namespace"] == namespace
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    for binding, role, name in (
+        ("ClusterRoleBinding", "ClusterRole", "qat-handler-controller"),
+        ("RoleBinding", "Role", "qat-handler-controller"),
+        ("RoleBinding", "Role", "qat-handler-controller-lease"),
+    ):
+        body = one(binding, name).body
+        assert body["subjects"] == subject
+        assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": name}
+        assert body["metadata"].get("namespace") == one(role, name).body["metadata"].get("namespace")
 
 
 def test_a_new_api_call_is_noticed() -> None:
-    source = "def drop(api, ns):\n    api.delete_namespaced_pod('launcher', ns)\n"
+    source = "def drop(api, ns):\n    api.delete_namespaced_config_map('gates', ns)\n"
     (found,) = find_calls(source, "example.py")
-    with pytest.raises(AssertionError, match="delete_namespaced_pod"):
+    with pytest.raises(AssertionError, match="delete_namespaced_config_map"):
         grants(found, None)
 
 
@@ -256,8 +373,8 @@ def test_bindings_give_the_roles_to_the_daemonsets_service_account() -> None:
     assert one("ServiceAccount", account).body["metadata"]["namespace"] == namespace
     subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
     for binding, role in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
-        body = one(binding).body
+        body = one(binding, "qat-handler").body
         assert body["subjects"] == subject
         assert body["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role, "name": "qat-handler"}
     role_namespace, _ = rules_of("Role")
-    assert one("RoleBinding").body["metadata"]["namespace"] == role_namespace
+    assert one("RoleBinding", "qat-handler").body["metadata"]["namespace"] == role_namespace

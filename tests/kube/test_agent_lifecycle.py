@@ -4,7 +4,8 @@ starts them, what it writes back, and how a delete ends."""
 from __future__ import annotations
 
 from handler.core.kube_status import DEVICES_ANNOTATION, FINALIZER
-from tests.kube.agent_harness import GROUP, HOST_KEPT_VF, VMIS, Cluster, eventually
+from handler.core.vmi import NODE_LABEL
+from tests.kube.agent_harness import GROUP, HOST_KEPT_VF, NODE, VMIS, Cluster, eventually
 
 ALLOWED_PATCH_PATHS = ("status", "metadata.finalizers", "metadata.annotations", "metadata.resourceVersion")
 
@@ -140,3 +141,21 @@ def test_writes_touch_only_status_finalizers_and_annotations(any_cluster: Cluste
             # The main resource ignores status there, and /status ignores everything but status.
             assert all(path.startswith("status") for path in touched) is to_status, (record.path, touched)
     assert any(r.path.endswith("/status") for r in patches) is subresource
+
+
+def test_a_vmi_the_controller_failed_never_starts_here(cluster: Cluster) -> None:
+    """Its launcher pod failed or vanished before the guest ran: the agent leaves the VMI Failed."""
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    vmi = cluster.create_vmi("pod-lost", node=None)
+    body = cluster.vmi("pod-lost")
+    assert body is not None
+    body["status"] = {"phase": "Failed", "reason": "PodDisappeared"}
+    body["metadata"]["labels"] = {NODE_LABEL: NODE}
+    cluster.server.put_object(body)
+    cluster.launch(vmi, cluster.usable_vfs[0])  # a stale handoff must not start it either
+    control = cluster.create_vmi("control")
+    cluster.launch(control, cluster.usable_vfs[1])
+    eventually(lambda: cluster.phase("control") == "Running", what="the control VMI running")
+    assert cluster.domain("pod-lost") is None
+    assert cluster.phase("pod-lost") == "Failed"

@@ -1,0 +1,132 @@
+"""``qat-handler controller``: make every VMI's launcher pod and move its phase (virt-controller's role)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from types import FrameType
+
+import structlog
+
+from handler.cli.coexistence import refuse_beside_kubevirt
+from handler.cli.common import DEFAULTS, Formatter, fail
+from handler.ops.logs import configure_logging
+
+EXAMPLES = """\
+examples:
+  # in the Deployment (two replicas; POD_NAME and POD_NAMESPACE from the downward API)
+  qat-handler controller --launcher-image qat-handler:0.1.0
+
+  # from a workstation, against the cluster in $KUBECONFIG
+  qat-handler controller --launcher-image qat-handler:0.1.0 --lease-namespace qat-handler --log-format console
+
+Only the replica holding the Lease acts; the others wait and take over within 15 s.
+The controller refuses to start where KubeVirt itself runs.
+"""
+log = structlog.get_logger("qat_handler.cli")
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "controller",
+        help="create each VMI's launcher pod and move its phase (the virt-controller role)",
+        description="For every VMI without a pod, create its launcher pod (the QAT resources, the guest's "
+        "size, the VMI's scheduling fields); mirror the pod's scheduling onto the VMI; label the VMI with "
+        "its node once the pod runs there, for that node's agent; fail the VMI if its pod fails or "
+        "disappears first; delete the pod once the agent has shut the guest down.",
+        epilog=EXAMPLES,
+        formatter_class=Formatter,
+    )
+    parser.add_argument("--launcher-image", required=True, metavar="IMAGE", help="the launcher pods' image")
+    parser.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "qat-handler",
+        help="namespace of the leader-election Lease (default: $POD_NAMESPACE, else qat-handler)",
+    )
+    parser.add_argument("--lease-name", default="qat-handler-controller", help="name of the Lease")
+    parser.add_argument(
+        "--kubevirt-namespace",
+        default="kubevirt",
+        help="namespace of kubevirt-config and of KubeVirt itself, if installed (then the controller refuses to run)",
+    )
+    parser.add_argument(
+        "--run-dir",
+        type=str,
+        default=str(DEFAULTS.run_dir),
+        help="the agents' --run-dir on the nodes: launcher pods mount their slot of <run-dir>/pods",
+    )
+    parser.add_argument("--workers", type=int, default=4, help="VMIs handled at once")
+    parser.add_argument("--log-format", choices=("auto", "console", "json", "journal"), default="auto")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from handler.controller.controller import Controller, ControllerSettings
+    from handler.controller.lease import LeaderElector, default_identity
+    from handler.core.launcher_pod import LauncherPodSettings
+    from handler.kube.client import KubeConfigError, api_client
+
+    configure_logging(args.log_format, args.log_level)
+    if not args.launcher_image.strip():
+        return fail("--launcher-image is empty; fix: pass the qat-handler image, e.g. qat-handler:0.1.0")
+    try:
+        api = api_client()
+    except KubeConfigError as error:
+        return fail(str(error))
+    refused = refuse_beside_kubevirt(api, args.kubevirt_namespace, "qat-handler controller")
+    if refused is not None:
+        return fail(refused)
+    settings = ControllerSettings(LauncherPodSettings(args.launcher_image, args.run_dir), workers=args.workers)
+    controller = Controller(api, settings)
+    elector = LeaderElector(api, args.lease_namespace, args.lease_name, default_identity())
+    return serve(controller, elector)
+
+
+def serve(controller: object, elector: object) -> int:
+    """Try for the lease every retry period; act while leading; exit 1 if the lease is lost."""
+    from handler.controller.controller import Controller
+    from handler.controller.lease import LeaderElector
+
+    assert isinstance(controller, Controller) and isinstance(elector, LeaderElector)
+    stop = threading.Event()
+
+    def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stop signal received", signal=signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop_signal)
+    signal.signal(signal.SIGINT, on_stop_signal)
+    controller.start()
+    log.info("controller started; waiting for the lease", identity=elector.identity)
+    leading, code, last_resync = False, 0, 0.0
+    while not stop.is_set():
+        now_leading = elector.try_once()
+        if now_leading and not leading:
+            controller.lead()
+            maintain_webhook_tls()
+        elif leading and not now_leading:
+            # As client-go does: a replica that lost the lease exits, and starts again as a standby.
+            log.error("lost leadership; exiting so that only the new leader acts", identity=elector.identity)
+            code = 1
+            break
+        leading = now_leading
+        stop.wait(elector.timing.retry_seconds)
+        last_resync += elector.timing.retry_seconds
+        if last_resync >= controller.settings.resync_seconds:
+            controller.resync()
+            maintain_webhook_tls()
+            last_resync = 0.0
+    controller.stop()
+    if code == 0:
+        elector.release()
+    log.info("controller stopped", identity=elector.identity)
+    return code
+
+
+def maintain_webhook_tls() -> None:
+    """Call site for the webhook's certificate upkeep (CA and serving certificate in a Secret, the
+    caBundle of the ValidatingWebhookConfiguration, rotation before expiry). The leader runs it on
+    taking over and at every resync; the TLS module plugs in here."""

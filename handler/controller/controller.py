@@ -1,0 +1,236 @@
+"""The controller: watches every VMI and every launcher pod, and while it leads, makes each
+VMI's pod and moves its phase (``handler.core.vmi_lifecycle`` decides; this executes).
+
+Never two pods for one VMI: pods are found by their ``kubevirt.io/created-by`` label, a pod
+this process asked for counts until the pod cache has shown it, and a new leader lists the
+pods afresh before it acts. Each VMI is one key of a work queue, so one VMI is never handled
+by two workers at once, and one that fails is retried with backoff while the others go on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+import urllib3
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from handler.agent.keyed_queue import KeyedQueue
+from handler.core.launcher_pod import APP_LABEL, APP_VALUE, CREATED_BY_LABEL, ID_LABEL, LauncherPodSettings
+from handler.core.vmi_lifecycle import CreatePod, DeletePod, SetStatus, Step, decide, status_patch
+from handler.kube.client import GROUP, PLURAL, VERSION, raw
+from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings, object_key
+from handler.kube.timestamps import now_iso
+
+log = structlog.get_logger("qat_handler.controller")
+
+LAUNCHER_SELECTOR = f"{APP_LABEL}={APP_VALUE}"
+
+
+@dataclass(frozen=True, slots=True)
+class ControllerSettings:
+    pod: LauncherPodSettings
+    workers: int = 4
+    resync_seconds: float = 60.0
+    """Look at every VMI at least this often while leading."""
+    retry_initial: float = 0.5
+    retry_max: float = 30.0
+
+
+class Controller:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        settings: ControllerSettings,
+        watch_settings: WatchSettings = DEFAULT_WATCH,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._lock = threading.Lock()
+        self._pods: dict[str, dict[str, Obj]] = {}
+        """VMI uid -> pod key -> pod, from the pod cache (and a new leader's fresh list)."""
+        self._asked: dict[str, str] = {}
+        """VMI uid -> the pod created for it, until the pod cache shows a pod for that uid."""
+        self._uids: dict[str, str] = {}
+        self._failures: dict[str, int] = {}
+        self._leading = threading.Event()
+        self._stop = threading.Event()
+        self.queue = KeyedQueue(clock)
+
+        def vmis(**options: Any) -> object:
+            return self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
+
+        def pods(**options: Any) -> object:
+            return self._core.list_pod_for_all_namespaces(**options)
+
+        self.vmis = Informer("vmis", vmis, self._vmi_changed, settings=watch_settings)
+        self.pods = Informer(
+            "launcher-pods", pods, self._pod_changed, label_selector=LAUNCHER_SELECTOR, settings=watch_settings
+        )
+        self._list_pods: Callable[..., object] = pods
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Fill the caches; act only after ``lead()``."""
+        self.vmis.start()
+        self.pods.start()
+        for index in range(max(1, self.settings.workers)):
+            thread = threading.Thread(target=self._work, name=f"controller-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wait_synced(self, timeout: float) -> bool:
+        return self.vmis.synced.wait(timeout) and self.pods.synced.wait(timeout)
+
+    def lead(self) -> None:
+        """Called on winning the lease: list pods afresh (the last leader may have made some the cache
+        has not shown yet), then look at every VMI."""
+        while not self.wait_synced(5.0) and not self._stop.is_set():
+            log.warning("still waiting for the first lists before acting")
+        self._index_fresh_pods()
+        self._leading.set()
+        for key in self.vmis.keys():
+            self.queue.add(key)
+        log.info("acting as the leader", vmis=len(self.vmis.keys()))
+
+    def follow(self) -> None:
+        self._leading.clear()
+
+    def stop(self) -> None:
+        self._leading.clear()
+        self._stop.set()
+        self.queue.close()
+        self.vmis.stop()
+        self.pods.stop()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def resync(self) -> None:
+        if self._leading.is_set():
+            for key in self.vmis.keys():
+                self.queue.add(key)
+
+    def wait_idle(self, timeout: float) -> bool:
+        return self.queue.wait_idle(timeout)
+
+    # -- cache fan-out ----------------------------------------------------------------------
+    def _vmi_changed(self, kind: str, obj: Obj) -> None:
+        key, uid = object_key(obj), str((obj.get("metadata") or {}).get("uid") or "")
+        with self._lock:
+            if kind == "DELETED":
+                self._uids.pop(key, None)
+            else:
+                self._uids[key] = uid
+        self.queue.add(key)
+
+    def _pod_changed(self, kind: str, obj: Obj) -> None:
+        meta = obj.get("metadata") or {}
+        uid = str((meta.get("labels") or {}).get(CREATED_BY_LABEL) or "")
+        if not uid:
+            return
+        with self._lock:
+            self._asked.pop(uid, None)
+            pods = self._pods.setdefault(uid, {})
+            if kind == "DELETED":
+                pods.pop(object_key(obj), None)
+            else:
+                pods[object_key(obj)] = obj
+            if not pods:
+                self._pods.pop(uid, None)
+        name = (meta.get("labels") or {}).get(ID_LABEL) or (meta.get("annotations") or {}).get("kubevirt.io/domain")
+        if name:
+            self.queue.add(f"{meta.get('namespace')}/{name}")
+
+    def _index_fresh_pods(self) -> None:
+        listing = raw(self._list_pods(label_selector=LAUNCHER_SELECTOR, _preload_content=False))
+        for pod in listing.get("items") or []:
+            self._pod_changed("ADDED", pod)
+
+    # -- the work loop ----------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            key = self.queue.get(timeout=0.5)
+            if key is None:
+                continue
+            try:
+                if self._leading.is_set():
+                    self._reconcile(key)
+                    self._failures.pop(key, None)
+            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+                failures = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(self.settings.retry_initial * 2 ** (failures - 1), self.settings.retry_max)
+                log.warning("reconcile failed; retrying", vmi=key, error=str(error)[:300], retry_in=delay)
+                self.queue.add(key, delay)
+            finally:
+                self.queue.done(key)
+
+    def _reconcile(self, key: str) -> None:
+        vmi = self.vmis.get(key)
+        if vmi is None:
+            self._clean_up_after(key)
+            return
+        uid = str((vmi.get("metadata") or {}).get("uid") or "")
+        with self._lock:
+            pods = list(self._pods.get(uid, {}).values())
+            asked = uid in self._asked
+        if len(pods) > 1:
+            log.error("more than one launcher pod for a VMI", vmi=key, pods=[object_key(p) for p in pods])
+        for step in decide(vmi, pods, asked, self.settings.pod):
+            self._execute(key, uid, vmi, step)
+
+    def _clean_up_after(self, key: str) -> None:
+        """A VMI that is gone takes its pods with it (ownerReference GC does the same in a cluster)."""
+        with self._lock:
+            gone = [uid for uid, pods in self._pods.items() if any(_vmi_key(p) == key for p in pods.values())]
+            live = set(self._uids.values())
+            pods = [p for uid in gone if uid not in live for p in self._pods.get(uid, {}).values()]
+        for pod in pods:
+            meta = pod["metadata"]
+            self._execute(key, "", None, DeletePod(meta["namespace"], meta["name"]))
+
+    def _execute(self, key: str, uid: str, vmi: Obj | None, step: Step) -> None:
+        namespace, name = key.split("/", 1)
+        if isinstance(step, CreatePod):
+            body: Any = step.pod  # the client builds its V1Pod model from this camelCase dict
+            created = raw(self._core.create_namespaced_pod(namespace, body, _preload_content=False))
+            with self._lock:
+                if uid not in self._pods:
+                    self._asked[uid] = str(created["metadata"]["name"])
+            log.info("launcher pod created", vmi=key, uid=uid, pod=created["metadata"]["name"])
+        elif isinstance(step, DeletePod):
+            try:
+                self._core.delete_namespaced_pod(step.name, step.namespace)
+                log.info("launcher pod deleted", vmi=key, pod=step.name)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        elif vmi is not None:
+            self._set_status(namespace, name, vmi, step)
+
+    def _set_status(self, namespace: str, name: str, vmi: Obj, step: SetStatus) -> None:
+        version = str(vmi["metadata"].get("resourceVersion") or "")
+        try:
+            self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, status_patch(step, version, now_iso())
+            )
+        except ApiException as error:
+            if error.status == 409:
+                log.debug("VMI changed meanwhile; looking again", vmi=f"{namespace}/{name}")
+                return  # the watch brings the newer VMI, which queues it again
+            if error.status != 404:
+                raise
+            return
+        log.info("VMI phase set", vmi=f"{namespace}/{name}", phase=step.phase, reason=step.reason or None)
+
+
+def _vmi_key(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace')}/{(meta.get('labels') or {}).get(ID_LABEL)}"

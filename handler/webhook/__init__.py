@@ -1,0 +1,1 @@
+"""The validating admission webhook (the virt-api role): HTTPS server, certificates, gate watch."""
