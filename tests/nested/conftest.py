@@ -9,7 +9,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,17 +26,29 @@ DEFAULT_RESULTS = CHECKOUT / "bench" / "results" / "nested_vfio.json"
 KEEP_ENV = "QAT_HANDLER_NESTED_KEEP"
 L1_BOOT_TIMEOUT = 600.0
 TIMINGS = pytest.StashKey[dict[str, float]]()
+PASSED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[PASSED] = report.passed
+    return report
 
 
 @pytest.fixture
 def timings(request: pytest.FixtureRequest) -> Iterator[dict[str, float]]:
-    """Stage name -> seconds; shown after the run and written to the results file."""
+    """Stage name -> seconds; shown after every run, written to the results file after a pass."""
     found: dict[str, float] = {}
     request.config.stash[TIMINGS] = found
     started = time.monotonic()
     yield found
     found["whole test"] = time.monotonic() - started
-    _write_results(found)
+    if request.node.stash.get(PASSED, False):
+        _write_results(found)
 
 
 @pytest.fixture

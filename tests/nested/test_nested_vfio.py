@@ -148,9 +148,11 @@ def check_l2_sees_device(node: NestedNode, vmi: str, since: tuple[float, str], t
     assert edu is not None, lines
     assert (edu[3], edu[4]) == (EDU_ID, EDU_LIVENESS), lines
     assert re.search(rf"^{L2_MARKER} edu-devices=1 ok=1 ", lines, re.M), lines
-    xml = node.dumpxml(vmi)
-    assert re.search(r"<hostdev mode=.subsystem. type=.pci. managed=.no.>", xml), xml
-    assert "<address domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>" in xml, xml
+    hostdevs = re.findall(r"<hostdev .*?</hostdev>", node.dumpxml(vmi), re.S)
+    assert len(hostdevs) == 1, hostdevs
+    assert re.match(r"<hostdev mode=.subsystem. type=.pci. managed=.no.>", hostdevs[0]), hostdevs
+    source = re.search(r"<source>\s*(<address [^>]*>)", hostdevs[0])
+    assert source and source[1] == "<address domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>", hostdevs
 
 
 def check_second_vmi_is_refused_as_in_use(node: NestedNode) -> None:

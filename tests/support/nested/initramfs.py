@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def l2_init_program(cache: Path) -> Path:
     source = L2_INIT.read_bytes()
     binary = cache / f"l2-init-{hashlib.sha256(source).hexdigest()[:16]}"
     if not binary.is_file():
-        tmp = binary.with_suffix(".tmp")
+        tmp = binary.with_name(f".{binary.name}.{os.getpid()}.tmp")  # concurrent runs each build their own
         argv = ["gcc", "-static", "-Os", "-s", "-Wall", "-o", str(tmp), str(L2_INIT)]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
