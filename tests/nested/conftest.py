@@ -70,7 +70,7 @@ def nested_node(timings: dict[str, float]) -> Iterator[NestedNode]:
     venv = Path(sys.prefix)
     shares = shares_for(CHECKOUT, venv, Path(sys.base_prefix), work)
     l1 = L1Guest(parts, work, shares)
-    node = NestedNode(l1, CHECKOUT, venv, work / "l2-vmlinuz", work / "l2-initrd.cpio.gz")
+    node = NestedNode(l1, venv, work / "l2-vmlinuz", work / "l2-initrd.cpio.gz")
     passed = False
     try:
         timings["L1 boot"] = l1.wait_ready(L1_BOOT_TIMEOUT)

@@ -53,7 +53,6 @@ def key_of(vmi: str) -> str:
 @dataclasses.dataclass
 class NestedNode:
     l1: L1Guest
-    checkout: Path
     venv: Path
     l2_kernel: Path
     l2_initrd: Path
