@@ -21,16 +21,27 @@ from handler.core.actions import (
     UndefineDomain,
     WriteStatus,
 )
+from handler.core.backoff import Backoff
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain, StopCause
 from handler.core.domain_xml import desired_digest, render_domain
+from handler.core.interface_status import interface_statuses, missing_address
 from handler.core.numa import CONDITION as NUMA_CONDITION
 from handler.core.numa import NumaPolicy, NumaTopology, Placement, place
 from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
 from handler.core.stop_outcome import AGENT_STOPPED, final_status
+from handler.core.sync_failure import sync_failed
 from handler.core.vmi import VMI
+
+DEADLINE_TICK = 0.001
+"""Closer than this to the grace limit counts as reached: no timer wakes up finer than that."""
+DESTROY_RECHECK_SECONDS = 30.0
+"""A destroy that has not come back by then is issued again (libvirt's own gives up after ~15 s)."""
+DESTROY_RETRY = Backoff(1.0, 30.0)
+"""Between destroys that failed."""
+_NOTHING: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +52,10 @@ class PlanSettings:
     numa_policy: NumaPolicy = NumaPolicy.NONE
     numa_topology: NumaTopology | None = None
     """The host's NUMA nodes and the node of each candidate VF, read at start; None: not known."""
+    address_poll_seconds: float = 5.0
+    """While a running guest's NIC has no address yet, look again after this long, doubling on
+    each look up to ``address_poll_max_seconds`` (a guest that never asks for a lease costs little)."""
+    address_poll_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +87,15 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
     conditions: tuple[Condition, ...] = (ready(True), synchronized(True))
     if placement.note is not None:
         conditions += (Condition(NUMA_CONDITION, *placement.note),)
-    running = VMIStatus(Phase.RUNNING, vmi.domain_name, conditions, desired.devices, spec_digest=digest)
+    interfaces = interface_statuses(vmi, observed.addresses)
+    running = VMIStatus(
+        Phase.RUNNING, vmi.domain_name, conditions, desired.devices, spec_digest=digest, interfaces=interfaces
+    )
+    poll = _address_poll(settings, observed.address_polls) if missing_address(interfaces) else None
     if domain is None:
         if last is not None and last.phase.terminal and last.spec_digest == digest:
             return Plan(())
-        xml = render_domain(vmi, desired.devices, settings.render, placement)
+        xml = render_domain(vmi, desired.devices, settings.render, desired.attachments, placement)
         return Plan(
             (
                 ClaimVMI(),
@@ -86,7 +105,8 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 *_transition(
                     last, running, RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
                 ),
-            )
+            ),
+            requeue_after=poll,
         )
     assert domain.identity is not None
     stale = domain.identity.digest != digest
@@ -101,12 +121,12 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                     "the VMI changed while its guest runs; the change applies when the guest is next started",
                 )
             )
-        return Plan(_transition(last, status, _restart_event(last, status)))
-    if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
-        xml = render_domain(vmi, desired.devices, settings.render, placement) if stale else ""
+        return Plan(_transition(last, status, _restart_event(last, status)), requeue_after=poll)
+    if _never_started(domain, last) or stale or _halted_by_agent(last) or _start_failed(domain, last):
+        xml = render_domain(vmi, desired.devices, settings.render, desired.attachments, placement) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
-        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))
+        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)), requeue_after=poll)
     final, event = final_status(domain, last, None, domain.identity.grace_seconds)
     return Plan(_transition(last, final, event))
 
@@ -143,21 +163,39 @@ def _press_or_pull(
 ) -> Plan:
     if progress is None:
         if grace <= 0:
-            return Plan((DestroyDomain(domain.name, 0.0),), requeue_after=0.0)
+            return _pull(domain, last, None, grace, now)
         status = _shutting_down(domain, last, grace)
         event = RecordEvent("ShuttingDown", f"sent ACPI shutdown to {domain.name}; destroy after {grace} s")
         return Plan(
             (RequestShutdown(domain.name, 1), *_transition(last, status, event)),
             requeue_after=min(resend, float(grace)),
         )
-    elapsed = now - progress.started_at
-    remaining = grace - elapsed
-    if remaining <= 0:
-        return Plan((DestroyDomain(domain.name, elapsed),), requeue_after=0.0)
+    remaining = grace - (now - progress.started_at)
+    if remaining < DEADLINE_TICK or progress.destroy_issued_at is not None:
+        return _pull(domain, last, progress, grace, now)
     since_press = now - progress.last_request_at
     if since_press >= resend:
         return Plan((RequestShutdown(domain.name, progress.requests + 1),), requeue_after=min(resend, remaining))
     return Plan((), requeue_after=min(resend - since_press, remaining))
+
+
+def _pull(
+    domain: ObservedDomain, last: VMIStatus | None, progress: StopProgress | None, grace: int, now: float
+) -> Plan:
+    """At the grace limit: issue the destroy once, then wait for it. A failed one is reported and
+    retried with backoff; one that never came back is issued again after DESTROY_RECHECK_SECONDS."""
+    started = progress.started_at if progress is not None else now
+    pull = DestroyDomain(domain.name, now - started, started + max(grace, 0))
+    if progress is None or progress.destroy_issued_at is None:
+        return Plan((pull,), requeue_after=DESTROY_RECHECK_SECONDS)
+    wait, report = DESTROY_RECHECK_SECONDS, _NOTHING
+    if progress.destroy_error is not None:
+        wait = DESTROY_RETRY.delay(progress.destroy_failures)
+        report = sync_failed(last, domain.name, *progress.destroy_error)
+    waited = now - progress.destroy_issued_at
+    if waited < wait:
+        return Plan(report, requeue_after=wait - waited)
+    return Plan((*report, pull), requeue_after=DESTROY_RECHECK_SECONDS)
 
 
 def _shutting_down(domain: ObservedDomain, last: VMIStatus | None, grace: int) -> VMIStatus:
@@ -210,6 +248,10 @@ def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain
     return Plan(_transition(observed.status, status, RecordEvent("DomainNameTaken", message, warning=True)))
 
 
+def _address_poll(settings: PlanSettings, polls: int) -> float:
+    return min(settings.address_poll_seconds * (1 << min(polls, 16)), settings.address_poll_max_seconds)
+
+
 def _transition(last: VMIStatus | None, new: VMIStatus, event: RecordEvent | None) -> tuple[Action, ...]:
     """Write the status and emit the event only when something actually changed."""
     if last == new:
@@ -239,6 +281,13 @@ def _start_failed(domain: ObservedDomain, last: VMIStatus | None) -> bool:
     saw it running, the guest never ran: keep retrying the start (with backoff, reporting
     Synchronized=False) rather than calling the VMI Failed."""
     return domain.stop_cause is StopCause.FAILED and (last is None or last.phase is Phase.SCHEDULED)
+
+
+def _never_started(domain: ObservedDomain, last: VMIStatus | None) -> bool:
+    """libvirt reports "unknown" both for a domain never started and, after libvirtd restarts, for
+    any inactive one: a guest the agent saw running or finished stays off."""
+    seen_run = last is not None and (last.phase.terminal or last.phase is Phase.RUNNING)
+    return domain.stop_cause is StopCause.NEVER_STARTED and not seen_run
 
 
 def _halted_by_agent(last: VMIStatus | None) -> bool:

@@ -13,6 +13,8 @@ import os
 from typing import Any
 
 import pytest
+import yaml
+from jsonschema import Draft4Validator
 
 from handler.cli.crd_cmd import CRD_FILE, REGENERATE, render
 from handler.core.crd_schema import PRINTER_COLUMNS, schema_paths, vmi_crd
@@ -38,16 +40,24 @@ SAMPLES: dict[str, Any] = {
     "spec.domain.firmware.kernelBoot.container.kernelPath": "/boot/vmlinuz",
     "spec.domain.firmware.kernelBoot.container.initrdPath": "/boot/initrd",
     "spec.volumes[].hostDisk.path": "/images/root.img",
+    "spec.volumes[].containerDisk.path": "/disk/root.qcow2",
+    "spec.volumes[].cloudInitNoCloud": {"userData": "#cloud-config"},
+    "spec.volumes[].cloudInitConfigDrive": {"userData": "#cloud-config"},
+    "spec.volumes[].cloudInitNoCloud.userDataBase64": "eA==",
+    "spec.volumes[].cloudInitNoCloud.networkDataBase64": "eA==",
+    "spec.volumes[].cloudInitConfigDrive.userDataBase64": "eA==",
+    "spec.volumes[].cloudInitConfigDrive.networkDataBase64": "eA==",
     "spec.volumes[].name": "root",
     "spec.domain.devices.disks[].name": "root",
+    "spec.networks[]": {"name": "x0", "pod": {}},
+    "spec.networks[].multus.default": False,
+    "spec.domain.devices.interfaces[].macAddress": "02:00:00:00:00:01",
+    "spec.domain.devices.interfaces[].pciAddress": "0000:81:01.0",
 }
 """Values the parser accepts where a generic sample would be refused for its value."""
 KEY_SAMPLES = {"deviceName": "qat.intel.com/generic", "name": "x0"}
 
-REFUSED_FOR_ANY_VALUE = {
-    "spec.volumes[].hostDisk.capacity": "KubeVirt's field, refused by the parser (it only sizes DiskOrCreate)",
-    "spec.domain.devices.interfaces": "accepted only as an empty list until networking lands",
-}
+REFUSED_FOR_ANY_VALUE = {}
 """Schema paths the parser refuses whatever the value. Keep this short: by the project's rule a field
 the stack always refuses belongs out of the table."""
 
@@ -158,18 +168,47 @@ def manifest_with(path: str, value: Any) -> tuple[dict[str, Any], str]:
             continue
         holder = holder.setdefault(name, sample(node, walked))
     _join_disks(doc)
+    _join_networks(doc)
     return doc, path.replace("[]", "[0]")
 
 
 def _join_disks(doc: dict[str, Any]) -> None:
-    """A disk needs its volume and the other way round: add the partner the walk did not."""
+    """A disk needs its volume and the other way round: add the partner the walk did not.
+    A volume has one source: the sample's hostDisk goes when the walk set another one, and a
+    hostDisk capacity comes with the type it sizes."""
     spec = doc["spec"]
+    for volume in spec.get("volumes") or []:
+        if isinstance(volume, dict) and len(volume) > 2:
+            volume.pop("hostDisk", None)
+        for source in ("cloudInitNoCloud", "cloudInitConfigDrive"):
+            data = volume.get(source) if isinstance(volume, dict) else None
+            if isinstance(data, dict):  # the sample's userData gives way to the walked user data
+                present = [key for key in data if key in ("userData", "userDataBase64", "secretRef")]
+                for key in present[:-1]:
+                    del data[key]
+        host_disk = volume.get("hostDisk") if isinstance(volume, dict) else None
+        if isinstance(host_disk, dict) and "capacity" in host_disk and "type" not in host_disk:
+            host_disk["type"] = "DiskOrCreate"
     devices = spec["domain"].setdefault("devices", {})
     if spec.get("volumes") and not devices.get("disks"):
         devices["disks"] = [{"name": spec["volumes"][0]["name"]}]
     if devices.get("disks") and not spec.get("volumes"):
         volume = {"name": devices["disks"][0]["name"], "hostDisk": {"path": "/images/root.img"}}
         spec["volumes"] = [volume]
+
+
+def _join_networks(doc: dict[str, Any]) -> None:
+    """A NIC needs its network and the other way round, under one name."""
+    spec = doc["spec"]
+    devices = spec["domain"].setdefault("devices", {})
+    interfaces, networks = devices.get("interfaces") or [], spec.get("networks") or []
+    if networks and not interfaces:
+        devices["interfaces"] = [{"name": networks[0]["name"]}]
+    if interfaces and not networks:
+        spec["networks"] = [{"name": interfaces[0].get("name", "x0"), "pod": {}}]
+    network = (spec.get("networks") or [{}])[0]
+    if network.get("multus") is not None and "pod" in network:
+        del network["pod"]  # the walk set multus: exactly one source
 
 
 def refused_for_any_value(path: str) -> bool:
@@ -205,3 +244,53 @@ def test_the_parser_refuses_a_key_the_schema_lacks(path: str) -> None:
     assert refusal.subject == where or refused_for_any_value(path), (
         f"the parser takes {where}, which the schema lacks: {refusal.line()}; {FIX}"
     )
+
+
+# -- the schema as the API server applies it -------------------------------------------------
+
+
+def strict(schema: Any) -> Any:
+    """The schema as strict field validation (kubectl's default) applies it: unknown keys refused."""
+    if isinstance(schema, dict):
+        out = {key: strict(value) for key, value in schema.items() if not key.startswith("x-kubernetes")}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def api_server_check(doc: dict[str, Any]) -> list[str]:
+    schema = strict(vmi_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft4Validator(schema).iter_errors(doc)]
+
+
+EXAMPLE_VMIS = [
+    REPO / "deploy/examples/vmi-qat.yaml",
+    *sorted(p for p in (REPO / "examples/vmis").iterdir() if p.suffix in (".yaml", ".json")),
+]
+
+
+@pytest.mark.parametrize("path", EXAMPLE_VMIS, ids=lambda p: p.name)
+def test_the_example_vmis_fit_the_schema(path: Any) -> None:
+    assert api_server_check(yaml.safe_load(path.read_text())) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda d: d["spec"]["domain"]["devices"]["qats"][0].pop("deviceName"), "'deviceName' is a required property"),
+        (lambda d: d["spec"]["domain"]["devices"]["qats"][0].pop("name"), "'name' is a required property"),
+        (lambda d: d["spec"]["domain"].update(clock={}), "Additional properties are not allowed ('clock'"),
+        (lambda d: d["spec"]["domain"]["cpu"].update(cores="2"), "'2' is not of type 'integer'"),
+        (lambda d: d["spec"].update(terminationGracePeriodSeconds=-1), "-1 is less than the minimum of 0"),
+    ],
+)
+def test_the_schema_refuses_what_the_parser_refuses(edit: Any, error: str) -> None:
+    doc = yaml.safe_load((REPO / "deploy/examples/vmi-qat.yaml").read_text())
+    edit(doc)
+    assert any(error in found for found in api_server_check(doc)), api_server_check(doc)
+    with pytest.raises(Refused):
+        parse_vmi({**doc, "metadata": {**doc["metadata"], "uid": UID}})

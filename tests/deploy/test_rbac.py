@@ -47,6 +47,8 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "pods", "watch"),
     ("", "events", "create"),
     ("", "events", "patch"),
+    ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
+    ("", "secrets", "get"),
 }
 EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "list"),

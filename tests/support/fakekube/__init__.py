@@ -5,7 +5,9 @@ Served: ``kubevirt.io/v1`` virtualmachineinstances (also as ``v1alpha3``, one st
 and kubevirts (custom-resource rules), core ``v1`` configmaps, secrets, pods, nodes and
 events, ``apps/v1`` deployments, ``coordination.k8s.io/v1`` leases, ``events.k8s.io/v1``
 events (the same stored events as core ``v1``), the cluster-scoped
-``admissionregistration.k8s.io/v1`` validatingwebhookconfigurations, and discovery (``/api``, ``/api/v1``, ``/apis``,
+``admissionregistration.k8s.io/v1`` validatingwebhookconfigurations and
+``apiextensions.k8s.io/v1`` customresourcedefinitions (a stored CRD's printer columns give
+``kubectl get`` its table, ``tables.py``), and discovery (``/api``, ``/api/v1``, ``/apis``,
 ``/apis/{group}[/{version}]``, ``/version``).
 
 Behaviour follows the real server where a node agent can notice the difference:

@@ -141,6 +141,17 @@ def default_resources(
         ResourceType("", "v1", "configmaps", "ConfigMap", "configmap", short_names=("cm",)),
         ResourceType("", "v1", "secrets", "Secret", "secret"),
         ResourceType(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            "customresourcedefinition",
+            namespaced=False,
+            has_generation=True,
+            short_names=("crd", "crds"),
+            field_labels=frozenset({"metadata.name"}),
+        ),
+        ResourceType(
             "admissionregistration.k8s.io",
             "v1",
             "validatingwebhookconfigurations",
@@ -200,6 +211,16 @@ def default_resources(
             return_deleted_object=True,
             short_names=("no",),
             field_labels=frozenset({"metadata.name", "spec.unschedulable"}),
+        ),
+        # Multus: a VMI's multus network names one of these (its spec.config is a CNI config).
+        ResourceType(
+            "k8s.cni.cncf.io",
+            "v1",
+            "network-attachment-definitions",
+            "NetworkAttachmentDefinition",
+            "network-attachment-definition",
+            custom=True,
+            short_names=("net-attach-def",),
         ),
     ]
 
