@@ -39,7 +39,7 @@ from tests.support.nested.node import (
 pytestmark = [pytest.mark.nested, pytest.mark.guest]
 
 # Generous bounds that do not depend on load: on a 2-core machine L2 took 48-59 s to print its
-# marker when quiet and 170-320 s at a load average of 12-45 (TCG inside TCG); libvirtd 5-37 s.
+# marker when quiet and 140-320 s at a load average of 6-45 (TCG inside TCG); libvirtd 5-37 s.
 LIBVIRTD_TIMEOUT = 300.0
 AGENT_TIMEOUT = 300.0
 REFUSAL_TIMEOUT = 300.0
