@@ -22,7 +22,8 @@ from tests.support.nested.packages import root as nested_cache
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 RESULTS_ENV = "QAT_HANDLER_NESTED_RESULTS"
-DEFAULT_RESULTS = CHECKOUT / "bench" / "results" / "nested_vfio.json"
+RECORDED_RESULTS = CHECKOUT / "bench" / "results" / "nested_vfio.json"
+"""The run quoted in docs/benchmarks.md; a run writes there only when asked, so a checkout stays clean."""
 KEEP_ENV = "QAT_HANDLER_NESTED_KEEP"
 L1_BOOT_TIMEOUT = 600.0
 TIMINGS = pytest.StashKey[dict[str, float]]()
@@ -96,7 +97,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
 
 def _write_results(found: dict[str, float]) -> None:
-    path = Path(os.environ.get(RESULTS_ENV) or DEFAULT_RESULTS)
+    path = Path(os.environ.get(RESULTS_ENV) or nested_cache() / "nested_vfio.json")
     document = {
         "test": "tests/nested/test_nested_vfio.py",
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
