@@ -162,3 +162,22 @@ def test_a_standby_does_nothing(server: FakeApiServer) -> None:
         one_pod(server, uid)
     finally:
         standby.stop()
+
+
+def test_a_pod_the_api_refuses_leaves_the_vmi_pending_with_the_reason(
+    server: FakeApiServer, controller: Controller
+) -> None:
+    server.fail_next("POST", "/pods$", 403, times=3, reason="Forbidden", message='exceeded quota: "qat"')
+    uid = create_vmi(server, vmi("quota"))["metadata"]["uid"]
+
+    def pending_with_reason() -> bool:
+        obj = server.get_object("virtualmachineinstances", "default", "quota") or {}
+        status = obj.get("status") or {}
+        conditions = status.get("conditions") or [{}]
+        return status.get("phase") == "Pending" and conditions[0].get("reason") == "FailedCreate"
+
+    wait_for("Pending with FailedCreate", pending_with_reason)
+    obj = server.get_object("virtualmachineinstances", "default", "quota")
+    assert obj is not None and 'exceeded quota: "qat"' in obj["status"]["conditions"][0]["message"]
+    one_pod(server, uid)  # the retry succeeds once the API lets it
+    wait_for("Scheduling", lambda: phase(server, "quota") == "Scheduling")
