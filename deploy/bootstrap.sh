@@ -5,7 +5,7 @@
 #      (rebuilt only when setup.cfg/pyproject.toml or the Python changed; see the stamp file).
 #
 # usage: deploy/bootstrap.sh [--tests] [--no-apt] [--recreate]
-#   --tests     also install the test extras (pytest, linters, ...)
+#   --tests     also install the test extras (pytest, linters, ...) and the image build tools
 #   --no-apt    do not touch apt; only warn about missing packages
 #   --recreate  throw away .venv and build it again
 # env: PYTHON (default: python3 on PATH), QAT_HANDLER_VENV (default: $REPO/.venv)
@@ -49,9 +49,15 @@ packages=(
     qemu-system-x86 qemu-utils                        # the hypervisor and qemu-img
     libxml2-utils                                     # xmllint, used by virt-xml-validate
     cpio                                              # initramfs inspection
+    jq                                                # the README's `doctor -o json | jq` line, run by a test
     systemd                                           # systemd-analyze, journald
     ca-certificates                                   # pip over https
 )
+if [ "$with_tests" -eq 1 ]; then
+    # deploy/image/build.sh, which the image tests run: a Debian root, an OCI image, podman to run it
+    # (runc: crun refuses hybrid cgroups), and pip's wheel to install wheels inside the root.
+    packages+=(mmdebstrap buildah podman runc python3-pip-whl)
+fi
 
 PYTHON=${PYTHON:-$(command -v python3 || true)}
 if [ -z "$PYTHON" ]; then

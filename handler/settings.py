@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from handler.core.numa import NumaPolicy, NumaTopology
 from handler.core.planner import PlanSettings
 from handler.core.render_settings import RenderSettings
 
@@ -32,6 +33,14 @@ class AgentSettings:
     """``HOST:PORT`` for /metrics, /healthz and /readyz; off when None."""
     log_format: str = "auto"
     log_level: str = "info"
+    numa_placement: NumaPolicy = NumaPolicy.PREFERRED
+    """Pin each guest's vCPUs and memory to the NUMA node of its VFs (``preferred``, ``strict``, ``none``)."""
 
-    def plan_settings(self) -> PlanSettings:
-        return PlanSettings(render=self.render, acpi_resend_seconds=self.acpi_resend_seconds)
+    def plan_settings(self, topology: NumaTopology | None = None) -> PlanSettings:
+        """``topology``: the host's NUMA layout, read by the shell at start."""
+        return PlanSettings(
+            render=self.render,
+            acpi_resend_seconds=self.acpi_resend_seconds,
+            numa_policy=self.numa_placement,
+            numa_topology=topology,
+        )

@@ -14,6 +14,8 @@ import structlog
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
 from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
 from handler.agent.reconciler import Reconciler
+from handler.core.numa import NumaPolicy
+from handler.host.numa_topology import read_numa_topology
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 from handler.virt.domain_events import DomainEvent
@@ -36,8 +38,9 @@ class NodeRuntime:
         self.metrics = metrics
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
+        numa = None if settings.numa_placement is NumaPolicy.NONE else read_numa_topology(settings.host_root)
         self.reconciler = Reconciler(
-            source, self.hypervisor, sink, settings.plan_settings(), inspector, metrics=metrics, allocator=allocator
+            source, self.hypervisor, sink, settings.plan_settings(numa), inspector, metrics=metrics, allocator=allocator
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)

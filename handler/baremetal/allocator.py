@@ -19,12 +19,14 @@ import structlog
 from handler.core.bdf import Bdf, parse_bdf
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
+from handler.core.numa import NumaTopology
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.qat_services import offers
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import VMI
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
+from handler.host.numa_topology import read_numa_topology
 from handler.ops.atomic_file import write_atomically
 
 log = structlog.get_logger("qat_handler.allocator")
@@ -45,6 +47,7 @@ class VfAllocator:
         self._inspector = HostInspector(host_root, self.permitted)
         self._fresh = FreshDeviceChecks(host_root, self.permitted)
         self._scanned_at = float("-inf")
+        self._numa: NumaTopology | None = None
         state_dir.mkdir(parents=True, exist_ok=True)
         self._load()
 
@@ -56,17 +59,12 @@ class VfAllocator:
             if recorded is not None and recorded[0] == vmi.uid and _same_requests(recorded[1], vmi):
                 return recorded[1]
             held = {d.bdf for key, (_, devices) in self._records.items() if key != vmi.key for d in devices}
-            chosen: list[AssignedDevice] = []
-            for request in vmi.devices:
-                used = held | {d.bdf for d in chosen}
-
-                def unavailable(candidate: Bdf, used: set[Bdf] = used) -> bool:
-                    return candidate in used or taken_elsewhere(candidate)
-
-                bdf = self._pick(request.resource, unavailable)
-                if bdf is None:
-                    raise Refused(_exhausted(vmi, request.resource, len(vmi.devices)))
-                chosen.append(AssignedDevice(request.name, request.resource, bdf, SOURCE))
+            # All VFs from one NUMA node when some node can serve them, so the guest can sit beside them.
+            per_node = (self._choose(vmi, held, taken_elsewhere, node) for node in self._nodes_to_try())
+            chosen = next((found for found in per_node if found is not None), None)
+            if chosen is None:
+                chosen = self._choose(vmi, held, taken_elsewhere, None, refuse=True)
+            assert chosen is not None
             self._records[vmi.key] = (vmi.uid, tuple(chosen))
             self._save()
         log.info("VFs allocated", vmi=vmi.key, uid=vmi.uid, bdfs=[str(d.bdf) for d in chosen])
@@ -101,6 +99,33 @@ class VfAllocator:
             return {key: devices for key, (_, devices) in self._records.items()}
 
     # -- picking ------------------------------------------------------------------------------
+    def _nodes_to_try(self) -> list[int]:
+        """NUMA nodes, when there are several; the device nodes never change while the host runs."""
+        if self._numa is None:
+            self._numa = read_numa_topology(self.host_root) or NumaTopology(())
+        return [node.id for node in self._numa.nodes] if len(self._numa.nodes) > 1 else []
+
+    def _choose(
+        self, vmi: VMI, held: set[Bdf], taken_elsewhere: Callable[[Bdf], bool], node: int | None, refuse: bool = False
+    ) -> list[AssignedDevice] | None:
+        """A VF for every request (on ``node`` when given); None, or Refused with ``refuse``, if one is short."""
+        chosen: list[AssignedDevice] = []
+        nodes = self._numa.device_nodes if self._numa is not None else {}
+        for request in vmi.devices:
+            used = held | {d.bdf for d in chosen}
+
+            def unavailable(candidate: Bdf, used: set[Bdf] = used) -> bool:
+                off_node = node is not None and nodes.get(candidate) != node
+                return off_node or candidate in used or taken_elsewhere(candidate)
+
+            bdf = self._pick(request.resource, unavailable)
+            if bdf is None:
+                if refuse:
+                    raise Refused(_exhausted(vmi, request.resource, len(vmi.devices)))
+                return None
+            chosen.append(AssignedDevice(request.name, request.resource, bdf, SOURCE))
+        return chosen
+
     def _pick(self, resource: str, unavailable: Callable[[Bdf], bool]) -> Bdf | None:
         now = time.monotonic()
         if now - self._scanned_at > SNAPSHOT_SECONDS:

@@ -23,9 +23,10 @@ from handler.cli.common import (
     agent_owner,
     fail,
     permitted_devices,
-    refuse_beside_kubevirt,
     render_settings,
 )
+from handler.cli.kubevirt_check import refuse_beside_kubevirt
+from handler.core.numa import NumaPolicy
 from handler.core.port_error import PortError
 from handler.core.refusal import Refused
 from handler.host.fresh_checks import FreshDeviceChecks
@@ -125,6 +126,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="HOST:PORT",
         help="serve /metrics, /healthz and /readyz here (off when not given)",
     )
+    parser.add_argument(
+        "--numa-placement",
+        choices=[p.value for p in NumaPolicy],
+        default=DEFAULTS.numa_placement.value,
+        help="pin guests to the NUMA node of their VFs: preferred (pin when it fits), strict (else refuse), none",
+    )
     parser.add_argument("--log-format", choices=("auto", "console", "json", "journal"), default="auto")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.set_defaults(run=run)
@@ -146,6 +153,7 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         log_format=args.log_format,
         log_level=args.log_level,
         metrics_address=args.metrics_address,
+        numa_placement=NumaPolicy(args.numa_placement),
     )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from handler.core.permitted_devices import PermitMode, PermittedDevices
 from handler.core.render_settings import RenderSettings
@@ -90,19 +89,3 @@ def agent_owner(state_dir: Path, node_name: str | None) -> str:
     """Who owns the domains an agent defines: its node in Kubernetes, else its state directory.
     Two agents on one libvirt (a second install, a test run) then never touch each other's guests."""
     return f"node/{node_name}" if node_name else f"state-dir/{state_dir.resolve()}"
-
-
-def refuse_beside_kubevirt(api: Any, namespace: str, who: str) -> str | None:
-    """One line when KubeVirt runs in the cluster (or the API cannot say), else None."""
-    import urllib3
-    from kubernetes.client.exceptions import ApiException
-
-    from handler.kube.kubevirt_presence import kubevirt_refusal, presence_error
-
-    try:
-        refusal = kubevirt_refusal(api, namespace, who)
-    except ApiException as error:
-        return presence_error(error, namespace)
-    except (OSError, urllib3.exceptions.HTTPError) as error:
-        return f"checking for KubeVirt: cannot reach the API server ({error}); fix: check KUBECONFIG or the network"
-    return refusal.line() if refusal is not None else None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from handler.cli.common import Formatter, add_permitted_flags, fail, permitted_devices
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_doctor(args.host_root, probe, permitted, args.domain_type)
     if args.output == "json":
-        print(json.dumps(report.to_json(), indent=2))
+        print(report.to_json(), end="")  # already a JSON document
     else:
         print(report.to_text())
     return report.exit_code

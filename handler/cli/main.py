@@ -7,7 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from handler import __version__
-from handler.cli import agent_cmd, controller_cmd, demo_cmd, doctor_cmd, launcher_cmd, render_cmd, status_cmd
+from handler.cli import (
+    agent_cmd,
+    controller_cmd,
+    crd_cmd,
+    demo_cmd,
+    doctor_cmd,
+    launcher_cmd,
+    render_cmd,
+    status_cmd,
+    webhook_cmd,
+)
 
 DESCRIPTION = """\
 qat-handler gives Intel QuickAssist (QAT) virtual functions to virtual machines.
@@ -23,7 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"qat-handler {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (agent_cmd, launcher_cmd, controller_cmd, render_cmd, status_cmd, doctor_cmd, demo_cmd):
+    for module in (
+        agent_cmd,
+        launcher_cmd,
+        controller_cmd,
+        webhook_cmd,
+        render_cmd,
+        status_cmd,
+        doctor_cmd,
+        demo_cmd,
+        crd_cmd,
+    ):
         module.register(commands)
     return parser
 

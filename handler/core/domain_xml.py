@@ -9,6 +9,7 @@ from lxml import etree
 
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_identity import DomainIdentity, identity_element
+from handler.core.numa import UNPINNED, Placement
 from handler.core.render_settings import RenderSettings
 from handler.core.templates import template
 from handler.core.vmi import VMI, HostDisk
@@ -17,19 +18,25 @@ ALIAS_PREFIX = "ua-qat-"
 _TARGET_PREFIX = {"virtio": "vd", "sata": "sd"}
 
 
-def desired_digest(vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings) -> str:
+def desired_digest(
+    vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings, placement: Placement = UNPINNED
+) -> str:
     """Changes whenever the rendered domain would change, so stale domains can be spotted."""
     parts = [vmi.uid, vmi.spec_digest, settings.fingerprint(), *(f"{d.name}={d.bdf}" for d in devices)]
+    if placement.node is not None:  # unpinned guests keep the digest they always had
+        parts.append(placement.fingerprint())
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def identity_of(vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings) -> DomainIdentity:
+def identity_of(
+    vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings, placement: Placement = UNPINNED
+) -> DomainIdentity:
     return DomainIdentity(
         namespace=vmi.namespace,
         name=vmi.name,
         uid=vmi.uid,
         generation=vmi.generation,
-        digest=desired_digest(vmi, devices, settings),
+        digest=desired_digest(vmi, devices, settings, placement),
         grace_seconds=vmi.grace_seconds,
         devices=tuple(devices),
         owner=settings.owner,
@@ -40,14 +47,18 @@ def serial_log_path(vmi_domain_name: str, settings: RenderSettings) -> str:
     return f"{settings.log_dir.rstrip('/')}/{vmi_domain_name}.serial.log"
 
 
-def render_domain(vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings) -> str:
+def render_domain(
+    vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings, placement: Placement = UNPINNED
+) -> str:
     root = template("domain.xml")
     root.set("type", settings.domain_type)
     _text(root, "name", vmi.domain_name)
     _text(root, "uuid", vmi.uid)
-    _one(root, "metadata").append(identity_element(identity_of(vmi, devices, settings)))
+    _one(root, "metadata").append(identity_element(identity_of(vmi, devices, settings, placement)))
     _text(root, "memory", str(-(-vmi.memory_bytes // 1024)))
     _text(root, "vcpu", str(vmi.cores))
+    if placement.node is not None:
+        _pin(root, placement)
     _one(root, "os/type").set("machine", settings.machine)
     _one(root, "cpu/topology").set("cores", str(vmi.cores))
     if settings.cpu_mode:
@@ -70,6 +81,15 @@ def render_domain(vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderS
         serial.addprevious(_hostdev(device, settings))
     etree.indent(root, space="  ")
     return str(etree.tostring(root, encoding="unicode")) + "\n"
+
+
+def _pin(root: etree._Element, placement: Placement) -> None:
+    """vCPUs on the node's CPUs and memory on the node: the guest sits beside its VFs."""
+    vcpu = _one(root, "vcpu")
+    vcpu.set("cpuset", placement.cpuset)
+    numatune = etree.Element("numatune")
+    etree.SubElement(numatune, "memory", mode=placement.memory_mode, nodeset=str(placement.node))
+    vcpu.addnext(numatune)
 
 
 def _hostdev(device: AssignedDevice, settings: RenderSettings) -> etree._Element:

@@ -8,6 +8,8 @@ from typing import Any
 from handler.core.refusal import Refusal
 
 QAT_GATE = "QAT"
+CONFIGMAP_NAME = "kubevirt-config"
+"""The seed's gate list: ConfigMap <kubevirt namespace>/kubevirt-config, key feature-gates."""
 GATE_OFF_MESSAGE = "QAT feature gate is not enabled in kubevirt-config"
 """The seed's message; ``gate_refusal(...).line()`` starts with it."""
 

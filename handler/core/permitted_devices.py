@@ -74,6 +74,10 @@ class PermittedDevices:
     def selects(self, vendor: int, device: int) -> bool:
         return any(entry.selects(vendor, device) for entry in self.entries)
 
+    def serves(self, resource: str) -> bool:
+        """Whether any permitted device may back ``resource``: if none can, no node will ever start it."""
+        return any(entry.serves(resource) for entry in self.entries)
+
     def permits(self, vendor: int, device: int, resource: str | None) -> bool:
         """``resource=None`` asks whether the device is permitted for any resource."""
         return any(resource is None or entry.serves(resource) for entry in self.entries_for(vendor, device))

@@ -24,6 +24,9 @@ from handler.core.actions import (
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain, StopCause
 from handler.core.domain_xml import desired_digest, render_domain
+from handler.core.numa import CONDITION as NUMA_CONDITION
+from handler.core.numa import NumaPolicy, NumaTopology, Placement, place
+from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
 from handler.core.stop_outcome import AGENT_STOPPED, final_status
@@ -35,6 +38,9 @@ class PlanSettings:
     render: RenderSettings
     acpi_resend_seconds: float = 3.0
     """How often the power button is pressed again: a booting guest can miss the first press."""
+    numa_policy: NumaPolicy = NumaPolicy.NONE
+    numa_topology: NumaTopology | None = None
+    """The host's NUMA nodes and the node of each candidate VF, read at start; None: not known."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +62,21 @@ def plan(desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
 
 
 def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings) -> Plan:
-    digest = desired_digest(vmi, desired.devices, settings.render)
     domain, last = observed.domain, observed.status
-    running = VMIStatus(
-        Phase.RUNNING,
-        vmi.domain_name,
-        (ready(True), synchronized(True)),
-        desired.devices,
-        spec_digest=digest,
-    )
+    placement = place(vmi, desired.devices, settings.numa_topology, settings.numa_policy)
+    if isinstance(placement, Refusal):
+        if domain is None or not domain.active:
+            return _blocked(replace(desired, blocked=placement), observed)
+        placement = Placement()  # a running guest is never stopped for a refusal
+    digest = desired_digest(vmi, desired.devices, settings.render, placement)
+    conditions: tuple[Condition, ...] = (ready(True), synchronized(True))
+    if placement.note is not None:
+        conditions += (Condition(NUMA_CONDITION, *placement.note),)
+    running = VMIStatus(Phase.RUNNING, vmi.domain_name, conditions, desired.devices, spec_digest=digest)
     if domain is None:
         if last is not None and last.phase.terminal and last.spec_digest == digest:
             return Plan(())
-        xml = render_domain(vmi, desired.devices, settings.render)
+        xml = render_domain(vmi, desired.devices, settings.render, placement)
         return Plan(
             (
                 ClaimVMI(),
@@ -95,7 +103,7 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
             )
         return Plan(_transition(last, status, _restart_event(last, status)))
     if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
-        xml = render_domain(vmi, desired.devices, settings.render) if stale else ""
+        xml = render_domain(vmi, desired.devices, settings.render, placement) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
         return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import sysconfig
 from functools import cache
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def _find_templates(override: str | None) -> Path:
         Path(override) if override else None,
         Path(__file__).resolve().parents[2] / "templates",
         Path(sys.prefix) / "share" / "qat-handler" / "templates",
+        # Debian's python installs data files under /usr/local, not sys.prefix (/usr).
+        Path(sysconfig.get_path("data")) / "share" / "qat-handler" / "templates",
     ]
     for candidate in candidates:
         if candidate is not None and (candidate / "domain.xml").is_file():

@@ -20,6 +20,8 @@ from handler.core.vmi_schema import MAX_GRACE_SECONDS, known
 from handler.core.vmi_volumes import parse_disks
 
 API_VERSION = "kubevirt.io/v1"
+API_VERSIONS = (API_VERSION, "kubevirt.io/v1alpha3")
+"""Served versions, one schema: the seed-era example VMIs are v1alpha3."""
 KIND = "VirtualMachineInstance"
 DEFAULT_GRACE_SECONDS = 30
 
@@ -46,7 +48,7 @@ _SCHEDULING_FIELDS = frozenset(
 def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
     """Parse a manifest or raise Refused naming the first bad field."""
     doc = mapping(manifest, "manifest")
-    if doc.get("apiVersion") != API_VERSION:
+    if doc.get("apiVersion") not in API_VERSIONS:
         raise invalid("apiVersion", f"is {doc.get('apiVersion')!r}", f"set apiVersion: {API_VERSION}")
     if doc.get("kind") != KIND:
         raise invalid("kind", f"is {doc.get('kind')!r}", f"set kind: {KIND}")
@@ -215,4 +217,4 @@ def _check_autoattach(devices: Mapping[str, Any]) -> None:
         raise unsupported("spec.domain.devices.interfaces", "no networking is attached by this agent")
 
 
-__all__ = ["API_VERSION", "KIND", "HostDisk", "KernelBoot", "Refused", "parse_vmi", "spec_digest"]
+__all__ = ["API_VERSION", "API_VERSIONS", "KIND", "HostDisk", "KernelBoot", "Refused", "parse_vmi", "spec_digest"]

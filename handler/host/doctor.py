@@ -18,6 +18,7 @@ from handler.core.refusal import Refusal
 from handler.host.host_tree import Escape, HostTree, noting_escapes
 from handler.host.inspector import HostInspector
 from handler.host.inventory import Inventory, QatPf
+from handler.host.numa_topology import read_numa_topology
 
 LibvirtProbe = Callable[[], tuple[bool, str]]
 """Returns (reachable, detail), e.g. ``(True, "libvirt 9.0.0 at qemu:///system")``."""
@@ -34,6 +35,8 @@ def run_doctor(
     inventory = inspector.snapshot()
     refusals = {vf.bdf: inspector.check(vf.bdf) for vf in inventory.vfs}
     tree = HostTree(host_root)
+    topology = read_numa_topology(host_root)
+    nodes = dict(topology.device_nodes) if topology is not None and len(topology.nodes) > 1 else {}
     return Report(
         (
             _inside_root(inventory),
@@ -45,7 +48,7 @@ def run_doctor(
             _memlock(tree),
             _devices_found(inventory),
             *(_pf(pf) for pf in inventory.pfs),
-            *(_vf(vf, refusals[vf.bdf]) for vf in inventory.vfs),
+            *(_vf(vf, refusals[vf.bdf], nodes.get(vf.bdf)) for vf in inventory.vfs),
             _usable(inventory, refusals),
         )
     )
@@ -160,10 +163,12 @@ def _pf(pf: QatPf) -> Check:
     return Check(f"PF {pf.bdf}", not fixes, False, detail, "; ".join(fixes))
 
 
-def _vf(vf: PciFunction, refusal: Refusal | None) -> Check:
+def _vf(vf: PciFunction, refusal: Refusal | None, numa_node: int | None) -> Check:
     kind = vf.family.name if vf.family else vf.ids
     group = "none" if vf.iommu_group is None else vf.iommu_group
     found = f"{kind}, driver {vf.driver or 'none'}, IOMMU group {group}"
+    if numa_node is not None:  # shown on multi-node hosts, where placement depends on it
+        found += f", NUMA node {numa_node}"
     if refusal is None:
         return Check(f"VF {vf.bdf}", True, False, f"{found}, usable")
     return Check(f"VF {vf.bdf}", False, False, f"{found}, not usable: it {refusal.problem}", refusal.fix)

@@ -51,6 +51,8 @@ class SimulatedPf:
     """Gen4+ ``qat/cfg_services``."""
     state: str = "up"
     """Gen4+ ``qat/state``."""
+    numa_node: int | None = None
+    """The node the PF and its VFs hang off (sysfs ``numa_node``); None writes -1, as a one-node host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,13 @@ class EscapingLink:
 
 
 @dataclass(frozen=True, slots=True)
+class SimulatedNumaNode:
+    cpus: str
+    """``cpulist``, e.g. ``0-7``."""
+    memory_mib: int
+
+
+@dataclass(frozen=True, slots=True)
 class SimulatedHost:
     pfs: tuple[SimulatedPf, ...]
     extra_devices: tuple[SimulatedDevice, ...] = ()
@@ -90,6 +99,8 @@ class SimulatedHost:
     memlock: int | None = 64 * 1024 * 1024
     """RLIMIT_MEMLOCK written to ``proc/self/limits``; None for unlimited."""
     escaping_links: tuple[EscapingLink, ...] = ()
+    numa_nodes: tuple[SimulatedNumaNode, ...] = ()
+    """``sys/devices/system/node/node<N>``; none left out, as on a host without NUMA in sysfs."""
 
 
 def vf_addresses(pf: SimulatedPf) -> tuple[Bdf, ...]:
@@ -150,9 +161,12 @@ class _Builder:
             _write(f"{pf_dir}/qat/cfg_services", pf.services)
             _write(f"{pf_dir}/qat/state", pf.state)
         drivers = dict(pf.vf_drivers)
+        node = "-1" if pf.numa_node is None else str(pf.numa_node)
+        _write(f"{pf_dir}/numa_node", node)
         for index, vf in enumerate(vfs):
             driver = drivers.get(index, pf.vf_driver)
             vf_dir = self.add_device(vf, INTEL_VENDOR, family.vf_device, QAT_CLASS, driver, None, near=pf.bdf)
+            _write(f"{vf_dir}/numa_node", node)
             _link(f"{pf_dir}/virtfn{index}", vf_dir)
             _link(f"{vf_dir}/physfn", pf_dir)
         return vfs
@@ -220,6 +234,11 @@ class _Builder:
             self._path("proc/self/limits"),
             _LIMITS_HEADER + f"{'Max locked memory':<26}{limit:<21}{limit:<21}{'bytes':<10}",
         )
+        for index, numa in enumerate(spec.numa_nodes):
+            folder = self._path(f"sys/devices/system/node/node{index}")
+            os.makedirs(folder)
+            _write(f"{folder}/cpulist", numa.cpus)
+            _write(f"{folder}/meminfo", f"Node {index} MemTotal:       {numa.memory_mib * 1024} kB")
         for escape in spec.escaping_links:
             folder = self.dirs[escape.bdf]
             path = f"{folder}/{escape.link}" if escape.link else self._path(f"sys/bus/pci/devices/{escape.bdf}")

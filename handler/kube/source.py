@@ -13,7 +13,7 @@ from kubernetes import client
 from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import AssignedDevice, resolve_devices
-from handler.core.feature_gates import gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
+from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
 from handler.core.vmi_lifecycle import LAUNCHER_FAILURES
@@ -26,7 +26,7 @@ from handler.kube.pod_resources import PodResourcesClient, PodResourcesUnavailab
 
 log = structlog.get_logger("qat_handler.kube")
 
-CONFIGMAP_NAME = "kubevirt-config"
+__all__ = ["CONFIGMAP_NAME", "KubeSource"]
 
 
 class KubeSource:

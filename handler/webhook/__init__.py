@@ -1,1 +1,1 @@
-"""The validating admission webhook (KubeVirt's virt-api role)."""
+"""The validating admission webhook (the virt-api role): HTTPS server, certificates, gate watch."""

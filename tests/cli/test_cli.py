@@ -258,6 +258,56 @@ def test_status_table_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     assert code == 0 and "MESSAGE" in out.splitlines()[0] and "is not a PCI address" in out
 
 
+# -- doctor ------------------------------------------------------------------------------
+
+
+def doctor_host(tmp_path: Path) -> Path:
+    """A C62x host with two VFs, the second on its in-kernel driver (so one check fails)."""
+    host = tmp_path / "host"
+    build_simulated_host(
+        host, SimulatedHost(pfs=(SimulatedPf("C62x", Bdf(0, 0x3D, 0, 0), 2, vf_drivers=((1, "c6xxvf"),)),))
+    )
+    return host
+
+
+def installed_cli() -> str:
+    return str(Path(sys.executable).with_name("qat-handler"))
+
+
+def test_doctor_json_is_one_json_document(tmp_path: Path) -> None:
+    """The README's `qat-handler doctor --domain-type qemu -o json`, on a generated host."""
+    argv = ["doctor", "--domain-type", "qemu", "-o", "json", "--host-root", str(doctor_host(tmp_path))]
+    result = subprocess.run(
+        [installed_cli(), *argv, "--connect", "test:///default"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode in (0, 1), result.stderr
+    body = json.loads(result.stdout)
+    assert isinstance(body, dict), "a JSON object, not a string holding JSON"
+    assert body["ok"] is (result.returncode == 0)
+    failed = {check["name"] for check in body["checks"] if not check["ok"]}
+    assert "VF 0000:3d:01.1" in failed and "VF 0000:3d:01.0" not in failed
+
+
+def test_doctor_help_jq_example_works(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """The `| jq ...` line of `doctor --help`, run as a shell pipeline against a generated host."""
+    with pytest.raises(SystemExit):
+        main(["doctor", "--help"])
+    example = next(line for line in capsys.readouterr().out.splitlines() if "| jq" in line)
+    pipeline = example.split("#")[0].strip().replace("qat-handler", installed_cli(), 1)
+    pipeline = pipeline.replace(
+        " -o json", f" --domain-type qemu --host-root {doctor_host(tmp_path)} --connect test:///default -o json"
+    )
+    result = subprocess.run(["sh", "-c", pipeline], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    decoder, text, picked = json.JSONDecoder(), result.stdout.strip(), []
+    while text:
+        check, end = decoder.raw_decode(text)
+        picked.append(check)
+        text = text[end:].strip()
+    assert picked and all(check["ok"] is False for check in picked)
+    assert "VF 0000:3d:01.1" in {check["name"] for check in picked}
+
+
 # -- demo --------------------------------------------------------------------------------
 
 

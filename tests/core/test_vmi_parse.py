@@ -198,6 +198,12 @@ def test_manifest_is_read(edit: Edit, fields: dict[str, Any]) -> None:
     assert {name: getattr(vmi, name) for name in fields} == fields
 
 
+def test_the_seed_era_v1alpha3_is_read_like_v1() -> None:
+    doc = base()
+    doc["apiVersion"] = "kubevirt.io/v1alpha3"
+    assert parse_vmi(doc) == parse_vmi(base())
+
+
 def test_uid_from_default_when_missing() -> None:
     doc = base()
     del doc["metadata"]["uid"]
@@ -212,7 +218,7 @@ INVALID = "InvalidSpec"
 REFUSED: list[Any] = [
     # the document itself
     pytest.param(replace_doc([1, 2]), INVALID, "manifest", id="not-an-object"),
-    pytest.param(put("apiVersion", "kubevirt.io/v1alpha3"), INVALID, "apiVersion", id="api-version"),
+    pytest.param(put("apiVersion", "kubevirt.io/v1beta1"), INVALID, "apiVersion", id="api-version"),
     pytest.param(put("kind", "VirtualMachine"), INVALID, "kind", id="kind"),
     # metadata
     pytest.param(put("metadata", None), INVALID, "metadata.name", id="no-metadata"),

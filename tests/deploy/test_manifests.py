@@ -39,8 +39,13 @@ INSTALLED_KINDS = (
     "Role",
     "RoleBinding",
     "DaemonSet",
+    "CustomResourceDefinition",
     "Deployment",
+    "Service",
+    "ValidatingWebhookConfiguration",
 )
+INSTALLED_DIRS = (DEPLOY, DEPLOY / "crds")
+"""Folders whose every manifest `kubectl apply -k deploy/` installs."""
 
 DOCS = load_all()
 
@@ -113,8 +118,12 @@ def test_kustomization_lists_every_manifest_and_no_example() -> None:
     listed = kustomization().get("resources") or []
     assert isinstance(listed, list)
     assert len(listed) == len(set(listed)), f"listed twice: {listed}"
-    manifests = {p.name for p in manifest_paths() if p.parent == DEPLOY and p.name != "kustomization.yaml"}
-    assert set(listed) == manifests, "deploy/kustomization.yaml resources must be exactly deploy/*.yaml"
+    manifests = {
+        str(p.relative_to(DEPLOY))
+        for p in manifest_paths()
+        if p.parent in INSTALLED_DIRS and p.name != "kustomization.yaml"
+    }
+    assert set(listed) == manifests, "deploy/kustomization.yaml resources must be exactly deploy/*.yaml and crds/*.yaml"
     assert not any(str(p).startswith("examples") for p in listed)
 
 
@@ -159,7 +168,9 @@ def kustomize(directory: Path) -> list[dict[str, object]]:
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
 def test_kustomize_build_validates() -> None:
     built = kustomize(DEPLOY)
-    assert sorted(str(d["kind"]) for d in built) == sorted(d.kind for d in DOCS if d.path.parent == DEPLOY and core(d))
+    assert sorted(str(d["kind"]) for d in built) == sorted(
+        d.kind for d in DOCS if d.path.parent in INSTALLED_DIRS and core(d)
+    )
     for body in built:
         kubernetes_validate.validate(body, KUBE_VERSION, strict=True)
 
@@ -174,10 +185,10 @@ def test_an_overlay_repoints_every_image(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text(overlay.replace("REGISTRY/", "mirror/"))
     built = kustomize(tmp_path)
     workloads = [d for d in built if d["kind"] in ("DaemonSet", "Deployment")]
-    assert len(workloads) == 2
+    assert len(workloads) >= 3
     for workload in workloads:
         spec = workload["spec"]["template"]["spec"]  # type: ignore[index]
         assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:0.1.0"}
-    (controller,) = [d for d in workloads if d["kind"] == "Deployment"]
+    (controller,) = [d for d in workloads if d["metadata"]["name"] == "qat-handler-controller"]  # type: ignore[index]
     args = controller["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
     assert "--launcher-image=mirror/qat-handler:0.1.0" in args

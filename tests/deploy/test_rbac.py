@@ -1,5 +1,4 @@
-"""RBAC in deploy/ grants each identity (the agent, the controller) exactly what its code asks
-the API server for.
+"""RBAC in deploy/ grants exactly what the agent's code asks the API server for.
 
 The calls are read from handler/ itself: every reference to a method of the official
 client's ``*Api`` classes is found and mapped to (scope, API group, resource, verb) by
@@ -26,6 +25,11 @@ from tests.deploy.manifests import REPO, cli_args, one, pod_spec
 ANY_NAMESPACE = "all namespaces"
 KUBEVIRT_NAMESPACE = "kubevirt namespace"
 """Calls whose namespace argument is the agent's --kubevirt-namespace."""
+STACK_NAMESPACE = "stack namespace"
+"""Calls whose namespace argument (named ``stack_namespace``) is the stack's own, qat-handler."""
+AGENT_ENTRY = "handler.cli.agent_cmd"
+"""The agent's grants are the calls in the modules its subcommand imports, directly or not."""
+CONTROLLER_ENTRY = "handler.cli.controller_cmd"
 LEASE_NAMESPACE = "lease namespace"
 """Calls whose namespace argument is the controller's --lease-namespace (its own namespace)."""
 
@@ -69,8 +73,6 @@ CONTROLLER_IN_LEASE_NAMESPACE = {
     ("coordination.k8s.io", "leases", "create"),
     ("coordination.k8s.io", "leases", "update"),
 }
-CONTROLLER_CODE = ("handler/controller", "handler/kube/kubevirt_presence.py")
-NOT_AGENT_CODE = ("handler/controller", "handler/webhook")
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +81,13 @@ class ApiCall:
 
     verbs: tuple[str, ...]
     resource: str | None = None
-    """A built-in resource; None for custom objects, whose group and plural are arguments 0 and plural."""
+    """A core resource; None for custom objects, whose group and plural are arguments 0 and plural."""
     plural: int | None = None
     namespace: int | None = None
     """None: the call spans all namespaces."""
     subresource: str = ""
     group: str = ""
-    """The API group of a built-in resource."""
+    """The API group of a built-in resource (``resource``); custom objects name theirs in an argument."""
 
 
 # Every list is watched too: handler/kube/informer.py watches with the call it lists with.
@@ -99,6 +101,16 @@ API_CALLS = {
     "list_pod_for_all_namespaces": ApiCall(("list", "watch"), "pods"),
     "create_namespaced_event": ApiCall(("create",), "events", namespace=0),
     "patch_namespaced_event": ApiCall(("patch",), "events", namespace=1),
+    "list_namespaced_secret": ApiCall(("list", "watch"), "secrets", namespace=0),
+    "read_namespaced_secret": ApiCall(("get",), "secrets", namespace=1),
+    "create_namespaced_secret": ApiCall(("create",), "secrets", namespace=0),
+    "replace_namespaced_secret": ApiCall(("update",), "secrets", namespace=1),
+    "read_validating_webhook_configuration": ApiCall(
+        ("get",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
+    ),
+    "patch_validating_webhook_configuration": ApiCall(
+        ("patch",), "validatingwebhookconfigurations", group="admissionregistration.k8s.io"
+    ),
     "create_namespaced_pod": ApiCall(("create",), "pods", namespace=0),
     "delete_namespaced_pod": ApiCall(("delete",), "pods", namespace=1),
     "read_namespaced_deployment": ApiCall(("get",), "deployments", namespace=1, group="apps"),
@@ -181,10 +193,14 @@ def grants(found: Found, module: str | None) -> set[Grant]:
     if spec.subresource:
         resource = f"{resource}/{spec.subresource}"
     scope = ANY_NAMESPACE
-    if spec.namespace is not None and ast.unparse(found.args[spec.namespace]) == "kubevirt_namespace":
-        scope = KUBEVIRT_NAMESPACE
-    if spec.namespace is not None and ast.unparse(found.args[spec.namespace]).endswith("lease_namespace"):
-        scope = LEASE_NAMESPACE
+    if spec.namespace is not None:
+        named = ast.unparse(found.args[spec.namespace])
+        scopes = {
+            "kubevirt_namespace": KUBEVIRT_NAMESPACE,
+            "stack_namespace": STACK_NAMESPACE,
+            "self.lease_namespace": LEASE_NAMESPACE,
+        }
+        scope = scopes.get(named, scope)
     return {(scope, group, resource, verb) for verb in spec.verbs}
 
 
@@ -199,15 +215,38 @@ def _value(expr: ast.expr, module: str | None, found: Found) -> str:
     raise AssertionError(f"{found.where}: cannot tell the group/resource from {ast.unparse(expr)}")
 
 
-def code_grants(identity: str = "agent") -> set[Grant]:
-    """The grants the code of one identity needs: the controller's own modules, or all the rest."""
+def module_path(module: str) -> Path:
+    base = REPO.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def reachable(entry: str) -> set[str]:
+    """``entry`` and every handler module it imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [entry]
+    while todo:
+        module = todo.pop()
+        path = module_path(module)
+        if module in seen or not path.exists():
+            continue
+        seen.add(module)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                todo += [alias.name for alias in node.names if alias.name.startswith("handler")]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("handler"):
+                todo += [node.module or "", *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return seen
+
+
+def code_grants(entry: str | None = None) -> set[Grant]:
+    """The grants the calls need: in every handler module, or in those ``entry`` reaches."""
     out: set[Grant] = set()
+    modules = reachable(entry) if entry else None
     for path in sorted((REPO / "handler").rglob("*.py")):
         relative = path.relative_to(REPO)
-        mine = str(relative).startswith(CONTROLLER_CODE if identity == "controller" else NOT_AGENT_CODE)
-        if mine != (identity == "controller"):
+        module = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        if modules is not None and module not in modules:
             continue
-        module = ".".join(relative.with_suffix("").parts)
         for found in find_calls(path.read_text(encoding="utf-8"), str(relative)):
             out |= grants(found, module)
     return out
@@ -233,17 +272,20 @@ def flatten(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
 # -- the tests ------------------------------------------------------------------------------
 
 
-def test_the_code_makes_exactly_the_calls_written_down_here() -> None:
+def test_the_agent_makes_exactly_the_calls_written_down_here() -> None:
     expected = {(ANY_NAMESPACE, *g) for g in EXPECTED_CLUSTER_WIDE}
     expected |= {(KUBEVIRT_NAMESPACE, *g) for g in EXPECTED_IN_KUBEVIRT_NAMESPACE}
-    assert code_grants() == expected
+    assert code_grants(AGENT_ENTRY) == expected
 
 
-def test_the_controllers_code_makes_exactly_the_calls_written_down_here() -> None:
+def test_the_controller_makes_exactly_the_calls_written_down_here() -> None:
+    """Its own calls, plus the webhook TLS keeper's it runs (tests/deploy/test_rbac_webhook.py)."""
+    from tests.deploy.test_rbac_webhook import TLS_ENTRY
+
     expected = {(ANY_NAMESPACE, *g) for g in CONTROLLER_CLUSTER_WIDE}
     expected |= {(KUBEVIRT_NAMESPACE, *g) for g in CONTROLLER_IN_KUBEVIRT_NAMESPACE}
     expected |= {(LEASE_NAMESPACE, *g) for g in CONTROLLER_IN_LEASE_NAMESPACE}
-    assert code_grants("controller") == expected
+    assert code_grants(CONTROLLER_ENTRY) == expected | code_grants(TLS_ENTRY)
 
 
 def test_controller_roles_grant_exactly_its_calls_where_it_makes_them() -> None:

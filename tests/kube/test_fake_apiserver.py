@@ -363,9 +363,10 @@ def test_discovery_lists_the_status_subresource_only_when_enabled(make_server: C
         "events.k8s.io": "events.k8s.io/v1",
         "apps": "apps/v1",
         "coordination.k8s.io": "coordination.k8s.io/v1",
+        "admissionregistration.k8s.io": "admissionregistration.k8s.io/v1",
     }
     core_names = {r.name for r in client.CoreV1Api(api).get_api_resources().resources}
-    assert core_names == {"configmaps", "events", "pods", "pods/status"}
+    assert core_names == {"configmaps", "events", "nodes", "nodes/status", "pods", "pods/status", "secrets"}
     assert {r.name for r in client.EventsV1Api(api).get_api_resources().resources} == {"events"}
     assert client.VersionApi(api).get_code().major == "1"
     with pytest.raises(ApiException) as exc:

@@ -1,10 +1,11 @@
 """A stateful fake kube-apiserver over real HTTP, for driving code that uses the
 official ``kubernetes`` Python client (stdlib only: ``http.server``).
 
-Served: ``kubevirt.io/v1`` virtualmachineinstances and kubevirts (custom-resource
-rules), core ``v1`` configmaps, pods and events, ``apps/v1`` deployments, ``coordination.k8s.io/v1``
-leases, ``events.k8s.io/v1`` events (the
-same stored events as core ``v1``), and discovery (``/api``, ``/api/v1``, ``/apis``,
+Served: ``kubevirt.io/v1`` virtualmachineinstances (also as ``v1alpha3``, one storage)
+and kubevirts (custom-resource rules), core ``v1`` configmaps, secrets, pods and events,
+``apps/v1`` deployments, ``coordination.k8s.io/v1`` leases,
+``events.k8s.io/v1`` events (the same stored events as core ``v1``), the cluster-scoped
+``admissionregistration.k8s.io/v1`` validatingwebhookconfigurations, and discovery (``/api``, ``/api/v1``, ``/apis``,
 ``/apis/{group}[/{version}]``, ``/version``).
 
 Behaviour follows the real server where a node agent can notice the difference:
@@ -17,7 +18,10 @@ allowed; objects that stop (start) matching a watch's selector arrive as DELETED
 status from the rest; generation follows apiextensions rules; finalizers delay
 deletion; no-op writes do not bump the RV.
 
-Not modelled: namespaces (any namespace exists), authn/authz, admission, server-side
+Validating admission webhooks registered through the API are called over HTTPS on
+create and update (``admission.py``).
+
+Not modelled: namespaces (any namespace exists), authn/authz, mutating admission, server-side
 apply, dryRun (rejected with 400), graceful pod deletion (pods go at once),
 garbage collection (propagationPolicy is ignored), managedFields, list paging
 (``limit`` is ignored; lists are always served at the latest RV).

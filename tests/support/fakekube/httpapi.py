@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from . import openapi
+from .admission import Admission
 from .errors import ApiError, bad_request, method_not_allowed, path_not_found, reason_for
 from .patch import touched_paths
 from .resources import Obj, Registry, ResourceType
@@ -76,6 +78,7 @@ class ApiContext:
     faults: list[FaultRule] = field(default_factory=list)
     connections: set[socket.socket] = field(default_factory=set)
     internal_errors: list[str] = field(default_factory=list)
+    admission: Admission = field(default_factory=Admission)
 
     def take_fault(self, method: str, path: str, is_watch: bool) -> FaultRule | None:
         with self.lock:
@@ -178,6 +181,7 @@ class ApiHandler(BaseHTTPRequestHandler):
                 body, parse_error = raw.decode(errors="replace"), str(e)
         is_watch = self.command == "GET" and query.get("watch") in _TRUE
         self.record = RequestRecord(self.command, path, query, content_type, body, is_watch)
+        ctx.admission.user = self.headers.get("Impersonate-User")
         with ctx.lock:
             ctx.log.append(self.record)
         try:
@@ -255,7 +259,7 @@ class ApiHandler(BaseHTTPRequestHandler):
         elif method == "PATCH":
             self._send_json(200, store.patch(rt, ns, name, content_type or "", body, target.subresource))
         elif method == "DELETE" and target.subresource is None:
-            self._send_json(200, store.delete(rt, ns, name, body))
+            self._send_json(200, store.delete(rt, ns, name, _delete_options(body, query)))
         else:
             raise method_not_allowed(method)
 
@@ -280,6 +284,14 @@ class ApiHandler(BaseHTTPRequestHandler):
                 "compiler": "gc",
                 "platform": "linux/amd64",
             }
+        if path == "/openapi/v3":
+            return openapi.index(registry)
+        if path.startswith("/openapi/v3/"):
+            gv = parts[3:] if parts[2] == "apis" else ["", *parts[3:]]
+            found = openapi.document(registry, gv[0], gv[1]) if len(gv) == 2 else None
+            if found is None:
+                raise path_not_found()
+            return found
         if path == "/api":
             return registry.api_versions(f"{host}:{port}")
         if path == "/apis":
@@ -308,6 +320,10 @@ class ApiHandler(BaseHTTPRequestHandler):
         if rest[0] == "namespaces" and len(rest) >= 3:
             namespace, rest = rest[1], rest[2:]
         rt = self.server.ctx.registry.lookup(group, version, rest[0])
+        if rt is not None and not rt.namespaced:  # cluster-scoped: stored under the namespace ""
+            if namespace is not None:
+                raise path_not_found()
+            namespace = ""
         if rt is None or len(rest) > 3 or (namespace is None and len(rest) > 1):
             raise path_not_found()
         name = rest[1] if len(rest) > 1 else None
@@ -422,6 +438,20 @@ class ApiHandler(BaseHTTPRequestHandler):
         except OSError:
             return True
         return peeked == b""
+
+
+def _delete_options(body: Any, query: dict[str, str]) -> Obj:
+    """DeleteOptions from the body, with ``gracePeriodSeconds`` and ``propagationPolicy`` also taken from the
+    query string, where the official client puts them."""
+    options: Obj = dict(body) if isinstance(body, dict) else {}
+    if "gracePeriodSeconds" in query:
+        try:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        except ValueError:
+            raise bad_request(f"invalid gracePeriodSeconds {query['gracePeriodSeconds']!r}") from None
+    if "propagationPolicy" in query:
+        options["propagationPolicy"] = query["propagationPolicy"]
+    return options
 
 
 def _event_for(rt: ResourceType, change: Change, labels: LabelSelector, fields: FieldSelector) -> Obj | None:

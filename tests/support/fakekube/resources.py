@@ -124,6 +124,7 @@ def default_resources(
             short_names=("vmi", "vmis"),
             categories=("all",),
         ),
+        _vmi_v1alpha3(vmi_status_subresource),
         ResourceType(
             "kubevirt.io",
             "v1",
@@ -138,6 +139,17 @@ def default_resources(
             categories=("all",),
         ),
         ResourceType("", "v1", "configmaps", "ConfigMap", "configmap", short_names=("cm",)),
+        ResourceType("", "v1", "secrets", "Secret", "secret"),
+        ResourceType(
+            "admissionregistration.k8s.io",
+            "v1",
+            "validatingwebhookconfigurations",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfiguration",
+            namespaced=False,
+            has_generation=True,
+            field_labels=frozenset({"metadata.name"}),
+        ),
         ResourceType(
             "",
             "v1",
@@ -177,7 +189,43 @@ def default_resources(
             from_storage=events.from_core,
             validate_create=events.validate_events_v1,
         ),
+        ResourceType(
+            "",
+            "v1",
+            "nodes",
+            "Node",
+            "node",
+            namespaced=False,
+            status_subresource=True,
+            return_deleted_object=True,
+            short_names=("no",),
+            field_labels=frozenset({"metadata.name", "spec.unschedulable"}),
+        ),
     ]
+
+
+def _vmi_v1alpha3(status_subresource: bool) -> ResourceType:
+    """The deprecated version of the same VMIs: one storage (v1), each version's own apiVersion on the way out."""
+
+    def as_version(version: str) -> Callable[[Obj], Obj]:
+        return lambda obj: {**obj, "apiVersion": f"kubevirt.io/{version}"}
+
+    return ResourceType(
+        "kubevirt.io",
+        "v1alpha3",
+        "virtualmachineinstances",
+        "VirtualMachineInstance",
+        "virtualmachineinstance",
+        custom=True,
+        status_subresource=status_subresource,
+        has_generation=True,
+        return_deleted_object=True,
+        short_names=("vmi", "vmis"),
+        categories=("all",),
+        storage=("kubevirt.io", "virtualmachineinstances"),
+        to_storage=as_version("v1"),
+        from_storage=as_version("v1alpha3"),
+    )
 
 
 class Registry:
@@ -202,6 +250,8 @@ class Registry:
     def by_plural(self, plural: str, group: str | None = None) -> ResourceType:
         """For the Python test hooks: ``plural`` alone when unambiguous, else with ``group``."""
         found = [rt for rt in self._types if rt.plural == plural and (group is None or rt.group == group)]
+        if len({rt.group for rt in found}) == 1:  # several versions of one resource: the storage version
+            found = [rt for rt in found if rt.storage is None]
         if len(found) != 1:
             raise KeyError(f"{plural!r} (group={group!r}) matches {len(found)} resource types")
         return found[0]

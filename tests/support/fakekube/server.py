@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .admission import WEBHOOK_CONFIGS
 from .httpapi import ApiContext, ApiServer, FaultRule, RequestRecord
 from .resources import Obj, Registry, ResourceType, default_resources
 from .store import Store
@@ -40,6 +41,7 @@ class FakeApiServer:
         )
         self.store = Store(history_limit=history_limit)
         self._ctx = ApiContext(self.store, self.registry, bookmark_interval, default_watch_timeout)
+        self.store.admit = self._admit
         self._address = (host, port)
         self._httpd: ApiServer | None = None
         self._thread: threading.Thread | None = None
@@ -178,6 +180,25 @@ class FakeApiServer:
 
         if not self.store.wait_for(enough, timeout):
             raise AssertionError(f"fewer than {count} watch(es) on {plural or 'anything'} after {timeout}s")
+
+    # --- admission webhooks ---------------------------------------------------------
+
+    def route_service(self, namespace: str, name: str, port: int, address: tuple[str, int]) -> None:
+        """Answer for Service ``namespace/name:port`` at a local address (the fake has no Service network).
+        The certificate is still verified for ``<name>.<namespace>.svc``."""
+        self._ctx.admission.services[(namespace, name, port)] = address
+
+    @property
+    def admission_reviews(self) -> list[Obj]:
+        """Every AdmissionReview sent to a webhook so far (oldest first)."""
+        return list(self._ctx.admission.calls)
+
+    def _admit(self, operation: str, rt: ResourceType, obj: Obj, old: Obj | None, sub: str | None) -> None:
+        configs_rt = self.registry.by_plural(*reversed(WEBHOOK_CONFIGS))
+        if rt.storage_key == configs_rt.storage_key:
+            return  # as in kube-apiserver: webhook configurations are never sent to webhooks
+        configs, _ = self.store.list_objects(configs_rt, None)
+        self._ctx.admission.admit(configs, operation, rt, obj, old, sub)
 
     # --- faults and the request log ----------------------------------------------
 

@@ -48,6 +48,15 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def rfc3339_in(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
+
+
+def _deletion_due(meta: Obj) -> bool:
+    """Marked for deletion with no grace left to run (finalizers alone hold it); a graceful deletion is not."""
+    return bool(meta.get("deletionTimestamp")) and not meta.get("deletionGracePeriodSeconds")
+
+
 @dataclass(frozen=True)
 class Change:
     rv: int
@@ -89,6 +98,10 @@ class Store:
         self._objects: dict[StorageKey, dict[tuple[str, str], Obj]] = defaultdict(dict)
         self._watchers: set[Watcher] = set()
         self._paused = False
+        self.grace_for: Callable[[ResourceType, Obj, Any], int] | None = None
+        """Graceful deletion (set by ``graceful.py``): seconds an object lingers, marked, after a DELETE."""
+        self.admit: Callable[[str, ResourceType, Obj, Obj | None, str | None], None] | None = None
+        """Validating admission (set by the server): raises ApiError to refuse a create or update."""
 
     # --- writes ------------------------------------------------------------
 
@@ -141,6 +154,8 @@ class Store:
             for system_field in ("deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
                 meta.pop(system_field, None)
             meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339())
+            if not rt.namespaced:
+                meta.pop("namespace")
             if rt.has_generation:
                 meta["generation"] = 1
             if rt.status_subresource:  # status is not writable through the main resource, not even on create
@@ -153,6 +168,8 @@ class Store:
                 raise invalid(rt, meta["name"], causes)
             if (ns, meta["name"]) in self._objects[rt.storage_key]:
                 raise already_exists(rt, meta["name"])
+            if self.admit is not None:
+                self.admit("CREATE", rt, copy.deepcopy(obj), None, None)
             return self._commit("ADDED", rt, ns, meta["name"], rt.to_storage(obj), None)
 
     def replace(self, rt: ResourceType, ns: str, name: str, body: Any, subresource: str | None = None) -> Obj:
@@ -255,11 +272,13 @@ class Store:
                 meta["generation"] = int(cur_meta.get("generation") or 0) + 1
         if new == cur_view:
             return copy.deepcopy(cur_view)  # no-op writes are not persisted: same RV, no watch event
-        if new["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
+        if _deletion_due(new["metadata"]) and not new["metadata"].get("finalizers"):
             # The last finalizer is gone: the object is deleted. Watchers get DELETED with the last stored
             # state (finalizers still listed); the writer gets back the object it sent, as from a real server.
             self._commit("DELETED", rt, ns, name, None, cur)
             return new
+        if self.admit is not None:
+            self.admit("UPDATE", rt, copy.deepcopy(new), copy.deepcopy(cur_view), subresource)
         return self._commit("MODIFIED", rt, ns, name, rt.to_storage(new), cur)
 
     @staticmethod
@@ -290,6 +309,9 @@ class Store:
                     f"Precondition failed: ResourceVersion in precondition: "
                     f"{preconditions['resourceVersion']}, ResourceVersion in object meta: {_rv_of(cur)}",
                 )
+            grace = self.grace_for(rt, cur, options) if self.grace_for is not None else 0
+            if grace > 0 or (meta.get("deletionTimestamp") and not _deletion_due(meta)):
+                return self._delete_gracefully(rt, ns, name, cur, grace)
             if meta.get("finalizers"):
                 if meta.get("deletionTimestamp"):
                     return copy.deepcopy(rt.from_storage(cur))  # already being deleted: nothing to write
@@ -308,6 +330,21 @@ class Store:
                 "status": "Success",
                 "details": {"name": name, "group": rt.group, "kind": rt.plural, "uid": meta["uid"]},
             }
+
+    def _delete_gracefully(self, rt: ResourceType, ns: str, name: str, cur: Obj, grace: int) -> Obj:
+        """Mark (or shorten) a graceful deletion, as the apiserver's BeforeDelete does: the object stays,
+        with ``deletionTimestamp`` = now + grace, until someone deletes it again with grace 0 (the kubelet,
+        once the pod's containers stopped). A longer grace never extends one already under way."""
+        meta = cur["metadata"]
+        current = meta.get("deletionGracePeriodSeconds")
+        if current is not None and current <= grace:
+            return copy.deepcopy(rt.from_storage(cur))
+        if grace == 0 and not meta.get("finalizers"):
+            return self._commit("DELETED", rt, ns, name, None, cur)
+        marked_meta = {**meta, "deletionTimestamp": rfc3339_in(grace), "deletionGracePeriodSeconds": grace}
+        if meta.get("generation") and current is None:
+            marked_meta["generation"] = meta["generation"] + 1
+        return self._commit("MODIFIED", rt, ns, name, {**cur, "metadata": marked_meta}, cur)
 
     def delete_collection(self, rt: ResourceType, ns: str, labels: LabelSelector, fields: FieldSelector) -> Obj:
         with self.cond:
@@ -415,7 +452,7 @@ class Store:
         obj = copy.deepcopy(obj)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
         meta = obj.setdefault("metadata", {})
-        ns = meta.setdefault("namespace", "default")
+        ns = meta.setdefault("namespace", "default") if rt.namespaced else ""
         with self.cond:
             cur = self._objects[rt.storage_key].get((ns, meta["name"]))
             meta.setdefault("uid", cur["metadata"]["uid"] if cur else str(uuid.uuid4()))

@@ -1,0 +1,187 @@
+"""P2: the latency the agent adds per VMI in a burst (manifest written -> domain started).
+
+    python bench/latency.py [--burst 200] [--rate 0] [--json]
+
+``--rate 0`` (the default) writes the whole burst at once, so the later VMIs wait for the
+earlier ones and the percentiles include queueing; ``--rate R`` paces the manifests at R per
+second, so each figure is the agent's own per-VMI latency. Both are reported by default.
+
+The agent runs in this process on ``test:///default`` (the test driver's state is per
+process, so a second connection here sees the agent's domains) with a simulated 1,024-VF
+host on tmpfs. Once it is idle, the burst writes N manifests with their env files, each
+made visible by an atomic rename, and records when each became visible. A lifecycle-event
+callback on a second connection records when each domain STARTED. Latency = started - visible.
+
+Baseline, same run, same process, same XMLs (rendered by the agent's renderer): a bare
+``defineXML`` + ``create`` loop, each VMI's latency being the time from the loop reaching it
+to its STARTED event. A benchmark, never a test: nothing asserts; the goal is p95 <= 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import libvirt
+import yaml
+from workload import NAMESPACE, RESOURCE, build_host, manifest_text
+
+from handler.agent.agent import StopPolicy
+from handler.baremetal.manifest_file import default_uid
+from handler.baremetal.node import BareMetalNode
+from handler.core.device_env import AssignedDevice
+from handler.core.domain_xml import render_domain
+from handler.core.render_settings import RenderSettings
+from handler.core.vmi_parse import parse_vmi
+from handler.host.fresh_checks import FreshDeviceChecks
+from handler.ops.logs import configure_logging
+from handler.settings import AgentSettings
+from handler.virt.event_loop import ensure_event_loop
+
+GOAL_P95_MS = 20.0
+
+
+class StartClock:
+    """Records when each domain of ours sends STARTED, on the agent's own event loop thread."""
+
+    def __init__(self, connection: libvirt.virConnect, prefix: str) -> None:
+        self.started: dict[str, float] = {}
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._id = connection.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._event, None)
+        self._connection = connection
+
+    def _event(self, _conn: object, domain: libvirt.virDomain, event: int, _detail: int, _opaque: object) -> None:
+        if event == libvirt.VIR_DOMAIN_EVENT_STARTED and domain.name().startswith(self._prefix):
+            with self._lock:
+                self.started.setdefault(domain.name(), time.monotonic())
+
+    def wait(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.started) >= count:
+                    return True
+            time.sleep(0.002)
+        return False
+
+    def close(self) -> None:
+        self._connection.domainEventDeregisterAny(self._id)
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50": ordered[len(ordered) // 2] * 1000, "p95": cut[94] * 1000, "p99": cut[98] * 1000}
+
+
+def agent_burst(work: Path, host_root: Path, burst: int, rate: float) -> dict[str, float]:
+    vfs = build_host(host_root)
+    vmi_dir, state = work / "vmis", work / "state"
+    vmi_dir.mkdir()
+    settings = AgentSettings(
+        connect="test:///default",
+        vmi_dir=vmi_dir,
+        state_dir=state,
+        host_root=host_root,
+        render=RenderSettings(log_dir=str(state / "logs")),
+        on_stop="keep",
+        log_level="warning",
+    )
+    node = BareMetalNode(settings, FreshDeviceChecks(host_root))
+    node.start()
+    clock = StartClock(libvirt.open("test:///default"), f"{NAMESPACE}_burst-")
+    visible: dict[str, float] = {}
+    try:
+        staging = work / "staging"
+        staging.mkdir()
+        for index in range(burst):
+            name = f"burst-{index:03d}"
+            (staging / f"{name}.env").write_text(f"QAT0={vfs[index]}\n")
+            (staging / f"{name}.yaml").write_text(manifest_text(name, "64Mi", with_qat=True))
+        for index in range(burst):
+            name = f"burst-{index:03d}"
+            os.rename(staging / f"{name}.env", vmi_dir / f"{name}.env")  # the env file first, as an operator would
+            os.rename(staging / f"{name}.yaml", vmi_dir / f"{name}.yaml")
+            visible[f"{NAMESPACE}_{name}"] = time.monotonic()
+            if rate > 0:
+                time.sleep(1 / rate)
+        if not clock.wait(burst, timeout=120):
+            raise SystemExit(f"only {len(clock.started)} of {burst} guests started within 120 s")
+        return percentiles([clock.started[name] - at for name, at in visible.items()])
+    finally:
+        clock.close()
+        node.shutdown(StopPolicy.KEEP)
+
+
+def baseline_burst(host_root: Path, burst: int) -> dict[str, float]:
+    vfs = build_host(host_root)
+    settings = RenderSettings(log_dir="/var/tmp/qat-bench-logs")
+    xmls = []
+    for index in range(burst):
+        name = f"base-{index:03d}"
+        vmi = parse_vmi(yaml.safe_load(manifest_text(name, "64Mi", True)), default_uid=default_uid(NAMESPACE, name))
+        device = AssignedDevice("qat0", RESOURCE, vfs[index], "QAT0")
+        xmls.append((f"{NAMESPACE}_{name}", render_domain(vmi, (device,), settings)))
+    connection = libvirt.open("test:///default")
+    clock = StartClock(libvirt.open("test:///default"), f"{NAMESPACE}_base-")
+    reached: dict[str, float] = {}
+    try:
+        for name, xml in xmls:
+            reached[name] = time.monotonic()
+            connection.defineXML(xml).create()
+        clock.wait(burst, timeout=60)
+        return percentiles([clock.started[name] - at for name, at in reached.items() if name in clock.started])
+    finally:
+        clock.close()
+        connection.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--burst", type=int, default=200)
+    parser.add_argument("--rate", type=float, action="append", help="manifests per second; 0: all at once")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rates = args.rate or [0.0, 50.0]
+    sys.stdout.flush()
+    real_stdout, sys.stdout = sys.stdout, open(os.devnull, "w")  # noqa: SIM115
+    configure_logging("json", "info")  # as in production, but to /dev/null
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    ensure_event_loop()  # the agent's own loop; both connections here deliver through it
+    work = Path(tempfile.mkdtemp(prefix="qat-bench-latency-", dir="/var/tmp"))
+    host_parent = Path("/dev/shm") if Path("/dev/shm").is_dir() else work
+    agents: dict[str, dict[str, float]] = {}
+    try:
+        baseline = baseline_burst(Path(tempfile.mkdtemp(dir=host_parent)), args.burst)
+        for rate in rates:
+            run_dir = work / f"rate-{rate:g}"
+            run_dir.mkdir()
+            agents[f"{rate:g}"] = agent_burst(run_dir, Path(tempfile.mkdtemp(dir=host_parent)), args.burst, rate)
+    finally:
+        sys.stdout = real_stdout
+        shutil.rmtree(work, ignore_errors=True)
+    report = {"burst": args.burst, "agent_ms_by_rate": agents, "baseline_ms": baseline, "goal_p95_ms": GOAL_P95_MS}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"P2 burst of {args.burst}: manifest visible -> domain STARTED (ms)")
+    rows = [(f"agent, {'all at once' if r == '0' else r + '/s'}", f) for r, f in agents.items()]
+    for label, figures in [*rows, ("bare define+create", baseline)]:
+        print(f"  {label:<22} " + "  ".join(f"{k} {v:8.1f}" for k, v in figures.items()))
+    for label, figures in rows:
+        verdict = "met" if figures["p95"] <= GOAL_P95_MS else "missed"
+        print(f"  goal p95 <= {GOAL_P95_MS:.0f} ms ({label}): {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
