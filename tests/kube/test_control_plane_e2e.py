@@ -140,7 +140,7 @@ class Stack:
         assert vmi["metadata"]["labels"][NODE_LABEL] == NODE and vmi["status"]["nodeName"] == NODE
         assert vmi["metadata"]["finalizers"] == [FINALIZER]
         devices = vmi["metadata"]["annotations"][DEVICES_ANNOTATION]
-        assert devices.startswith(f"qat1={RESOURCE}@")
+        assert devices.startswith(f"qat1={RESOURCE}@"), devices
         return str(devices.rpartition("@")[2])
 
     def stop(self) -> None:
@@ -178,8 +178,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 def start_control_plane(stack: Stack) -> None:
     server = stack.cluster.server
-    gates = {"metadata": {"name": "kubevirt-config", "namespace": "kubevirt"}, "data": {"feature-gates": "QAT"}}
-    server.put_object({"apiVersion": "v1", "kind": "ConfigMap", **gates})
+    gate = stack.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
+    assert gate.returncode == 0, gate.stderr
     server.put_object(webhook_configuration())
     stack.controller("controller-a")
     eventually("controller-a leading", lambda: stack.leader() == "controller-a")
@@ -201,15 +201,16 @@ def test_kubectl_apply_to_running_guest_waiting_delete_gate_and_leader_change(st
     start_control_plane(stack)
     server, node = stack.cluster.server, stack.cluster.node(NODE)
 
-    # apply: admitted by the webhook, pod created with the resource request, bound, launcher
-    # handoff, domain defined on test:///default, VMI Running with its VF
-    applied = eventually("the webhook admitting", lambda: (r := stack.apply("first")).returncode == 0 and r)
+    # apply the README's example VMI: admitted by the webhook, pod created with the resource
+    # request, bound, launcher handoff, domain defined on test:///default, VMI Running with its VF
+    example = ["apply", "-f", str(REPO / "deploy" / "examples" / "vmi-qat.yaml")]
+    applied = eventually("the webhook admitting", lambda: (r := stack.kubectl(*example)).returncode == 0 and r)
     assert "created" in applied.stdout
-    assert any(r["request"]["name"] == "first" for r in server.admission_reviews)
-    (pod,) = eventually("first's pod", lambda: stack.pods_of("first"))
+    assert any(r["request"]["name"] == "vmi-qat" for r in server.admission_reviews)
+    (pod,) = eventually("the example's pod", lambda: stack.pods_of("vmi-qat"))
     resources = pod["spec"]["containers"][0]["resources"]
     assert resources["requests"][RESOURCE] == resources["limits"][RESOURCE] == "1"
-    first_vf = stack.running_with_vf("first")
+    first_vf = stack.running_with_vf("vmi-qat")
     assert first_vf in [str(v) for v in node.vfs] and first_vf not in node.free_vfs()
 
     # the leader dies mid-way: the standby takes over and makes exactly one pod for the next VMI
@@ -232,10 +233,10 @@ def test_kubectl_apply_to_running_guest_waiting_delete_gate_and_leader_change(st
     assert stack.phase("third") == "Scheduling"
 
     # delete: the guest is shut down, the pod is gone, the VF is free, and the waiting VMI starts on it
-    deleted = stack.kubectl("delete", "vmi", "first", "--wait=false")
+    deleted = stack.kubectl("delete", "vmi", "vmi-qat", "--wait=false")
     assert deleted.returncode == 0, deleted.stderr
-    eventually("first gone (the agent released its finalizer)", lambda: not stack.vmi("first"))
-    eventually("first's pod gone", lambda: not stack.pods_of("first"))
+    eventually("vmi-qat gone (the agent released its finalizer)", lambda: not stack.vmi("vmi-qat"))
+    eventually("vmi-qat's pod gone", lambda: not stack.pods_of("vmi-qat"))
     assert stack.running_with_vf("third") == first_vf
 
     # gate off: apply is denied with the seed's message
