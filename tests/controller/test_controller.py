@@ -181,3 +181,24 @@ def test_a_pod_the_api_refuses_leaves_the_vmi_pending_with_the_reason(
     assert obj is not None and 'exceeded quota: "qat"' in obj["status"]["conditions"][0]["message"]
     one_pod(server, uid)  # the retry succeeds once the API lets it
     wait_for("Scheduling", lambda: phase(server, "quota") == "Scheduling")
+
+
+def test_a_new_leader_sees_pods_its_cache_has_not_shown_yet(server: FakeApiServer) -> None:
+    """The old leader created a pod just before it died; the standby's watch has not delivered it.
+    Taking over, the standby lists pods afresh, so it makes no second pod."""
+    standby = start_controller(server, lead=False)
+    try:
+        uid = create_vmi(server, vmi("handover"))["metadata"]["uid"]
+        wait_for("the VMI in the standby's cache", lambda: standby.vmis.get("default/handover"))
+        server.pause_watches()
+        old_leader = start_controller(server)
+        one_pod(server, uid)
+        old_leader.stop()
+        assert standby.pods.items() == [], "the standby's watch must not have shown the pod yet"
+        standby.lead()
+        assert standby.wait_idle(10)
+        assert len(pods_of(server, uid)) == 1
+    finally:
+        server.resume_watches()
+        standby.stop()
+    assert len(pods_of(server, uid)) == 1
