@@ -47,9 +47,14 @@ quietly() {
 packages=(
     libvirt-daemon-system libvirt-dev pkg-config gcc  # libvirtd, and what building libvirt-python needs
     qemu-system-x86 qemu-utils                        # the hypervisor and qemu-img
+    skopeo                                            # containerDisk images fetched on bare metal
+    umoci docker-registry                             # tests: OCI layouts and a local registry
     libxml2-utils                                     # xmllint, used by virt-xml-validate
     cpio                                              # initramfs inspection
     jq                                                # the README's `doctor -o json | jq` line, run by a test
+    dnsmasq-base                                      # DHCP and DNS of libvirt's NAT network (guest networking)
+    iputils-ping                                      # the real-guest network test pings the guest
+    tmux                                              # the console test types into a real terminal
     systemd                                           # systemd-analyze, journald
     ca-certificates                                   # pip over https
 )

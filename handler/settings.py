@@ -23,6 +23,11 @@ class AgentSettings:
     host_root: Path = Path("/")
     """Where the host's /sys and /dev are; tests and the demo point it at a simulated tree."""
     render: RenderSettings = field(default_factory=RenderSettings)
+    image_store: Path | None = None
+    """Bare metal: an OCI layout whose images, named by their full reference, serve containerDisks
+    without fetching (for hosts without a registry)."""
+    insecure_registries: tuple[str, ...] = ()
+    """Bare metal: registries (``host[:port]``) that containerDisks are fetched from over plain HTTP."""
     acpi_resend_seconds: float = 3.0
     """A shutdown request presses the power button again this often until the guest is off."""
     on_stop: str = "shutdown"

@@ -22,7 +22,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 VERSION=$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' "$REPO/handler/__init__.py")
 IMAGE=qat-handler:$VERSION # containers-storage shows it as localhost/qat-handler:VERSION
-DEBS=python3,python3-libvirt,python3-lxml
+DEBS=python3,python3-libvirt,python3-lxml,busybox-static  # busybox: the containerDisk containers of launcher pods run it
 SUITE=bookworm
 WORK=${QAT_IMAGE_WORK:-/var/tmp/qat-handler-image}
 LABEL=io.qat-handler.inputs

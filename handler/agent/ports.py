@@ -10,13 +10,16 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from handler.core.actions import RecordEvent
+from handler.core.attachments import Attachment
 from handler.core.bdf import Bdf
 from handler.core.desired import Desired
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
+from handler.core.interface_status import GuestAddress
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
 from handler.core.vmi import VMI
+from handler.host.guest_files import Preparation
 
 
 class Hypervisor(Protocol):
@@ -65,9 +68,39 @@ class DeviceAllocator(Protocol):
     def release(self, key: str) -> None: ...
 
 
+class NetworkResolver(Protocol):
+    """Where this node plugs each NIC of a VMI in (libvirt network or host bridge)."""
+
+    def attachments(self, vmi: VMI) -> tuple[Attachment, ...]:
+        """One Attachment per interface, in order; raises Refused naming the network that cannot be given."""
+        ...
+
+
+class AddressProbe(Protocol):
+    def interface_addresses(self, name: str) -> tuple[GuestAddress, ...]:
+        """What libvirt knows of the running domain's NIC addresses (leases, guest agent)."""
+        ...
+
+
 class DeviceInspector(Protocol):
     """Host-side checks that a PCI function may be passed through (sysfs under the host root)."""
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         """A Refusal if the device must not be used, else None."""
+        ...
+
+
+class GuestFilePreparer(Protocol):
+    """Makes the files a guest's disks need (cloud-init ISOs, overlays, empty disks)."""
+
+    def prepare(self, vmi: VMI) -> Preparation:
+        """Called before a domain is defined or started; a refusal keeps it from starting."""
+        ...
+
+    def remove(self, uid: str) -> None:
+        """Called after the VMI's domain is undefined."""
+        ...
+
+    def close(self) -> None:
+        """The agent is stopping: end any background work."""
         ...

@@ -15,7 +15,17 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.foreign_devices import ForeignDevices
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, Hypervisor, StatusSink
+from handler.agent.guest_networks import gate_networks, observe_addresses
+from handler.agent.ports import (
+    AddressProbe,
+    DesiredSource,
+    DeviceAllocator,
+    DeviceInspector,
+    GuestFilePreparer,
+    Hypervisor,
+    NetworkResolver,
+    StatusSink,
+)
 from handler.core.actions import (
     Action,
     ClaimVMI,
@@ -63,6 +73,9 @@ class Reconciler:
         clock: Callable[[], float] = time.monotonic,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        networks: NetworkResolver | None = None,
+        addresses: AddressProbe | None = None,
+        guest_files: GuestFilePreparer | None = None,
     ) -> None:
         self.source = source
         self.hypervisor = hypervisor
@@ -72,6 +85,9 @@ class Reconciler:
         self.clock = clock
         self.metrics = metrics
         self.allocator = allocator
+        self.networks = networks
+        self.addresses = addresses
+        self.guest_files = guest_files
         self.on_release: Callable[[str], None] = lambda _key: None
         """Called after a VMI's VFs are given back, so VMIs waiting for a VF can be retried."""
         self.claims = DeviceClaims()
@@ -80,6 +96,7 @@ class Reconciler:
         self._memory_lock = threading.Lock()
         self._phases: dict[str, tuple[str, bool]] = {}
         self._waiting: set[str] = set()
+        self._address_polls: dict[str, int] = {}
         """VMIs refused because a VF they need is held by another guest, or none is free."""
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self.override: Callable[[Desired], Desired] | None = None
@@ -117,11 +134,21 @@ class Reconciler:
                 bound = bound.bind(bdfs=[str(device.bdf) for device in known])
             if desired.intent is Intent.RUN:
                 self._set_stop(key, None)
-            desired = self._gate_devices(desired, domain)
+            desired = gate_networks(self.networks, self._gate_devices(desired, domain), domain)
             self._note_waiting(key, desired)
-            observed = Observed(domain, self.sink.last_status(key), self._get_stop(key), self.clock())
+            observed = Observed(
+                domain,
+                self.sink.last_status(key),
+                self._get_stop(key),
+                self.clock(),
+                observe_addresses(self.addresses, desired, domain),
+                self._address_polls.get(key, 0),
+            )
             result: Plan = plan(desired, observed, self.settings)
-            self._execute(key, result.actions, bound)
+            result = self._with_guest_files(desired, observed, result)
+            uid = domain.identity.uid if domain is not None and domain.identity is not None else None
+            self._execute(key, result.actions, bound, uid)
+            self._count_address_poll(key, desired, result)
             forgotten = any(isinstance(action, ForgetVMI) for action in result.actions)
             if observed.status is not None and not forgotten:
                 self._remember_adopted(key, observed.status)
@@ -135,6 +162,21 @@ class Reconciler:
                 bound.warning("could not report the failure", error=str(also))
             return Outcome(None, failed=True)
         return Outcome(result.requeue_after)
+
+    def _with_guest_files(self, desired: Desired, observed: Observed, result: Plan) -> Plan:
+        """Prepare the guest's files before a define or start; if they cannot be ready, plan
+        again with the refusal, so it shows like any other and the VMI is looked at again."""
+        if self.guest_files is None or desired.vmi is None:
+            return result
+        if not any(isinstance(action, (DefineDomain, StartDomain)) for action in result.actions):
+            return result
+        prepared = self.guest_files.prepare(desired.vmi)
+        if prepared.refusal is None:
+            return result
+        if observed.domain is None:  # nothing uses what was made so far; it is made again when ready
+            self.guest_files.remove(desired.vmi.uid)
+        blocked = plan(replace(desired, blocked=prepared.refusal), observed, self.settings)
+        return replace(blocked, requeue_after=prepared.retry_after)
 
     def _gate_devices(self, desired: Desired, domain: ObservedDomain | None) -> Desired:
         """Judge the devices of a guest about to be (re)started; a running guest is never re-judged."""
@@ -193,11 +235,19 @@ class Reconciler:
             )
         return None
 
-    def _execute(self, key: str, actions: tuple[Action, ...], bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _execute(
+        self,
+        key: str,
+        actions: tuple[Action, ...],
+        bound: structlog.typing.FilteringBoundLogger,
+        uid: str | None = None,
+    ) -> None:
         for action in actions:
-            self._apply(key, action, bound)
+            self._apply(key, action, bound, uid)
 
-    def _apply(self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger) -> None:
+    def _apply(
+        self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger, uid: str | None = None
+    ) -> None:
         match action:
             case ClaimVMI():
                 self.sink.claim(key)
@@ -226,6 +276,8 @@ class Reconciler:
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
                 bound.info("domain undefined")
+                if self.guest_files is not None and uid is not None:
+                    self.guest_files.remove(uid)
                 self._release(key)
             case WriteStatus(status=status):
                 self.sink.write(key, status)
@@ -248,6 +300,14 @@ class Reconciler:
                 # Said once: later passes over the same gone VMI (its own echo events) stay quiet.
                 (bound.info if known else bound.debug)("VMI forgotten")
                 self._release(key)
+
+    def _count_address_poll(self, key: str, desired: Desired, result: Plan) -> None:
+        polling = desired.intent is Intent.RUN and desired.vmi is not None and bool(desired.vmi.interfaces)
+        with self._memory_lock:
+            if polling and result.requeue_after is not None:
+                self._address_polls[key] = self._address_polls.get(key, 0) + 1
+            else:
+                self._address_polls.pop(key, None)
 
     def _note_waiting(self, key: str, desired: Desired) -> None:
         waiting = desired.blocked is not None and desired.blocked.reason in WAITING_FOR_DEVICES

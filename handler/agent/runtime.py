@@ -12,9 +12,18 @@ from pathlib import Path
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
-from handler.agent.ports import DesiredSource, DeviceAllocator, DeviceInspector, StatusSink
+from handler.agent.ports import (
+    DesiredSource,
+    DeviceAllocator,
+    DeviceInspector,
+    GuestFilePreparer,
+    NetworkResolver,
+    StatusSink,
+)
 from handler.agent.reconciler import Reconciler
 from handler.core.numa import NumaPolicy
+from handler.host.guest_files import GuestFiles
+from handler.host.image_cache import ImageCache
 from handler.host.numa_topology import read_numa_topology
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
@@ -22,6 +31,14 @@ from handler.virt.domain_events import DomainEvent
 from handler.virt.hypervisor import LibvirtHypervisor
 
 log = structlog.get_logger("qat_handler.runtime")
+
+
+def bare_metal_guest_files(settings: AgentSettings) -> GuestFiles:
+    """Guest files with an image cache that fetches containerDisks itself (skopeo)."""
+    images = ImageCache(
+        settings.state_dir / "images", settings.image_store, insecure_registries=settings.insecure_registries
+    )
+    return GuestFiles(Path(settings.render.files_dir), images)
 
 
 class NodeRuntime:
@@ -33,6 +50,8 @@ class NodeRuntime:
         inspector: DeviceInspector | None = None,
         metrics: Metrics | None = None,
         allocator: DeviceAllocator | None = None,
+        networks: Callable[[LibvirtHypervisor], NetworkResolver] | None = None,
+        guest_files: GuestFilePreparer | None = None,
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -40,7 +59,16 @@ class NodeRuntime:
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
         numa = None if settings.numa_placement is NumaPolicy.NONE else read_numa_topology(settings.host_root)
         self.reconciler = Reconciler(
-            source, self.hypervisor, sink, settings.plan_settings(numa), inspector, metrics=metrics, allocator=allocator
+            source,
+            self.hypervisor,
+            sink,
+            settings.plan_settings(numa),
+            inspector,
+            metrics=metrics,
+            allocator=allocator,
+            networks=networks(self.hypervisor) if networks is not None else None,
+            addresses=self.hypervisor,
+            guest_files=guest_files or bare_metal_guest_files(settings),
         )
         self.engine = Engine(
             self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)
@@ -63,6 +91,8 @@ class NodeRuntime:
 
     def stop(self, policy: StopPolicy) -> None:
         self.engine.stop(policy)
+        if self.reconciler.guest_files is not None:
+            self.reconciler.guest_files.close()
         self._events.put(None)
         self.hypervisor.connection.close()
 

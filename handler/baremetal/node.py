@@ -17,6 +17,7 @@ from handler.baremetal.status_store import StatusStore
 from handler.core.permitted_devices import PermittedDevices
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
+from handler.virt.guest_network import LibvirtNetworks
 from handler.virt.hypervisor import LibvirtHypervisor
 
 log = structlog.get_logger("qat_handler.node")
@@ -34,7 +35,17 @@ class BareMetalNode:
         self.store = StatusStore(settings.state_dir)
         self.source = DirectorySource(settings.vmi_dir, on_change=self._changed)
         self.allocator = VfAllocator(settings.state_dir, settings.host_root, permitted)
-        self.runtime = NodeRuntime(settings, self.source, self.store, inspector, metrics, self.allocator)
+        self.runtime = NodeRuntime(
+            settings,
+            self.source,
+            self.store,
+            inspector,
+            metrics,
+            self.allocator,
+            networks=lambda hypervisor: LibvirtNetworks(
+                hypervisor.connection, settings.host_root, settings.render.default_network
+            ),
+        )
         self.synced = threading.Event()
 
     @property

@@ -6,6 +6,7 @@ from typing import Any
 
 from handler.core.bdf import parse_bdf
 from handler.core.device_env import AssignedDevice
+from handler.core.interface_status import interfaces_from_json, interfaces_to_json
 from handler.core.status import Condition, Phase, VMIStatus
 
 
@@ -18,6 +19,7 @@ def status_to_json(status: VMIStatus, transitions: dict[str, float]) -> dict[str
         "devices": [
             {"name": d.name, "resource": d.resource, "bdf": str(d.bdf), "source": d.source} for d in status.devices
         ],
+        "interfaces": interfaces_to_json(status.interfaces),
         "conditions": [
             {
                 "type": c.type,
@@ -50,6 +52,7 @@ def status_from_json(data: dict[str, Any]) -> VMIStatus | None:
             devices=tuple(devices),
             reason=data.get("reason", ""),
             spec_digest=data.get("specDigest", ""),
+            interfaces=interfaces_from_json(data.get("interfaces")),
         )
     except (KeyError, TypeError, ValueError):
         return None

@@ -16,6 +16,7 @@ import structlog
 from handler.agent.agent import Engine, StopPolicy
 from handler.agent.liveness import Liveness
 from handler.agent.runtime import NodeRuntime
+from handler.cli.coexistence import refuse_beside_kubevirt
 from handler.cli.common import (
     DEFAULTS,
     Formatter,
@@ -25,7 +26,6 @@ from handler.cli.common import (
     permitted_devices,
     render_settings,
 )
-from handler.cli.kubevirt_check import refuse_beside_kubevirt
 from handler.core.numa import NumaPolicy
 from handler.core.port_error import PortError
 from handler.core.refusal import Refused
@@ -107,6 +107,20 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=None,
         help="what happens to guests when the agent stops (default: shutdown on bare metal, keep with --kubernetes)",
     )
+    parser.add_argument(
+        "--image-store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="bare metal: an OCI layout whose images, named by full reference, serve containerDisks without a fetch",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="bare metal: fetch containerDisks from this registry over plain HTTP (repeatable)",
+    )
     parser.add_argument("--workers", type=int, default=DEFAULTS.workers, help="reconcile threads")
     parser.add_argument(
         "--resync-seconds",
@@ -145,6 +159,8 @@ def settings_from(args: argparse.Namespace) -> AgentSettings:
         state_dir=args.state_dir,
         run_dir=args.run_dir,
         host_root=args.host_root,
+        image_store=args.image_store,
+        insecure_registries=tuple(args.insecure_registry),
         render=render_settings(args, agent_owner(args.state_dir, args.node_name if args.kubernetes else None)),
         on_stop=on_stop,
         workers=max(1, args.workers),

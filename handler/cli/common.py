@@ -51,6 +51,12 @@ def add_host_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--cpu-mode", default=None, help="libvirt <cpu mode>, e.g. host-passthrough to give guests AES-NI under KVM"
     )
+    parser.add_argument(
+        "--default-network",
+        default="default",
+        metavar="NAME",
+        help="bare metal: the libvirt network a VMI's pod network means (libvirt's NAT network is 'default')",
+    )
     add_permitted_flags(parser)
 
 
@@ -79,8 +85,10 @@ def render_settings(args: argparse.Namespace, owner: str = "") -> RenderSettings
     return RenderSettings(
         domain_type=args.domain_type,
         log_dir=str(Path(args.state_dir) / "logs"),
+        files_dir=str(Path(args.state_dir) / "guests"),
         managed_hostdevs=args.managed_hostdevs,
         cpu_mode=args.cpu_mode,
+        default_network=getattr(args, "default_network", "default"),
         owner=owner,
     )
 

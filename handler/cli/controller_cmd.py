@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from handler.cli.coexistence import refuse_beside_kubevirt
 from handler.cli.common import DEFAULTS, Formatter, fail
-from handler.cli.kubevirt_check import refuse_beside_kubevirt
 from handler.core.webhook_settings import WebhookTlsSettings
 from handler.ops.logs import configure_logging
 

@@ -34,6 +34,7 @@ EXAMPLES = """\
 examples:
   qat-handler demo
   qat-handler demo --vmi-dir my-vmis --work-dir /tmp/qat-demo --keep
+  qat-handler demo --vmi-dir examples/kubevirt --image-store /tmp/qat-images
 """
 
 
@@ -49,6 +50,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
     parser.add_argument("--vmi-dir", type=Path, default=EXAMPLES_DIR, help="manifests to run")
     parser.add_argument("--work-dir", type=Path, default=None, help="where the host tree and state go")
+    parser.add_argument(
+        "--image-store",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="an OCI layout serving containerDisk images by reference (see examples/kubevirt)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory afterwards")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for Running")
     parser.set_defaults(run=run)
@@ -74,7 +82,13 @@ def _demo(args: argparse.Namespace, work: Path) -> int:
         vmi_dir=vmi_dir,
         state_dir=state_dir,
         host_root=host_root,
-        render=RenderSettings(domain_type="kvm", log_dir=str(state_dir / "logs"), owner=agent_owner(state_dir, None)),
+        image_store=args.image_store,
+        render=RenderSettings(
+            domain_type="kvm",
+            log_dir=str(state_dir / "logs"),
+            files_dir=str(state_dir / "guests"),
+            owner=agent_owner(state_dir, None),
+        ),
         on_stop=StopPolicy.SHUTDOWN.value,
     )
     node = BareMetalNode(settings, FreshDeviceChecks(host_root))
@@ -111,8 +125,12 @@ def _wait_running(node: BareMetalNode, wanted: set[str], timeout: float) -> set[
 
 def _show_hostdevs(node: BareMetalNode) -> None:
     conn = node.hypervisor.connection.get()
+    owned = {domain.name for domain in node.reconciler.owned_domains()}
     for dom in sorted(conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE), key=lambda d: d.name()):
+        if dom.name() not in owned:
+            continue
         root = etree.fromstring(dom.XMLDesc(0).encode())
+        _show_disks(dom.name(), root)
         hostdevs = root.findall("devices/hostdev")
         if not hostdevs:
             continue
@@ -121,6 +139,19 @@ def _show_hostdevs(node: BareMetalNode) -> None:
             etree.indent(hostdev, space="  ")
             for line in etree.tostring(hostdev, encoding="unicode").strip().splitlines():
                 print(f"    {line}")
+
+
+def _show_disks(name: str, root: etree._Element) -> None:
+    disks = root.findall("devices/disk")
+    if disks:
+        _say(f"domain {name} disks:")
+    for disk in disks:
+        target, source, driver = disk.find("target"), disk.find("source"), disk.find("driver")
+        dev = target.get("dev", "") if target is not None else ""
+        bus = target.get("bus", "") if target is not None else ""
+        kind = driver.get("type", "") if driver is not None else ""
+        path = source.get("file", "") if source is not None else ""
+        print(f"    {dev} ({bus}, {disk.get('device')}, {kind}): {path}")
 
 
 def _say(text: str) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from handler import __version__
 from handler.cli import (
     agent_cmd,
+    console_cmd,
     controller_cmd,
     crd_cmd,
     demo_cmd,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         webhook_cmd,
         render_cmd,
         status_cmd,
+        console_cmd,
         doctor_cmd,
         demo_cmd,
         crd_cmd,

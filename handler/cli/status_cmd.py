@@ -17,6 +17,7 @@ examples:
   qat-handler status --state-dir /var/lib/qat-handler -o json | jq '.[] | select(.phase != "Running")'
 """
 COLUMNS = ("NAMESPACE", "NAME", "PHASE", "DOMAIN", "DEVICES", "AGE")
+WIDE_COLUMNS = ["NAMESPACE", "NAME", "PHASE", "DOMAIN", "DEVICES", "IP", "AGE", "MESSAGE"]
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(rows, indent=2))
         return 0
-    table = [list(COLUMNS) + (["MESSAGE"] if args.output == "wide" else [])]
+    table = [WIDE_COLUMNS if args.output == "wide" else list(COLUMNS)]
     for row in rows:
         cells = [
             row["namespace"],
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             _age(row["created"]),
         ]
         if args.output == "wide":
+            cells[5:5] = [",".join(i["ipAddress"] or "-" for i in row["interfaces"]) or "<none>"]
             cells.append(row["message"])
         table.append(cells)
     widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
@@ -70,6 +72,7 @@ def _row(key: str, data: dict[str, Any]) -> dict[str, Any]:
         "devices": [d["bdf"] for d in data.get("devices", [])],
         "deviceDetails": data.get("devices", []),
         "conditions": data.get("conditions", []),
+        "interfaces": data.get("interfaces", []),
         "message": unhappy[-1]["message"] if unhappy else "",
         "created": data.get("created", time.time()),
         "events": data.get("events", []),

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -36,6 +35,7 @@ from handler.core.vmi_lifecycle import (
 )
 from handler.kube.client import GROUP, PLURAL, VERSION, raw
 from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings, object_key
+from handler.kube.timestamps import now_iso
 
 log = structlog.get_logger("qat_handler.controller")
 
@@ -244,10 +244,6 @@ class Controller:
                 raise
             return
         log.info("VMI phase set", vmi=f"{namespace}/{name}", phase=step.phase, reason=step.reason or None)
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def failed_create(error: ApiException) -> SetStatus:

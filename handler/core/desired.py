@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from handler.core.attachments import Attachment
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
+from handler.core.interface_status import GuestAddress
 from handler.core.refusal import Refusal
 from handler.core.status import VMIStatus
 from handler.core.vmi import VMI, domain_name_for
@@ -34,6 +36,8 @@ class Desired:
     """Why the guest may not be (re)started now; a running guest is never stopped for it."""
     allocate: bool = False
     """The devices are for the node's allocator to pick (bare metal, no env file)."""
+    attachments: tuple[Attachment, ...] | None = None
+    """Where each NIC plugs in, from the node's network resolver; None: the bare-metal defaults."""
 
     @property
     def domain_name(self) -> str:
@@ -57,3 +61,7 @@ class Observed:
     """The status the agent last wrote for this VMI."""
     stop: StopProgress | None
     now: float
+    addresses: tuple[GuestAddress, ...] = ()
+    """Addresses learned for the running guest's NICs (leases, guest agent)."""
+    address_polls: int = 0
+    """How many address looks in a row found a NIC without one: the next look waits longer."""

@@ -7,8 +7,11 @@ from collections.abc import Sequence
 
 from lxml import etree
 
+from handler.core.attachments import Attachment, default_attachments
 from handler.core.device_env import AssignedDevice
+from handler.core.disk_sources import disk_format, guest_dir, made_by_agent
 from handler.core.domain_identity import DomainIdentity, identity_element
+from handler.core.guest_devices import add_guest_devices
 from handler.core.numa import UNPINNED, Placement
 from handler.core.render_settings import RenderSettings
 from handler.core.templates import template
@@ -48,8 +51,14 @@ def serial_log_path(vmi_domain_name: str, settings: RenderSettings) -> str:
 
 
 def render_domain(
-    vmi: VMI, devices: Sequence[AssignedDevice], settings: RenderSettings, placement: Placement = UNPINNED
+    vmi: VMI,
+    devices: Sequence[AssignedDevice],
+    settings: RenderSettings,
+    attachments: Sequence[Attachment] | None = None,
+    placement: Placement = UNPINNED,
 ) -> str:
+    """``attachments`` say where each NIC is plugged in (None: the bare-metal defaults); ``placement``
+    pins the guest to a NUMA node."""
     root = template("domain.xml")
     root.set("type", settings.domain_type)
     _text(root, "name", vmi.domain_name)
@@ -69,16 +78,17 @@ def render_domain(
         if vmi.kernel_boot.initrd:
             etree.SubElement(os_element, "initrd").text = vmi.kernel_boot.initrd
         etree.SubElement(os_element, "cmdline").text = vmi.kernel_boot.cmdline
-    log = serial_log_path(vmi.domain_name, settings)
-    for source in root.iterfind("devices/*/source"):
-        source.set("path", log)
+    _one(root, "devices/serial/log").set("file", serial_log_path(vmi.domain_name, settings))
     serial = _one(root, "devices/serial")
     per_bus: dict[str, int] = {}
     for disk in vmi.disks:
         index = per_bus[disk.bus] = per_bus.get(disk.bus, -1) + 1  # vda, vdb... and sda, sdb... apart
-        serial.addprevious(_disk(disk, index))
+        serial.addprevious(_disk(disk, index, disk_file(vmi, disk, settings)))
     for device in devices:
         serial.addprevious(_hostdev(device, settings))
+    if attachments is None:
+        attachments = default_attachments(vmi, settings.default_network)
+    add_guest_devices(serial, vmi, attachments)
     etree.indent(root, space="  ")
     return str(etree.tostring(root, encoding="unicode")) + "\n"
 
@@ -105,9 +115,18 @@ def _hostdev(device: AssignedDevice, settings: RenderSettings) -> etree._Element
     return element
 
 
-def _disk(disk: HostDisk, index: int) -> etree._Element:
+def disk_file(vmi: VMI, disk: HostDisk, settings: RenderSettings) -> str:
+    """The host file behind a disk: the operator's path, or the agent's file in the VMI's directory."""
+    if made_by_agent(disk.source):
+        return f"{guest_dir(settings.files_dir, vmi.uid)}/{disk.path}"
+    return disk.path
+
+
+def _disk(disk: HostDisk, index: int, path: str) -> etree._Element:
     element = template("disk.xml")
-    _one(element, "source").set("file", disk.path)
+    element.set("device", disk.device)
+    _one(element, "driver").set("type", disk_format(disk.source))
+    _one(element, "source").set("file", path)
     target = _one(element, "target")
     target.set("dev", _TARGET_PREFIX[disk.bus] + _drive_letters(index))
     target.set("bus", disk.bus)

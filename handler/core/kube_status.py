@@ -14,6 +14,7 @@ from typing import Any
 
 from handler.core.bdf import parse_bdf
 from handler.core.device_env import AssignedDevice
+from handler.core.interface_status import interfaces_from_json, interfaces_to_json
 from handler.core.status import Condition, Phase, VMIStatus
 
 FINALIZER = "qat-handler/domain-cleanup"
@@ -61,6 +62,7 @@ def status_body(
         )
     body: dict[str, Any] = {"phase": str(status.phase), "nodeName": node_name, "conditions": conditions}
     body["reason"] = status.reason or None
+    body["interfaces"] = interfaces_to_json(status.interfaces) or None
     return body
 
 
@@ -93,4 +95,5 @@ def status_from_object(obj: Mapping[str, Any]) -> VMIStatus | None:
         devices=parse_devices_annotation(annotations.get(DEVICES_ANNOTATION, "")),
         reason=status.get("reason") or "",
         spec_digest=annotations.get(DIGEST_ANNOTATION, ""),
+        interfaces=interfaces_from_json(status.get("interfaces")),
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handler.core.grace_margins import pod_grace
+from handler.core.launcher_disks import disk_pod_parts
 from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
 
@@ -50,6 +51,7 @@ class LauncherPodSettings:
 def render_launcher_pod(manifest: Mapping[str, Any], settings: LauncherPodSettings) -> dict[str, Any]:
     """The pod for a VMI manifest; raises Refused (naming the field) when the VMI cannot run."""
     vmi = parse_vmi(manifest)
+    disk_init, disk_containers, disk_volumes = disk_pod_parts(vmi, settings.image)
     spec: dict[str, Any] = {}
     vmi_spec = manifest.get("spec") or {}
     for name in SCHEDULING_FIELDS:
@@ -67,12 +69,15 @@ def render_launcher_pod(manifest: Mapping[str, Any], settings: LauncherPodSettin
                 "runAsGroup": LAUNCHER_UID,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
-            "containers": [_container(vmi, settings)],
+            "containers": [_container(vmi, settings), *disk_containers],
             "volumes": [
                 {"name": "handoff", "hostPath": {"path": f"{settings.run_dir}/pods", "type": "Directory"}},
+                *disk_volumes,
             ],
         }
     )
+    if disk_init:
+        spec["initContainers"] = disk_init
     return {
         "apiVersion": "v1",
         "kind": "Pod",

@@ -24,6 +24,7 @@ from handler.core.actions import (
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain, StopCause
 from handler.core.domain_xml import desired_digest, render_domain
+from handler.core.interface_status import interface_statuses, missing_address
 from handler.core.numa import CONDITION as NUMA_CONDITION
 from handler.core.numa import NumaPolicy, NumaTopology, Placement, place
 from handler.core.refusal import Refusal
@@ -41,6 +42,10 @@ class PlanSettings:
     numa_policy: NumaPolicy = NumaPolicy.NONE
     numa_topology: NumaTopology | None = None
     """The host's NUMA nodes and the node of each candidate VF, read at start; None: not known."""
+    address_poll_seconds: float = 5.0
+    """While a running guest's NIC has no address yet, look again after this long, doubling on
+    each look up to ``address_poll_max_seconds`` (a guest that never asks for a lease costs little)."""
+    address_poll_max_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +77,15 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
     conditions: tuple[Condition, ...] = (ready(True), synchronized(True))
     if placement.note is not None:
         conditions += (Condition(NUMA_CONDITION, *placement.note),)
-    running = VMIStatus(Phase.RUNNING, vmi.domain_name, conditions, desired.devices, spec_digest=digest)
+    interfaces = interface_statuses(vmi, observed.addresses)
+    running = VMIStatus(
+        Phase.RUNNING, vmi.domain_name, conditions, desired.devices, spec_digest=digest, interfaces=interfaces
+    )
+    poll = _address_poll(settings, observed.address_polls) if missing_address(interfaces) else None
     if domain is None:
         if last is not None and last.phase.terminal and last.spec_digest == digest:
             return Plan(())
-        xml = render_domain(vmi, desired.devices, settings.render, placement)
+        xml = render_domain(vmi, desired.devices, settings.render, desired.attachments, placement)
         return Plan(
             (
                 ClaimVMI(),
@@ -86,7 +95,8 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                 *_transition(
                     last, running, RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
                 ),
-            )
+            ),
+            requeue_after=poll,
         )
     assert domain.identity is not None
     stale = domain.identity.digest != digest
@@ -101,12 +111,12 @@ def _run(vmi: VMI, desired: Desired, observed: Observed, settings: PlanSettings)
                     "the VMI changed while its guest runs; the change applies when the guest is next started",
                 )
             )
-        return Plan(_transition(last, status, _restart_event(last, status)))
+        return Plan(_transition(last, status, _restart_event(last, status)), requeue_after=poll)
     if domain.stop_cause is StopCause.NEVER_STARTED or stale or _halted_by_agent(last) or _start_failed(domain, last):
-        xml = render_domain(vmi, desired.devices, settings.render, placement) if stale else ""
+        xml = render_domain(vmi, desired.devices, settings.render, desired.attachments, placement) if stale else ""
         define: tuple[Action, ...] = (ClaimVMI(), DefineDomain(vmi.domain_name, xml)) if stale else ()
         started = RecordEvent("Started", f"started domain {vmi.domain_name}{_device_note(desired)}")
-        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)))
+        return Plan((*define, StartDomain(vmi.domain_name), *_transition(last, running, started)), requeue_after=poll)
     final, event = final_status(domain, last, None, domain.identity.grace_seconds)
     return Plan(_transition(last, final, event))
 
@@ -208,6 +218,10 @@ def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain
     message = f"domain {domain.name} exists and is managed by {managed_by}; fix: rename the VMI or remove that domain"
     status = VMIStatus(Phase.SCHEDULED, domain.name, (ready(False), synchronized(False, "DomainNameTaken", message)))
     return Plan(_transition(observed.status, status, RecordEvent("DomainNameTaken", message, warning=True)))
+
+
+def _address_poll(settings: PlanSettings, polls: int) -> float:
+    return min(settings.address_poll_seconds * (1 << min(polls, 16)), settings.address_poll_max_seconds)
 
 
 def _transition(last: VMIStatus | None, new: VMIStatus, event: RecordEvent | None) -> tuple[Action, ...]:

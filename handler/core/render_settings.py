@@ -16,6 +16,12 @@ class RenderSettings:
     cpu_mode: str | None = None
     """``host-passthrough`` gives the guest AES-NI and friends under KVM; None leaves libvirt's default."""
     machine: str = "q35"
+    default_network: str = "default"
+    """The libvirt network a ``pod: {}`` network means on bare metal (libvirt's NAT network).
+    Not part of the fingerprint: it applies when a guest is next defined."""
+    files_dir: str = "/var/lib/qat-handler/guests"
+    """Where the agent keeps each VMI's prepared files (cloud-init ISOs, overlays, empty disks),
+    one directory per VMI uid. Not part of the fingerprint: it follows the state directory, like owner."""
     owner: str = ""
     """Written into each domain's metadata: which agent instance manages it (bare metal: its state
     directory; Kubernetes: its node). Not part of the fingerprint: it never changes a guest."""

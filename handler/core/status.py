@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from handler.core.device_env import AssignedDevice
+from handler.core.interface_status import InterfaceStatus
 
 
 class Phase(StrEnum):
@@ -37,6 +38,8 @@ class VMIStatus:
     """CamelCase reason for the phase, set when it is Failed."""
     spec_digest: str = ""
     """The desired-state digest this status describes; a terminal phase sticks only to it."""
+    interfaces: tuple[InterfaceStatus, ...] = ()
+    """The guest's NICs with the addresses learned for them, while it runs."""
 
     def condition(self, kind: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == kind), None)

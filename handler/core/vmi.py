@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handler.core.disk_sources import DiskSource
+from handler.core.vmi_networks import Interface
+
 NODE_LABEL = "kubevirt.io/nodeName"
 
 
@@ -35,6 +38,11 @@ class HostDisk:
     boot_order: int | None = None
     shared: bool = False
     """hostDisk.shared: the image may be attached to several guests at once (libvirt <shareable/>)."""
+    device: str = "disk"
+    """``disk`` or ``cdrom``: which of KubeVirt's disk entry kinds the VMI used."""
+    source: DiskSource | None = None
+    """None for a plain hostDisk; otherwise what the agent prepares. When the agent makes the
+    file, ``path`` is its name inside the VMI's directory (see handler/core/disk_sources.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,9 @@ class VMI:
     grace_seconds: int
     spec_digest: str
     """A digest of the spec as written, so a changed manifest can be told from an unchanged one."""
+    interfaces: tuple[Interface, ...] = ()
+    rng: bool = False
+    """``spec.domain.devices.rng: {}``: a virtio-rng backed by the host's /dev/urandom."""
 
     @property
     def key(self) -> str:

@@ -16,6 +16,7 @@ from handler.core.fields import integer, invalid, mapping, only_known, sequence,
 from handler.core.quantity import parse_bytes
 from handler.core.refusal import Refused
 from handler.core.vmi import VMI, DeviceRequest, HostDisk, KernelBoot
+from handler.core.vmi_networks import parse_interfaces
 from handler.core.vmi_schema import MAX_GRACE_SECONDS, known
 from handler.core.vmi_volumes import parse_disks
 
@@ -84,6 +85,8 @@ def parse_vmi(manifest: Any, *, default_uid: str | None = None) -> VMI:
             high=MAX_GRACE_SECONDS,
         ),
         spec_digest=spec_digest(spec),
+        interfaces=parse_interfaces(spec, devices_spec, uid),
+        rng=_rng(devices_spec),
     )
 
 
@@ -210,11 +213,19 @@ def _check_features(domain: Mapping[str, Any]) -> None:
 def _check_autoattach(devices: Mapping[str, Any]) -> None:
     for flag in ("autoattachPodInterface", "autoattachGraphicsDevice"):
         if devices.get(flag) is True:
-            raise unsupported(f"spec.domain.devices.{flag}", "the agent attaches no network or graphics")
+            why = "list the NIC in interfaces and spec.networks" if flag == "autoattachPodInterface" else "no graphics"
+            raise unsupported(f"spec.domain.devices.{flag}", why)
     if devices.get("autoattachSerialConsole") is False:
         raise unsupported("spec.domain.devices.autoattachSerialConsole", "the serial log is always kept")
-    if sequence(devices.get("interfaces"), "spec.domain.devices.interfaces"):
-        raise unsupported("spec.domain.devices.interfaces", "no networking is attached by this agent")
+
+
+def _rng(devices: Mapping[str, Any]) -> bool:
+    if "rng" not in devices:
+        return False
+    only_known(
+        mapping(devices["rng"], "spec.domain.devices.rng"), "spec.domain.devices.rng", known("spec.domain.devices.rng")
+    )
+    return True
 
 
 __all__ = ["API_VERSION", "API_VERSIONS", "KIND", "HostDisk", "KernelBoot", "Refused", "parse_vmi", "spec_digest"]

@@ -83,10 +83,29 @@ _DISK = obj(
                 "readonly": flag(),
             }
         ),
+        "cdrom": obj(
+            {
+                "bus": text("CD-ROM bus (default sata).", enum=("sata",)),
+                "readonly": flag("Always true for a cdrom."),
+            }
+        ),
         "serial": text(),
         "bootOrder": whole(minimum=1, maximum=1000),
     },
     required=("name",),
+)
+
+_SECRET_REF = obj({"name": text("Secret in the VMI's namespace (Kubernetes only).")}, required=("name",))
+
+_CLOUD_INIT = obj(
+    {
+        "userData": text("Inline user data, at most 2048 bytes."),
+        "userDataBase64": text("Inline user data in base64, at most 2048 bytes as written."),
+        "secretRef": _SECRET_REF,
+        "networkData": text("Inline network config, at most 2048 bytes."),
+        "networkDataBase64": text("Inline network config in base64, at most 2048 bytes as written."),
+        "networkDataSecretRef": _SECRET_REF,
+    }
 )
 
 _VOLUME = obj(
@@ -95,11 +114,54 @@ _VOLUME = obj(
         "hostDisk": obj(
             {
                 "path": text("Absolute path of a raw image on the host."),
-                "type": text(enum=("Disk",)),
-                "capacity": quantity(),
+                "type": text(
+                    "DiskOrCreate makes a sparse raw image when the path is missing.", enum=("Disk", "DiskOrCreate")
+                ),
+                "capacity": quantity("Size of a DiskOrCreate image."),
                 "shared": flag(),
             },
             required=("path",),
+        ),
+        "emptyDisk": obj(
+            {"capacity": quantity("Size of the sparse scratch disk, thrown away with the VMI.")},
+            required=("capacity",),
+        ),
+        "containerDisk": obj(
+            {
+                "image": text("OCI image with the disk under /disk; or oci:/layout[:name], oci-archive:/file[:name]."),
+                "path": text("Path of the disk inside the image (default: the one file under /disk)."),
+                "imagePullPolicy": text(enum=("Always", "IfNotPresent", "Never")),
+            },
+            required=("image",),
+        ),
+        "cloudInitNoCloud": _CLOUD_INIT,
+        "cloudInitConfigDrive": _CLOUD_INIT,
+    },
+    required=("name",),
+)
+
+_INTERFACE = obj(
+    {
+        "name": text("Name of the spec.networks entry this NIC is plugged into."),
+        "bridge": obj({}, description="Bridge binding: the NIC joins the network's bridge."),
+        "masquerade": obj({}, description="NAT binding; pod network only (libvirt's NAT network)."),
+        "macAddress": text("Unicast MAC; derived from the VMI uid and interface name when left out."),
+        "model": text("NIC model.", enum=("virtio", "e1000e")),
+        "pciAddress": text("Guest PCI address, e.g. 0000:81:01.0."),
+    },
+    required=("name",),
+)
+
+_NETWORK = obj(
+    {
+        "name": text(),
+        "pod": obj({}, description="Bare metal: the --default-network libvirt network. Refused in Kubernetes."),
+        "multus": obj(
+            {
+                "networkName": text("NetworkAttachmentDefinition (bare metal: libvirt network or host bridge)."),
+                "default": flag(),
+            },
+            required=("networkName",),
         ),
     },
     required=("name",),
@@ -127,8 +189,8 @@ _DOMAIN = obj(
                 "qats": arr(_DEVICE_ENTRY, "QAT virtual functions for the guest (v1.QAT)."),
                 "hostDevices": arr(_DEVICE_ENTRY, "Generic PCI host devices, KubeVirt's v1.HostDevice."),
                 "disks": arr(_DISK),
-                # Accepted only empty until networking lands; the parser refuses entries by name.
-                "interfaces": arr(obj({"name": text()})),
+                "interfaces": arr(_INTERFACE, "Guest NICs, each plugged into the spec.networks entry of its name."),
+                "rng": obj({}, description="A virtio-rng fed from the host's /dev/urandom."),
                 "autoattachPodInterface": flag(),
                 "autoattachGraphicsDevice": flag(),
                 "autoattachSerialConsole": flag(),
@@ -162,6 +224,7 @@ SPEC = obj(
     {
         "domain": _DOMAIN,
         "volumes": arr(_VOLUME),
+        "networks": arr(_NETWORK),
         "terminationGracePeriodSeconds": whole(minimum=0, maximum=MAX_GRACE_SECONDS),
         "nodeSelector": mapping_of(text()),
         "affinity": free(),

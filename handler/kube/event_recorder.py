@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import secrets
 import threading
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from handler.kube.timestamps import now_iso
+
 log = structlog.get_logger("qat_handler.events")
 
 COMPONENT = "qat-handler"
 MESSAGE_LIMIT = 1024
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:

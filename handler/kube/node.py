@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import structlog
 from kubernetes import client
@@ -14,10 +15,14 @@ from handler.agent.ports import DeviceInspector
 from handler.agent.runtime import NodeRuntime
 from handler.core.handoff import AgentReport
 from handler.core.status import VMIStatus
+from handler.host.guest_files import GuestFiles
 from handler.kube.client import serves_vmi_status
+from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
+from handler.kube.networks import KubeNetworks
 from handler.kube.pod_resources import PodResourcesClient
+from handler.kube.secrets import KubeSecretReader
 from handler.kube.source import KubeSource
 from handler.kube.status_sink import KubeStatusSink
 from handler.ops.metrics import Metrics
@@ -53,7 +58,17 @@ class KubeNode:
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
-        self.runtime = NodeRuntime(settings, self.source, self.sink, inspector, metrics)
+        disks = LauncherContainerDisks(self.source.pods.items, Path("/proc"), settings.state_dir / "images", node_name)
+        guest_files = GuestFiles(Path(settings.render.files_dir), disks, KubeSecretReader(api))
+        self.runtime = NodeRuntime(
+            settings,
+            self.source,
+            self.sink,
+            inspector,
+            metrics,
+            networks=lambda _hypervisor: KubeNetworks(api),
+            guest_files=guest_files,
+        )
         self._started = threading.Event()
 
     @property

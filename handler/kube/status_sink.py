@@ -21,9 +21,11 @@ from handler.core.actions import RecordEvent
 from handler.core.kube_status import FINALIZER, status_annotations, status_body, status_from_object
 from handler.core.port_error import PortError
 from handler.core.status import VMIStatus
+from handler.core.vmi_parse import API_VERSIONS
 from handler.kube.client import GROUP, PLURAL, VERSION
-from handler.kube.event_recorder import EventRecorder, now_iso
+from handler.kube.event_recorder import EventRecorder
 from handler.kube.informer import Informer
+from handler.kube.timestamps import now_iso
 
 log = structlog.get_logger("qat_handler.status")
 
@@ -66,11 +68,12 @@ class KubeStatusSink:
         body = status_body(status, self._node, now_iso(), obj.get("status"))
         annotations = {"metadata": {"annotations": status_annotations(status)}}
         namespace, name = key.split("/", 1)
+        version = version_of(obj)
         if self._status_subresource:
-            self._patch(namespace, name, annotations, status_only=False)
-            self._patch(namespace, name, {"status": body}, status_only=True)
+            self._patch(namespace, name, annotations, status_only=False, version=version)
+            self._patch(namespace, name, {"status": body}, status_only=True, version=version)
         else:
-            self._patch(namespace, name, {**annotations, "status": body}, status_only=False)
+            self._patch(namespace, name, {**annotations, "status": body}, status_only=False, version=version)
         with self._lock:
             self._written[key] = (_uid(obj), status)
         self._on_status(key, status)
@@ -89,7 +92,7 @@ class KubeStatusSink:
             self._written.pop(key, None)
 
     # -- API calls ------------------------------------------------------------------------
-    def _patch(self, namespace: str, name: str, body: dict[str, Any], status_only: bool) -> None:
+    def _patch(self, namespace: str, name: str, body: dict[str, Any], status_only: bool, version: str) -> None:
         call = (
             self._custom.patch_namespaced_custom_object_status
             if status_only
@@ -97,7 +100,7 @@ class KubeStatusSink:
         )
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                call(GROUP, VERSION, namespace, PLURAL, name, body)
+                call(GROUP, version, namespace, PLURAL, name, body)
                 return
             except ApiException as error:
                 if error.status == 404:
@@ -145,6 +148,12 @@ class KubeApiError(PortError):
 
 def _api_error(error: ApiException, what: str) -> KubeApiError:
     return KubeApiError(f"{what}: {error.status} {error.reason}")
+
+
+def version_of(obj: dict[str, Any]) -> str:
+    """The API version the VMI was read in (v1, or its alias v1alpha3): status goes back in it."""
+    group, _, version = str(obj.get("apiVersion") or "").partition("/")
+    return version if group == GROUP and f"{group}/{version}" in API_VERSIONS else VERSION
 
 
 def _uid(obj: dict[str, Any] | None) -> str:

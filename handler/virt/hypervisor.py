@@ -15,9 +15,11 @@ from lxml import etree
 from handler.core.bdf import Bdf
 from handler.core.domain_identity import METADATA_NS, read_identity, read_identity_element
 from handler.core.domain_state import ObservedDomain, Power, StopCause
+from handler.core.interface_status import GuestAddress
 from handler.virt.connection import Connection
 from handler.virt.domain_events import DomainEvent
 from handler.virt.errors import ErrorKind, VirtError, wrap
+from handler.virt.guest_network import interface_addresses
 
 T = TypeVar("T")
 
@@ -140,6 +142,14 @@ class LibvirtHypervisor:
             for bdf in _hostdev_addresses(xml):
                 owners[bdf] = name
         return owners
+
+    def interface_addresses(self, name: str) -> tuple[GuestAddress, ...]:
+        """The running guest's NIC addresses; () when libvirt cannot say (never raises)."""
+        try:
+            conn = self.connection.get()
+        except VirtError:
+            return ()
+        return interface_addresses(conn, name)
 
     def _on_domain(
         self,

@@ -96,7 +96,7 @@ def test_render_flags_shape_the_domain(capsys: pytest.CaptureFixture[str], tmp_p
     assert root.get("type") == "qemu"
     assert root.find("devices/hostdev").get("managed") == "yes"  # type: ignore[union-attr]
     assert root.find("cpu").get("mode") == "host-passthrough"  # type: ignore[union-attr]
-    serial = root.find("devices/serial/source").get("path")  # type: ignore[union-attr]
+    serial = root.find("devices/serial/log").get("file")  # type: ignore[union-attr]
     assert serial == f"{tmp_path}/logs/default_vmi-qat.serial.log"
 
 
@@ -178,7 +178,7 @@ def test_render_bad_input_as_a_subprocess_has_no_traceback(tmp_path: Path) -> No
 
 
 def test_every_documented_command_exists() -> None:
-    assert {"agent", "launcher", "render", "status", "doctor", "demo"} <= set(subcommands())
+    assert {"agent", "launcher", "render", "status", "console", "doctor", "demo"} <= set(subcommands())
 
 
 @pytest.mark.parametrize("command", subcommands())

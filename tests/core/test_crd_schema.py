@@ -38,16 +38,24 @@ SAMPLES: dict[str, Any] = {
     "spec.domain.firmware.kernelBoot.container.kernelPath": "/boot/vmlinuz",
     "spec.domain.firmware.kernelBoot.container.initrdPath": "/boot/initrd",
     "spec.volumes[].hostDisk.path": "/images/root.img",
+    "spec.volumes[].containerDisk.path": "/disk/root.qcow2",
+    "spec.volumes[].cloudInitNoCloud": {"userData": "#cloud-config"},
+    "spec.volumes[].cloudInitConfigDrive": {"userData": "#cloud-config"},
+    "spec.volumes[].cloudInitNoCloud.userDataBase64": "eA==",
+    "spec.volumes[].cloudInitNoCloud.networkDataBase64": "eA==",
+    "spec.volumes[].cloudInitConfigDrive.userDataBase64": "eA==",
+    "spec.volumes[].cloudInitConfigDrive.networkDataBase64": "eA==",
     "spec.volumes[].name": "root",
     "spec.domain.devices.disks[].name": "root",
+    "spec.networks[]": {"name": "x0", "pod": {}},
+    "spec.networks[].multus.default": False,
+    "spec.domain.devices.interfaces[].macAddress": "02:00:00:00:00:01",
+    "spec.domain.devices.interfaces[].pciAddress": "0000:81:01.0",
 }
 """Values the parser accepts where a generic sample would be refused for its value."""
 KEY_SAMPLES = {"deviceName": "qat.intel.com/generic", "name": "x0"}
 
-REFUSED_FOR_ANY_VALUE = {
-    "spec.volumes[].hostDisk.capacity": "KubeVirt's field, refused by the parser (it only sizes DiskOrCreate)",
-    "spec.domain.devices.interfaces": "accepted only as an empty list until networking lands",
-}
+REFUSED_FOR_ANY_VALUE = {}
 """Schema paths the parser refuses whatever the value. Keep this short: by the project's rule a field
 the stack always refuses belongs out of the table."""
 
@@ -158,18 +166,47 @@ def manifest_with(path: str, value: Any) -> tuple[dict[str, Any], str]:
             continue
         holder = holder.setdefault(name, sample(node, walked))
     _join_disks(doc)
+    _join_networks(doc)
     return doc, path.replace("[]", "[0]")
 
 
 def _join_disks(doc: dict[str, Any]) -> None:
-    """A disk needs its volume and the other way round: add the partner the walk did not."""
+    """A disk needs its volume and the other way round: add the partner the walk did not.
+    A volume has one source: the sample's hostDisk goes when the walk set another one, and a
+    hostDisk capacity comes with the type it sizes."""
     spec = doc["spec"]
+    for volume in spec.get("volumes") or []:
+        if isinstance(volume, dict) and len(volume) > 2:
+            volume.pop("hostDisk", None)
+        for source in ("cloudInitNoCloud", "cloudInitConfigDrive"):
+            data = volume.get(source) if isinstance(volume, dict) else None
+            if isinstance(data, dict):  # the sample's userData gives way to the walked user data
+                present = [key for key in data if key in ("userData", "userDataBase64", "secretRef")]
+                for key in present[:-1]:
+                    del data[key]
+        host_disk = volume.get("hostDisk") if isinstance(volume, dict) else None
+        if isinstance(host_disk, dict) and "capacity" in host_disk and "type" not in host_disk:
+            host_disk["type"] = "DiskOrCreate"
     devices = spec["domain"].setdefault("devices", {})
     if spec.get("volumes") and not devices.get("disks"):
         devices["disks"] = [{"name": spec["volumes"][0]["name"]}]
     if devices.get("disks") and not spec.get("volumes"):
         volume = {"name": devices["disks"][0]["name"], "hostDisk": {"path": "/images/root.img"}}
         spec["volumes"] = [volume]
+
+
+def _join_networks(doc: dict[str, Any]) -> None:
+    """A NIC needs its network and the other way round, under one name."""
+    spec = doc["spec"]
+    devices = spec["domain"].setdefault("devices", {})
+    interfaces, networks = devices.get("interfaces") or [], spec.get("networks") or []
+    if networks and not interfaces:
+        devices["interfaces"] = [{"name": networks[0]["name"]}]
+    if interfaces and not networks:
+        spec["networks"] = [{"name": interfaces[0].get("name", "x0"), "pod": {}}]
+    network = (spec.get("networks") or [{}])[0]
+    if network.get("multus") is not None and "pod" in network:
+        del network["pod"]  # the walk set multus: exactly one source
 
 
 def refused_for_any_value(path: str) -> bool:

@@ -29,6 +29,7 @@ import pytest
 from lxml import etree
 
 from handler.baremetal.manifest_file import default_uid, load_manifest
+from handler.core.attachments import resolve_on_host
 from handler.core.device_env import AssignedDevice, resolve_devices
 from handler.core.domain_identity import DomainIdentity
 from handler.core.domain_state import Power
@@ -42,6 +43,7 @@ from handler.virt.hypervisor import LibvirtHypervisor
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
 LOG_DIR = "/var/lib/qat-handler/logs"
+FILES_DIR = "/var/lib/qat-handler/guests"
 
 CASE_SETTINGS: dict[str, RenderSettings] = {
     "qat-one-qatn": RenderSettings(log_dir=LOG_DIR),
@@ -54,7 +56,13 @@ CASE_SETTINGS: dict[str, RenderSettings] = {
     "domain-qemu": RenderSettings(domain_type="qemu", log_dir=LOG_DIR),
     "managed-hostdevs": RenderSettings(managed_hostdevs=True, log_dir=LOG_DIR),
     "cpu-passthrough": RenderSettings(cpu_mode="host-passthrough", log_dir=LOG_DIR),
+    "network-pod": RenderSettings(log_dir=LOG_DIR),
+    "network-bridge": RenderSettings(log_dir=LOG_DIR),
+    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
+    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
 }
+HOST_BRIDGES = {"br-storage"}
+"""Names the simulated host has as bridges; every other name is an active libvirt network."""
 CASES = sorted(CASE_SETTINGS)
 
 
@@ -76,7 +84,10 @@ def render_case(case: str) -> Rendered:
     env = parse_env_text(env_file.read_text(), env_file.name) if env_file.exists() else {}
     devices = resolve_devices(vmi, env)
     settings = CASE_SETTINGS[case]
-    return Rendered(vmi, devices, settings, render_domain(vmi, devices, settings))
+    attachments = resolve_on_host(
+        vmi, settings.default_network, lambda name: None if name in HOST_BRIDGES else True, HOST_BRIDGES.__contains__
+    )
+    return Rendered(vmi, devices, settings, render_domain(vmi, devices, settings, attachments))
 
 
 def canonical(xml: str) -> str:
@@ -195,7 +206,18 @@ def summary(xml: str) -> dict[str, object]:
         "cores": root.find("cpu/topology").get("cores"),
         "kernel": (text("os/kernel"), text("os/initrd"), text("os/cmdline")),
         "acpi": root.find("features/acpi") is not None,
-        "serial_log": root.find("devices/serial/source").get("path"),
+        "serial_log": root.find("devices/serial/log").get("file"),
+        "interfaces": sorted(
+            (
+                nic.get("type"),
+                nic.find("mac").get("address"),
+                dict(nic.find("source").attrib),
+                nic.find("model").get("type"),
+                nic.find("alias").get("name"),
+            )
+            for nic in root.iterfind("devices/interface")
+        ),
+        "rng": [(rng.get("model"), rng.findtext("backend")) for rng in root.iterfind("devices/rng")],
         "hostdevs": sorted(hostdevs, key=repr),
         "disks": sorted(disks, key=repr),
     }

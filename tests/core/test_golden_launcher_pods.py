@@ -36,8 +36,8 @@ def load(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def test_the_four_cases_are_there() -> None:
-    assert CASES == ["one-qat", "qats-and-hostdevices", "scheduling", "two-qats-one-name"]
+def test_the_cases_are_there() -> None:
+    assert CASES == ["container-disk", "one-qat", "qats-and-hostdevices", "scheduling", "two-qats-one-name"]
 
 
 @pytest.mark.parametrize("case", CASES)

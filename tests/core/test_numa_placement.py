@@ -152,7 +152,9 @@ def test_pinned_domain_matches_golden_validates_and_defines(host: tuple[Path, tu
     root, vfs = host
     placement = place(vmi(), [device(vfs[2])], read_numa_topology(root), NumaPolicy.STRICT)
     assert isinstance(placement, Placement)
-    xml = render_domain(vmi(), [device(vfs[2])], RenderSettings(log_dir="/var/lib/qat-handler/logs"), placement)
+    xml = render_domain(
+        vmi(), [device(vfs[2])], RenderSettings(log_dir="/var/lib/qat-handler/logs"), placement=placement
+    )
     if REGENERATE:
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(xml)

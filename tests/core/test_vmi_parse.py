@@ -175,6 +175,8 @@ ACCEPTED: list[Any] = [
         id="host-disks",
     ),
     pytest.param(put("spec.domain.machine.type", "pc-q35-7.2"), {"cores": 1}, id="machine-q35-versioned"),
+    pytest.param(put("apiVersion", "kubevirt.io/v1alpha3"), {"cores": 1, "rng": False}, id="v1alpha3-alias"),
+    pytest.param(put("spec.domain.devices.rng", {}), {"rng": True}, id="rng"),
     pytest.param(put("spec.domain.features", {"acpi": {}}), {"cores": 1}, id="acpi-on"),
     pytest.param(
         put(
@@ -280,9 +282,9 @@ REFUSED: list[Any] = [
     ),
     pytest.param(
         put("spec.domain.devices.interfaces", [{"name": "default"}]),
-        UNSUPPORTED,
-        "spec.domain.devices.interfaces",
-        id="interfaces",
+        INVALID,
+        "spec.domain.devices.interfaces[0].name",
+        id="interface-without-network",
     ),
     pytest.param(
         put("spec.domain.devices.autoattachPodInterface", True),
@@ -406,9 +408,9 @@ REFUSED: list[Any] = [
     ),
     # disks and volumes
     pytest.param(
-        both(disks({**ROOT_DISK, "cdrom": {}}), volumes(ROOT_VOLUME)),
+        both(disks({**ROOT_DISK, "lun": {}}), volumes(ROOT_VOLUME)),
         UNSUPPORTED,
-        "spec.domain.devices.disks[0].cdrom",
+        "spec.domain.devices.disks[0].lun",
         id="unknown-in-disk",
     ),
     pytest.param(
@@ -443,10 +445,10 @@ REFUSED: list[Any] = [
         id="volume-without-disk",
     ),
     pytest.param(
-        both(disks(ROOT_DISK), volumes({"name": "root", "containerDisk": {"image": "x"}})),
-        UNSUPPORTED,
-        "spec.volumes[0].containerDisk",
-        id="container-disk",
+        both(disks(ROOT_DISK), volumes({"name": "root", "containerDisk": {"image": "-x"}})),
+        INVALID,
+        "spec.volumes[0].containerDisk.image",
+        id="container-disk-option-like-image",
     ),
     pytest.param(
         both(disks(ROOT_DISK), volumes({"name": "root", "persistentVolumeClaim": {"claimName": "x"}})),
@@ -455,19 +457,17 @@ REFUSED: list[Any] = [
         id="pvc",
     ),
     pytest.param(
-        both(disks(ROOT_DISK), volumes({**ROOT_VOLUME, "cloudInitNoCloud": {}})),
-        UNSUPPORTED,
+        both(disks(ROOT_DISK), volumes({**ROOT_VOLUME, "cloudInitNoCloud": {"userData": "x"}})),
+        INVALID,
         "spec.volumes[0].cloudInitNoCloud",
         id="host-disk-plus-another-source",
     ),
-    pytest.param(
-        both(disks(ROOT_DISK), volumes({"name": "root"})), INVALID, "spec.volumes[0].hostDisk", id="volume-no-source"
-    ),
+    pytest.param(both(disks(ROOT_DISK), volumes({"name": "root"})), INVALID, "spec.volumes[0]", id="volume-no-source"),
     pytest.param(
         both(disks(ROOT_DISK), volumes({"name": "root", "hostDisk": {"path": "/r.img", "type": "DiskOrCreate"}})),
-        UNSUPPORTED,
-        "spec.volumes[0].hostDisk.type",
-        id="disk-or-create",
+        INVALID,
+        "spec.volumes[0].hostDisk.capacity",
+        id="disk-or-create-without-capacity",
     ),
     pytest.param(
         both(disks(ROOT_DISK), volumes({"name": "root", "hostDisk": {"path": "r.img"}})),

@@ -1,4 +1,5 @@
-"""RBAC in deploy/ grants exactly what the agent's code asks the API server for.
+"""RBAC in deploy/ grants each identity (agent, controller, webhook) exactly what its code asks
+the API server for.
 
 The calls are read from handler/ itself: every reference to a method of the official
 client's ``*Api`` classes is found and mapped to (scope, API group, resource, verb) by
@@ -27,11 +28,11 @@ KUBEVIRT_NAMESPACE = "kubevirt namespace"
 """Calls whose namespace argument is the agent's --kubevirt-namespace."""
 STACK_NAMESPACE = "stack namespace"
 """Calls whose namespace argument (named ``stack_namespace``) is the stack's own, qat-handler."""
+LEASE_NAMESPACE = "lease namespace"
+"""Calls whose namespace argument is the controller's --lease-namespace (its own namespace)."""
 AGENT_ENTRY = "handler.cli.agent_cmd"
 """The agent's grants are the calls in the modules its subcommand imports, directly or not."""
 CONTROLLER_ENTRY = "handler.cli.controller_cmd"
-LEASE_NAMESPACE = "lease namespace"
-"""Calls whose namespace argument is the controller's --lease-namespace (its own namespace)."""
 
 Grant = tuple[str, str, str, str]
 """(scope, API group, resource[/subresource], verb)"""
@@ -46,6 +47,8 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "pods", "watch"),
     ("", "events", "create"),
     ("", "events", "patch"),
+    ("k8s.cni.cncf.io", "network-attachment-definitions", "get"),
+    ("", "secrets", "get"),
 }
 EXPECTED_IN_KUBEVIRT_NAMESPACE = {
     ("", "configmaps", "list"),
@@ -195,12 +198,9 @@ def grants(found: Found, module: str | None) -> set[Grant]:
     scope = ANY_NAMESPACE
     if spec.namespace is not None:
         named = ast.unparse(found.args[spec.namespace])
-        scopes = {
-            "kubevirt_namespace": KUBEVIRT_NAMESPACE,
-            "stack_namespace": STACK_NAMESPACE,
-            "self.lease_namespace": LEASE_NAMESPACE,
-        }
-        scope = scopes.get(named, scope)
+        scope = {"kubevirt_namespace": KUBEVIRT_NAMESPACE, "stack_namespace": STACK_NAMESPACE}.get(named, scope)
+        if named.endswith("lease_namespace"):
+            scope = LEASE_NAMESPACE
     return {(scope, group, resource, verb) for verb in spec.verbs}
 
 
@@ -260,7 +260,7 @@ def rules_of(doc_kind: str, name: str = "qat-handler") -> tuple[str, list[dict[s
 def flatten(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     out = set()
     for rule in rules:
-        assert not rule.get("nonResourceURLs"), "no qat-handler identity requests a non-resource URL"
+        assert not rule.get("nonResourceURLs"), "the agent requests no non-resource URL"
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 for verb in rule["verbs"]:

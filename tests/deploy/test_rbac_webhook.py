@@ -15,6 +15,7 @@ from tests.deploy.manifests import REPO, cli_args, load_all, one, pod_spec
 from tests.deploy.test_rbac import (
     AGENT_ENTRY,
     ANY_NAMESPACE,
+    CONTROLLER_ENTRY,
     KUBEVIRT_NAMESPACE,
     STACK_NAMESPACE,
     code_grants,
@@ -26,7 +27,7 @@ from tests.deploy.test_rbac import (
 TLS = WebhookTlsSettings()
 WEBHOOK_ENTRY = "handler.cli.webhook_cmd"
 TLS_ENTRY = "handler.kube.webhook_tls"
-ENTRIES = (AGENT_ENTRY, WEBHOOK_ENTRY, TLS_ENTRY, "handler.cli.controller_cmd")
+ENTRIES = (AGENT_ENTRY, CONTROLLER_ENTRY, WEBHOOK_ENTRY, TLS_ENTRY)
 """Every identity's code. A module that calls the API must be reached from one of them."""
 
 WEBHOOK_IN_KUBEVIRT = {

@@ -93,12 +93,15 @@ class Workspace:
         grace: int = 30,
         qats: Iterable[tuple[str, str]] = (),
         env: dict[str, str] | None = None,
+        devices_extra: dict[str, Any] | None = None,
+        spec_extra: dict[str, Any] | None = None,
     ) -> Path:
         """Write a VMI manifest that boots ``image`` (and its ``.env`` file); atomically, via rename."""
         devices: dict[str, Any] = {}
         qat_entries = [{"name": n, "deviceName": d} for n, d in qats]
         if qat_entries:
             devices["qats"] = qat_entries
+        devices.update(devices_extra or {})
         manifest = {
             "apiVersion": "kubevirt.io/v1",
             "kind": "VirtualMachineInstance",
@@ -118,6 +121,7 @@ class Workspace:
                 },
             },
         }
+        manifest["spec"].update(spec_extra or {})
         if env is not None:
             _write_via_rename(self.vmi_dir / f"{vmi_name}.env", "".join(f"{k}={v}\n" for k, v in env.items()))
         path = self.manifest_path(vmi_name)

@@ -361,9 +361,10 @@ def test_discovery_lists_the_status_subresource_only_when_enabled(make_server: C
     assert groups == {
         "kubevirt.io": "kubevirt.io/v1",
         "events.k8s.io": "events.k8s.io/v1",
+        "admissionregistration.k8s.io": "admissionregistration.k8s.io/v1",
         "apps": "apps/v1",
         "coordination.k8s.io": "coordination.k8s.io/v1",
-        "admissionregistration.k8s.io": "admissionregistration.k8s.io/v1",
+        "k8s.cni.cncf.io": "k8s.cni.cncf.io/v1",
     }
     core_names = {r.name for r in client.CoreV1Api(api).get_api_resources().resources}
     assert core_names == {"configmaps", "events", "nodes", "nodes/status", "pods", "pods/status", "secrets"}

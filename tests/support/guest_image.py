@@ -16,6 +16,15 @@ Variants:
     powers off at once.
 ``noacpi``
     Prints :data:`BOOT_MARKER` and ignores the power button.
+``interactive``
+    As ``acpi``, plus networking and a shell: loads virtio-net (modules taken from the same
+    kernel package), prints the hardware RNGs it sees (:data:`RNG_MARKER`), asks for a DHCP
+    lease on eth0 with busybox ``udhcpc`` (printing :data:`IP_MARKER` and the address once
+    bound), then runs a shell on the serial console.
+``cidata``
+    As ``acpi``, and first loads virtio-blk and iso9660 (with their dependencies), mounts each
+    virtio disk that holds an ISO with a ``user-data`` file, and prints :data:`CIDATA_MARKER`
+    followed by the instance id and the ``qat-marker:`` value found in that user-data.
 """
 
 from __future__ import annotations
@@ -41,8 +50,12 @@ from xml.sax.saxutils import escape, quoteattr
 BOOT_MARKER = "QAT-GUEST: booted"
 SHUTDOWN_MARKER = "QAT-GUEST: power button pressed, powering off"
 ERROR_MARKER = "QAT-GUEST: error"
+CIDATA_MARKER = "QAT-GUEST: cidata"
 
-VARIANTS = ("acpi", "noacpi")
+IP_MARKER = "QAT-GUEST: ip="
+RNG_MARKER = "QAT-GUEST: hwrng="
+
+VARIANTS = ("acpi", "noacpi", "interactive", "cidata")
 KERNEL_CMDLINE = "console=ttyS0 panic=-1 quiet"
 
 CACHE_ENV = "QAT_HANDLER_TEST_CACHE"
@@ -56,6 +69,17 @@ BUSYBOX_PACKAGE = "busybox-static"
 _FORMAT = "3"
 _STATE_FILE = "sources.json"
 # Kernel config symbol -> module path suffix under lib/modules/<release>/kernel/
+# The cloud kernel builds these as modules; loaded in this order (dependencies first).
+_DISK_MODULES = (
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/block/virtio_blk.ko",
+    "drivers/cdrom/cdrom.ko",
+    "fs/isofs/isofs.ko",
+)
 _ACPI_MODULES = {
     "CONFIG_INPUT_EVDEV": "drivers/input/evdev.ko",
     "CONFIG_ACPI_BUTTON": "drivers/acpi/button.ko",
@@ -244,6 +268,7 @@ def _initrd_path(root: Path, state: dict[str, str], variant: str) -> Path:
         state["busybox_dir"],
         _init_script(variant),
         _power_button_script(),
+        _udhcpc_script() if variant == "interactive" else "",
     ):
         h.update(part.encode())
         h.update(b"\0")
@@ -470,6 +495,8 @@ def _extract_busybox(deb: Path, dest: Path, work: Path) -> None:
 
 
 def _init_script(variant: str) -> str:
+    if variant == "interactive":
+        return _interactive_init(_init_script("acpi"))
     if variant == "noacpi":
         ready = f"""echo "{BOOT_MARKER} variant=noacpi uptime=$(uptime_s)"
 """
@@ -492,6 +519,8 @@ done
 [ $n -le 200 ] && kill -0 $acpid_pid 2>/dev/null && \\
   echo "{BOOT_MARKER} variant=acpi uptime=$(uptime_s)"
 """
+    if variant == "cidata":
+        ready = _cidata_script() + ready.replace("variant=acpi", "variant=cidata")
     return f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -501,6 +530,94 @@ mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 uptime_s() {{ cut -d' ' -f1 /proc/uptime; }}
 {ready}while true; do sleep 3600; done
+"""
+
+
+# Loaded in this order (each needs the ones before; see each module's depends=); none of them is
+# built into the cloud kernel. virtio-rng shows whether the domain's <rng> reached the guest.
+_NET_MODULES = (
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
+    "drivers/char/hw_random/virtio-rng.ko",
+)
+
+
+def _interactive_init(acpi_init: str) -> str:
+    """The acpi guest, with eth0 up through DHCP before the boot marker and a shell instead of sleep."""
+    names = " ".join(path.rsplit("/", 1)[1].removesuffix(".ko") for path in _NET_MODULES)
+    network = f"""for m in {names}; do
+  [ -f /lib/modules/$m.ko ] && insmod /lib/modules/$m.ko
+done
+echo "{RNG_MARKER}$(cat /sys/class/misc/hw_random/rng_available 2>/dev/null)"
+ip link set lo up
+if ip link show eth0 >/dev/null 2>&1; then
+  udhcpc -i eth0 -s /etc/udhcpc/default.script -t 30 -T 2 -A 3 -q >/dev/null 2>&1 &
+fi
+"""
+    head, marker, tail = acpi_init.partition("acpid -f")
+    body = head + network + marker + tail
+    return body.replace("while true; do sleep 3600; done", "while true; do sh; done")
+
+
+def _udhcpc_script() -> str:
+    return f"""#!/bin/sh
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/${{mask:-24}}" dev "$interface"
+    [ -n "$router" ] && ip route add default via "${{router%% *}}" dev "$interface"
+    echo "{IP_MARKER}$ip" > /dev/console
+    ;;
+esac
+"""
+
+
+def _net_modules(root: Path, state: dict[str, str]) -> dict[str, bytes]:
+    """virtio-net and what it needs, from the recorded kernel package (fetched again once if the
+    cache predates the interactive guest). Called with the cache lock held."""
+    ndir = root / state["kernel_dir"] / "net-modules"
+    names = [path.rsplit("/", 1)[1] for path in _NET_MODULES]
+    if not all((ndir / name).is_file() for name in names):
+        _make_dir(root / "tmp")
+        work = Path(tempfile.mkdtemp(prefix="net-", dir=root / "tmp"))
+        try:
+            debs = _apt_download([(state["kernel_package"], state["kernel_version"])], work)
+            deb = debs[state["kernel_package"], state["kernel_version"]]
+            suffixes = tuple("/kernel/" + path for path in _NET_MODULES)
+            out = Path(tempfile.mkdtemp(prefix="net-modules-", dir=work))
+            for name, data in _deb_members(deb, lambda n: n.endswith(suffixes)):
+                _write_file(out / name.rsplit("/", 1)[1], data, 0o644)
+            missing = [name for name in names if not (out / name).is_file()]
+            if missing:
+                raise GuestImageError(f"{deb.name} lacks {missing}; the interactive guest cannot network")
+            _install_dir(out, ndir)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return {name: (ndir / name).read_bytes() for name in names}
+
+
+def _cidata_script() -> str:
+    loads = "".join(f"insmod /lib/modules/disk/{Path(m).name}\n" for m in _DISK_MODULES)
+    return f"""{loads}mkdir -p /mnt
+n=0
+until ls /dev/vd? >/dev/null 2>&1 || [ $n -gt 100 ]; do n=$((n + 1)); sleep 0.05; done
+for dev in /dev/vd?; do
+  if mount -t iso9660 -o ro $dev /mnt 2>/dev/null; then
+    if [ -f /mnt/user-data ]; then
+      id=$(sed -n 's/^instance-id: *//p' /mnt/meta-data | tr -d '"')
+      marker=$(sed -n 's/^.*qat-marker: *//p' /mnt/user-data)
+      echo "{CIDATA_MARKER} dev=$dev instance-id=$id marker=$marker"
+    fi
+    umount /mnt
+  fi
+done
 """
 
 
@@ -518,9 +635,15 @@ def _ensure_initrd(root: Path, state: dict[str, str], variant: str) -> GuestImag
     if not initrd.is_file():
         busybox = (root / state["busybox_dir"] / "busybox").read_bytes()
         modules = {}
-        if variant == "acpi":
+        if variant in ("acpi", "interactive", "cidata"):
             for name in json.loads((kdir / "meta.json").read_text())["modules"]:
                 modules[name] = (kdir / "modules" / name).read_bytes()
+        if variant == "interactive":
+            modules.update(_net_modules(root, state))
+        if variant == "cidata":
+            disk_dir = _ensure_disk_modules(root, state)
+            for module in _DISK_MODULES:
+                modules["disk/" + Path(module).name] = (disk_dir / Path(module).name).read_bytes()
         cpio = _build_cpio(variant, busybox, modules)
         _make_dir(initrd.parent)
         _write_file(initrd, gzip.compress(cpio, compresslevel=6, mtime=0), 0o644)
@@ -533,6 +656,30 @@ def _ensure_initrd(root: Path, state: dict[str, str], variant: str) -> GuestImag
     )
 
 
+def _ensure_disk_modules(root: Path, state: dict[str, str]) -> Path:
+    """The virtio-blk and iso9660 modules of the cached kernel, fetched once from its package."""
+    folder = root / state["kernel_dir"] / "disk-modules"
+    if all((folder / Path(m).name).is_file() for m in _DISK_MODULES):
+        return folder
+    _make_dir(root / "tmp")
+    work = Path(tempfile.mkdtemp(prefix="disk-modules-", dir=root / "tmp"))
+    try:
+        package, version = state["kernel_package"], state["kernel_version"]
+        deb = _apt_download([(package, version)], work)[package, version]
+        out = work / "out"
+        _make_dir(out)
+        suffixes = tuple("/kernel/" + m for m in _DISK_MODULES)
+        for name, data in _deb_members(deb, lambda n: n.endswith(suffixes)):
+            _write_file(out / name.rsplit("/", 1)[1], data, 0o644)
+        missing = [m for m in _DISK_MODULES if not (out / Path(m).name).is_file()]
+        if missing:
+            raise GuestImageError(f"{deb.name} lacks {', '.join(missing)}")
+        _install_dir(out, folder)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return folder
+
+
 def _build_cpio(variant: str, busybox: bytes, modules: dict[str, bytes]) -> bytes:
     w = _NewcWriter()
     w.directory(".")  # the root: 0755, or libvirt-qemu cannot traverse it
@@ -542,7 +689,12 @@ def _build_cpio(variant: str, busybox: bytes, modules: dict[str, bytes]) -> byte
     w.file("bin/busybox", busybox, 0o755)
     w.symlink("bin/sh", "busybox")
     w.file("init", _init_script(variant).encode(), 0o755)
-    if variant == "acpi":
+    if variant == "interactive":
+        w.directory("etc/udhcpc")
+        w.file("etc/udhcpc/default.script", _udhcpc_script().encode(), 0o755)
+    if variant == "cidata":
+        w.directory("lib/modules/disk")
+    if variant in ("acpi", "interactive", "cidata"):
         for name, data in sorted(modules.items()):
             w.file(f"lib/modules/{name}", data, 0o644)
         w.directory("etc/acpi")

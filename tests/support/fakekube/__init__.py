@@ -2,9 +2,9 @@
 official ``kubernetes`` Python client (stdlib only: ``http.server``).
 
 Served: ``kubevirt.io/v1`` virtualmachineinstances (also as ``v1alpha3``, one storage)
-and kubevirts (custom-resource rules), core ``v1`` configmaps, secrets, pods and events,
-``apps/v1`` deployments, ``coordination.k8s.io/v1`` leases,
-``events.k8s.io/v1`` events (the same stored events as core ``v1``), the cluster-scoped
+and kubevirts (custom-resource rules), core ``v1`` configmaps, secrets, pods, nodes and
+events, ``apps/v1`` deployments, ``coordination.k8s.io/v1`` leases, ``events.k8s.io/v1``
+events (the same stored events as core ``v1``), the cluster-scoped
 ``admissionregistration.k8s.io/v1`` validatingwebhookconfigurations, and discovery (``/api``, ``/api/v1``, ``/apis``,
 ``/apis/{group}[/{version}]``, ``/version``).
 

@@ -201,6 +201,16 @@ def default_resources(
             short_names=("no",),
             field_labels=frozenset({"metadata.name", "spec.unschedulable"}),
         ),
+        # Multus: a VMI's multus network names one of these (its spec.config is a CNI config).
+        ResourceType(
+            "k8s.cni.cncf.io",
+            "v1",
+            "network-attachment-definitions",
+            "NetworkAttachmentDefinition",
+            "network-attachment-definition",
+            custom=True,
+            short_names=("net-attach-def",),
+        ),
     ]
 
 

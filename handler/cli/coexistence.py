@@ -1,4 +1,5 @@
-"""The start-up check the controller and the Kubernetes agent share: never beside KubeVirt."""
+"""The coexistence rule at start-up: the agent and the controller refuse to run beside KubeVirt,
+whose own controllers would act on the same VMIs. Only those two entry points import this."""
 
 from __future__ import annotations
 

@@ -1,0 +1,160 @@
+"""containerDisks in Kubernetes: kubelet pulls the image as a container of the launcher pod,
+as KubeVirt does; the agent never pulls.
+
+The launcher pod carries one container per containerDisk volume, named ``volume<volume name>``
+(KubeVirt's naming), running the disk's image with a long-lived process from a shared volume
+(the images hold only /disk). Once kubelet reports that container running, the agent finds its
+process on the host (the container ID in ``/proc/<pid>/cgroup``: the agent needs hostPID, and
+CAP_SYS_PTRACE to open another process's root), reads the disk
+through that process's root (``/proc/<pid>/root/disk/...``) and copies it once into the image
+cache, keyed by the image digest kubelet reports (``imageID``). QEMU runs under the node's
+libvirtd, outside the pod, and cannot open another process's root; the cached copy is what
+the overlay is based on, and every later VMI of the same image reuses it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from handler.core.disk_sources import ContainerDisk
+from handler.core.launcher_disks import container_name
+from handler.core.vmi import VMI
+from handler.host.image_cache import Failed, Lookup, Pending, Ready, check_image, disk_format_of, disk_suffix
+from handler.host.oci_layout import DISK_SUFFIXES, LayoutError
+from handler.kube.launcher_pods import CREATED_BY_LABEL
+
+log = structlog.get_logger("qat_handler.container_disks")
+
+PodLister = Callable[[], Iterable[Mapping[str, Any]]]
+"""The launcher pods on this node, as the API returns them (the agent's pod informer cache)."""
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+_CONTAINER_ID = re.compile(r"^[a-z0-9-]+://([0-9a-f]{12,128})$")
+
+
+class LauncherContainerDisks:
+    def __init__(self, pods: PodLister, proc: Path, cache_root: Path, node_name: str) -> None:
+        self.pods = pods
+        self.proc = proc
+        """The host's /proc: the agent's own with hostPID."""
+        self.cache_root = cache_root
+        self.node_name = node_name
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disk-copy")
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+        self._failed: dict[str, str] = {}
+
+    def lookup(self, disk: ContainerDisk, vmi: VMI, volume: str) -> Lookup:
+        status = self._container_status(vmi, volume)
+        if isinstance(status, (Pending, Failed)):
+            return status
+        digest, container_id = status
+        entry = digest + ("" if disk.path is None else "-" + hashlib.sha256(disk.path.encode()).hexdigest()[:12])
+        folder = self.cache_root / "disks" / entry
+        files = list(folder.iterdir()) if folder.is_dir() else []
+        if len(files) == 1:
+            return Ready(files[0], disk_format_of(files[0].name))
+        with self._lock:
+            if entry in self._failed:
+                return Failed(self._failed[entry])
+            if entry in self._running:
+                return Pending("is being copied from the launcher pod's image")
+            self._running.add(entry)
+        self._pool.submit(self._copy_job, entry, container_id, disk.path, folder)
+        return Pending("is being copied from the launcher pod's image")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _container_status(self, vmi: VMI, volume: str) -> tuple[str, str] | Pending | Failed:
+        pods = [
+            p
+            for p in self.pods()
+            if p.get("metadata", {}).get("namespace") == vmi.namespace
+            and (p.get("metadata", {}).get("labels") or {}).get(CREATED_BY_LABEL) == vmi.uid
+            and p.get("spec", {}).get("nodeName") == self.node_name
+        ]
+        if not pods:
+            return Pending("waits for the launcher pod on this node")
+        name = container_name(volume)
+        statuses = pods[0].get("status", {}).get("containerStatuses") or []
+        status = next((s for s in statuses if s.get("name") == name), None)
+        if status is None:
+            spec_names = [c.get("name") for c in pods[0].get("spec", {}).get("containers", [])]
+            if name not in spec_names:
+                return Failed(f"has no container {name} in its launcher pod (the pod must carry the image)")
+            return Pending("waits for kubelet to pull the image")
+        if "running" not in (status.get("state") or {}):
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason", "")
+            if reason in ("ErrImagePull", "ImagePullBackOff", "InvalidImageName"):
+                return Failed(f"could not be pulled by kubelet ({reason}: {waiting.get('message', '')[:200]})")
+            return Pending("waits for kubelet to pull the image")
+        digest = _DIGEST.search(str(status.get("imageID", "")))
+        container = _CONTAINER_ID.match(str(status.get("containerID", "")))
+        if digest is None or container is None:
+            return Pending("waits for kubelet to report the image digest")
+        return digest.group(1), container.group(1)
+
+    def _copy_job(self, entry: str, container_id: str, inner: str | None, folder: Path) -> None:
+        try:
+            root = self._container_root(container_id)
+            source = _disk_in(root, inner)
+            (self.cache_root / "tmp").mkdir(parents=True, exist_ok=True)
+            staged = Path(tempfile.mkdtemp(prefix="copy-", dir=self.cache_root / "tmp"))
+            try:
+                target = staged / f"disk{disk_suffix(source.name)}"
+                with source.open("rb") as reader, target.open("wb") as writer:
+                    shutil.copyfileobj(reader, writer, 1 << 20)
+                check_image(target, disk_format_of(target.name))
+                target.chmod(0o444)
+                staged.chmod(0o755)
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                staged.rename(folder)
+            finally:
+                shutil.rmtree(staged, ignore_errors=True)
+            log.info("containerDisk copied from its launcher container", entry=entry)
+        except PermissionError:
+            with self._lock:
+                self._failed[entry] = "cannot be read from the launcher container (the agent needs CAP_SYS_PTRACE)"
+            log.warning("containerDisk copy not permitted", entry=entry)
+        except (OSError, LayoutError) as error:
+            with self._lock:
+                self._failed[entry] = f"is not a usable disk image ({error})"
+            log.warning("containerDisk copy failed", entry=entry, error=str(error))
+        finally:
+            with self._lock:
+                self._running.discard(entry)
+
+    def _container_root(self, container_id: str) -> Path:
+        """The root of the container's process, found by its ID in the host's cgroup files."""
+        for cgroup in self.proc.glob("[0-9]*/cgroup"):
+            try:
+                if container_id in cgroup.read_text():
+                    return cgroup.parent / "root"
+            except OSError:
+                continue
+        raise LayoutError(f"no process of container {container_id[:12]} on this host")
+
+
+def _disk_in(root: Path, inner: str | None) -> Path:
+    if inner is not None:
+        candidate = root / inner.lstrip("/")
+        if not candidate.is_file() or candidate.is_symlink():
+            raise LayoutError(f"the image has no file {inner}")
+        return candidate
+    disks = [p for p in (root / "disk").glob("*") if p.name.endswith(DISK_SUFFIXES) and p.is_file()]
+    if len(disks) != 1:
+        raise LayoutError(f"the image holds {len(disks)} disks under /disk; set containerDisk.path")
+    if disks[0].is_symlink():
+        raise LayoutError("the image's disk is a symlink")
+    return disks[0]
