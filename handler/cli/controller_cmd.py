@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     controller = Controller(api, settings)
     elector = LeaderElector(api, args.lease_namespace, args.lease_name, default_identity())
     tls = WebhookTlsSettings(namespace=args.lease_namespace)
-    return serve(controller, elector, lambda: maintain_webhook_tls(api, tls))
+    return serve(controller, elector, in_background(lambda: maintain_webhook_tls(api, tls)))
 
 
 def serve(controller: Controller, elector: LeaderElector, upkeep: Callable[[], None]) -> int:
@@ -130,6 +130,24 @@ def serve(controller: Controller, elector: LeaderElector, upkeep: Callable[[], N
         elector.release()
     log.info("controller stopped", identity=elector.identity)
     return code
+
+
+def in_background(task: Callable[[], None]) -> Callable[[], None]:
+    """``task`` on a thread of its own, one run at a time: making a key takes seconds, and the
+    lease loop must not miss its renewals meanwhile."""
+    running = threading.Lock()
+
+    def run_once() -> None:
+        try:
+            task()
+        finally:
+            running.release()
+
+    def start() -> None:
+        if running.acquire(blocking=False):
+            threading.Thread(target=run_once, name="webhook-tls", daemon=True).start()
+
+    return start
 
 
 def maintain_webhook_tls(api: Any, settings: WebhookTlsSettings) -> None:

@@ -87,3 +87,28 @@ def test_an_empty_launcher_image_is_refused(tmp_path: Path) -> None:
     assert done.stderr.splitlines() == [
         "qat-handler: --launcher-image is empty; fix: pass the qat-handler image, e.g. qat-handler:0.1.0"
     ]
+
+
+def test_a_leader_that_cannot_renew_exits_so_that_only_the_new_leader_acts(tmp_path: Path) -> None:
+    with FakeApiServer() as server:
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handler", "controller", "--launcher-image", "qat-handler:0.1.0"],
+            cwd=REPO,
+            env=environ(KUBECONFIG=str(kubeconfig), POD_NAME="controller-0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not server.objects("leases", "qat-handler") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            server.fail_next("*", "/leases/", 503, times=10_000)
+            output, _ = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 1
+    assert "lost leadership; exiting so that only the new leader acts" in output
