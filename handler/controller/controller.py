@@ -111,9 +111,6 @@ class Controller:
             self.queue.add(key)
         log.info("acting as the leader", vmis=len(self.vmis.keys()))
 
-    def follow(self) -> None:
-        self._leading.clear()
-
     def stop(self) -> None:
         self._leading.clear()
         self._stop.set()
