@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -50,6 +52,32 @@ def string(value: Any, path: str, *, required: bool = True) -> str:
     return value
 
 
+def xml_string(value: Any, path: str, *, required: bool = True) -> str:
+    """A string that goes into the domain XML: XML 1.0 cannot carry control characters (nor
+    U+FFFE/U+FFFF), and libvirt's schema refuses line breaks in paths, so they are refused here
+    by name instead of failing (or changing) the guest later."""
+    text = string(value, path, required=required)
+    for position, char in enumerate(text):
+        if unicodedata.category(char) in ("Cc", "Cs") or char in "\ufffe\uffff":
+            raise invalid(path, f"holds the control character {char!r} at position {position}", "remove it")
+    return text
+
+
+def host_path(value: Any, path: str, *, required: bool = True) -> str:
+    """An absolute path of a file on the host, as libvirt's schema takes it."""
+    text = xml_string(value, path, required=required)
+    if text and (not text.startswith("/") or not text.strip("/")):
+        raise invalid(path, f"{text!r} is not an absolute file path", "use an absolute path on the host")
+    return text
+
+
+def matching(value: Any, path: str, pattern: re.Pattern[str], allowed: str, *, required: bool = True) -> str:
+    text = string(value, path, required=required)
+    if text and not pattern.fullmatch(text):
+        raise invalid(path, f"{text!r} is not valid here", f"use only {allowed}")
+    return text
+
+
 def boolean(value: Any, path: str, *, default: bool) -> bool:
     if value is None:
         return default
@@ -73,4 +101,15 @@ def only_known(obj: Mapping[str, Any], path: str, known: Iterable[str], why: str
     allowed = set(known)
     for key in obj:
         if key not in allowed:
-            raise unsupported(f"{path}.{key}", why)
+            raise unsupported(field_path(path, key), why)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def field_path(path: str, key: Any) -> str:
+    """``path.key``; a key that is not a plain name is quoted (``path['a.b\\n']``), so the
+    path stays one unambiguous line whatever the manifest holds."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{path}.{key}"
+    return f"{path}[{key!r}]"

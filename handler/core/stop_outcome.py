@@ -55,6 +55,9 @@ def final_status(
         if last is not None and last.phase.terminal:
             return last, None
         message = "stopped before the guest was started"
+        if last is not None and last.phase is Phase.RUNNING:
+            # libvirtd restarted after the guest stopped and no longer knows why: not the guest's fault.
+            message = "the guest stopped while libvirtd was restarting; libvirt no longer knows why"
         status = VMIStatus(
             Phase.SUCCEEDED, domain.name, (ready(False, "Stopped", message),), devices, spec_digest=digest
         )

@@ -12,12 +12,22 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from handler.core.fields import integer, invalid, mapping, only_known, sequence, string, unsupported
+from handler.core.fields import (
+    host_path,
+    integer,
+    invalid,
+    mapping,
+    only_known,
+    sequence,
+    string,
+    unsupported,
+    xml_string,
+)
 from handler.core.quantity import parse_bytes
 from handler.core.refusal import Refused
 from handler.core.vmi import VMI, DeviceRequest, HostDisk, KernelBoot
 from handler.core.vmi_networks import parse_interfaces
-from handler.core.vmi_schema import MAX_GRACE_SECONDS, known
+from handler.core.vmi_schema import MAX_GRACE_SECONDS, MAX_MEMORY_BYTES, known
 from handler.core.vmi_volumes import parse_disks
 
 API_VERSION = "kubevirt.io/v1"
@@ -137,6 +147,8 @@ def _memory(domain: Mapping[str, Any]) -> int:
         size = parse_bytes(raw)
         if size is None or size < 2**20:
             raise invalid(path, f"{raw!r} is not a memory size of at least 1Mi", "use a quantity such as 512Mi")
+        if size > MAX_MEMORY_BYTES:
+            raise invalid(path, f"{raw!r} is more than 1Pi", "use a quantity such as 512Mi")
         return size
     raise invalid("spec.domain.memory.guest", "is missing", "set spec.domain.memory.guest, e.g. 1Gi")
 
@@ -180,16 +192,11 @@ def _kernel_boot(domain: Mapping[str, Any]) -> KernelBoot | None:
         "spec.domain.firmware.kernelBoot.container",
         known("spec.domain.firmware.kernelBoot.container"),
     )
-    kernel = string(container.get("kernelPath"), "spec.domain.firmware.kernelBoot.container.kernelPath")
-    initrd = string(container.get("initrdPath"), "spec.domain.firmware.kernelBoot.container.initrdPath", required=False)
-    args = string(boot.get("kernelArgs"), "spec.domain.firmware.kernelBoot.kernelArgs", required=False)
-    for path, value in (("kernelPath", kernel), ("initrdPath", initrd)):
-        if value and not value.startswith("/"):
-            raise invalid(
-                f"spec.domain.firmware.kernelBoot.container.{path}",
-                f"{value!r} is not absolute",
-                "use an absolute path on the host",
-            )
+    kernel = host_path(container.get("kernelPath"), "spec.domain.firmware.kernelBoot.container.kernelPath")
+    initrd = host_path(
+        container.get("initrdPath"), "spec.domain.firmware.kernelBoot.container.initrdPath", required=False
+    )
+    args = xml_string(boot.get("kernelArgs"), "spec.domain.firmware.kernelBoot.kernelArgs", required=False)
     return KernelBoot(kernel=kernel, initrd=initrd or None, cmdline=args)
 
 

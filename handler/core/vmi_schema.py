@@ -64,6 +64,8 @@ def free(description: str = "") -> Node:
 
 
 MAX_GRACE_SECONDS = 86400
+MAX_MEMORY_BYTES = 2**50
+"""1 PiB: far above any host, and far below what libvirt can no longer parse (KiB in 64 bits)."""
 
 _DEVICE_ENTRY = obj(
     {

@@ -5,6 +5,7 @@ Each volume source has one parser in ``_SOURCES``; a source not in the table is 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,18 @@ from handler.core.disk_sources import (
     file_name,
     made_by_agent,
 )
-from handler.core.fields import boolean, integer, invalid, mapping, only_known, sequence, string, unsupported
+from handler.core.fields import (
+    boolean,
+    host_path,
+    integer,
+    invalid,
+    mapping,
+    matching,
+    only_known,
+    sequence,
+    string,
+    unsupported,
+)
 from handler.core.image_ref import parse_image
 from handler.core.quantity import parse_bytes
 from handler.core.vmi import HostDisk
@@ -28,6 +40,9 @@ from handler.core.vmi_schema import known
 BUSES = ("virtio", "sata")
 CDROM_BUSES = ("sata",)
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+# libvirt's schema: a disk name becomes the alias ua-disk-<name>; a serial is what QEMU shows the guest.
+_ALIAS_SAFE = re.compile(r"[a-zA-Z0-9_.-]+")
+_SERIAL = re.compile(r"[A-Za-z0-9_.+ -]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +58,12 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
     volumes = _volumes(spec)
     disks: list[HostDisk] = []
     seen: dict[str, str] = {}
+    boot_orders: dict[int, str] = {}
     for index, entry in enumerate(sequence(devices.get("disks"), "spec.domain.devices.disks")):
         path = f"spec.domain.devices.disks[{index}]"
         item = mapping(entry, path)
         only_known(item, path, known("spec.domain.devices.disks[]"))
-        name = string(item.get("name"), f"{path}.name")
+        name = matching(item.get("name"), f"{path}.name", _ALIAS_SAFE, "letters, digits, '-', '_' and '.'")
         if name in seen:
             raise invalid(f"{path}.name", f"{name!r} is also used by {seen[name]}", "give every disk a unique name")
         seen[name] = path
@@ -55,10 +71,20 @@ def parse_disks(devices: Mapping[str, Any], spec: Mapping[str, Any]) -> tuple[Ho
             raise invalid(f"{path}.name", f"{name!r} names no volume", "add a spec.volumes entry for it")
         volume = volumes.pop(name)
         device, bus, readonly = _target(item, path, volume)
-        serial = string(item.get("serial"), f"{path}.serial", required=False) or None
+        serial_text = matching(
+            item.get("serial"), f"{path}.serial", _SERIAL, "letters, digits, spaces and _.+-", required=False
+        )
+        serial = serial_text or None
         boot_order = None
         if item.get("bootOrder") is not None:
             boot_order = integer(item.get("bootOrder"), f"{path}.bootOrder", default=1, low=1, high=1000)
+            if boot_order in boot_orders:
+                raise invalid(
+                    f"{path}.bootOrder",
+                    f"{boot_order} is also used by {boot_orders[boot_order]}",
+                    "give each disk its own",
+                )
+            boot_orders[boot_order] = path
         file_path = volume.path
         if volume.source is not None and made_by_agent(volume.source):
             file_path = file_name(index, volume.source)
@@ -122,8 +148,8 @@ def _host_disk(value: Any, path: str, index: int) -> _Volume:
         source = CreateIfMissing(_capacity(host_disk.get("capacity"), f"{path}.capacity"))
     elif host_disk.get("capacity") is not None:
         raise unsupported(f"{path}.capacity", "it only sizes DiskOrCreate images")
-    file_path = string(host_disk.get("path"), f"{path}.path")
-    if not file_path.startswith("/") or "/../" in f"{file_path}/":
+    file_path = host_path(host_disk.get("path"), f"{path}.path")
+    if "/../" in f"{file_path}/":
         raise invalid(f"{path}.path", f"{file_path!r} is not an absolute path", "use an absolute host path")
     shared = boolean(host_disk.get("shared"), f"{path}.shared", default=False)
     return _Volume(index, file_path, shared, source)

@@ -8,8 +8,12 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
+from urllib3.exceptions import HTTPError
 
 GROUP, VERSION, PLURAL = "kubevirt.io", "v1", "virtualmachineinstances"
+TRANSPORT_ERRORS = (HTTPError, OSError)
+"""A request that got no HTTP answer (connection refused or reset, timeout) raises these, not
+ApiException; callers treat them as a failed call like any other."""
 
 
 class KubeConfigError(Exception):

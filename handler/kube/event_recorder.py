@@ -11,6 +11,7 @@ import structlog
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from handler.kube.client import TRANSPORT_ERRORS
 from handler.kube.timestamps import now_iso
 
 log = structlog.get_logger("qat_handler.events")
@@ -66,7 +67,7 @@ class EventRecorder:
             self._core.create_namespaced_event(namespace, body)
             with self._lock:
                 self._seen[(uid, reason, message)] = (name, 1)
-        except (ApiException, ValueError) as error:
+        except (ApiException, ValueError, *TRANSPORT_ERRORS) as error:
             # An Event is best effort: the status condition and the log line carry the same news.
             log.warning(
                 "event not recorded",

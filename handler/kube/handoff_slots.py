@@ -7,7 +7,10 @@ the pod UID and checks everything else in the file against the API.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +26,8 @@ from handler.ops.directory_watch import DirectoryWatch
 log = structlog.get_logger("qat_handler.handoff")
 
 SLOTS_MODE = 0o1733
+MAX_HANDOFF_BYTES = 64 * 1024
+"""A handoff is a few hundred bytes; anything far larger is not one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +82,7 @@ class HandoffSlots:
     def _read(self, pod_uid: str) -> Slot | None:
         path = self.pods_dir / pod_uid / HANDOFF_FILE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(read_slot_file(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
@@ -109,3 +114,27 @@ class HandoffSlots:
             return
         if relative.parts and (len(relative.parts) == 1 or relative.parts[1] == HANDOFF_FILE):
             self.reload(relative.parts[0])
+
+
+def read_slot_file(path: Path) -> str:
+    """The text of a file a pod wrote, read without trusting it: a symlink (to another slot's
+    handoff, or to a host file), a FIFO (which would block the agent) or a huge file is refused
+    with OSError instead of being followed, waited on or read whole."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, "a symlink, which is never followed") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > MAX_HANDOFF_BYTES:
+            raise OSError(errno.EFBIG, f"larger than {MAX_HANDOFF_BYTES} bytes")
+        data = os.read(fd, MAX_HANDOFF_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_HANDOFF_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_HANDOFF_BYTES} bytes")
+    return data.decode("utf-8")

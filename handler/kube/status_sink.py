@@ -22,7 +22,7 @@ from handler.core.kube_status import FINALIZER, status_annotations, status_body,
 from handler.core.port_error import PortError
 from handler.core.status import VMIStatus
 from handler.core.vmi_parse import API_VERSIONS
-from handler.kube.client import GROUP, PLURAL, VERSION
+from handler.kube.client import GROUP, PLURAL, TRANSPORT_ERRORS, VERSION
 from handler.kube.event_recorder import EventRecorder
 from handler.kube.informer import Informer
 from handler.kube.timestamps import now_iso
@@ -102,6 +102,8 @@ class KubeStatusSink:
             try:
                 call(GROUP, version, namespace, PLURAL, name, body)
                 return
+            except TRANSPORT_ERRORS as error:
+                raise _transport_error(error, f"patch {namespace}/{name}") from None
             except ApiException as error:
                 if error.status == 404:
                     return  # the VMI is gone; nothing left to report on
@@ -119,6 +121,8 @@ class KubeStatusSink:
                     "dict[str, Any]",
                     self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
                 )
+            except TRANSPORT_ERRORS as error:
+                raise _transport_error(error, f"get {key}") from None
             except ApiException as error:
                 if error.status == 404:
                     return
@@ -133,6 +137,8 @@ class KubeStatusSink:
                 self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
                 log.info("finalizer added" if add else "finalizer removed", vmi=key, finalizer=FINALIZER)
                 return
+            except TRANSPORT_ERRORS as error:
+                raise _transport_error(error, f"update finalizers of {key}") from None
             except ApiException as error:
                 if error.status == 404:
                     return
@@ -148,6 +154,10 @@ class KubeApiError(PortError):
 
 def _api_error(error: ApiException, what: str) -> KubeApiError:
     return KubeApiError(f"{what}: {error.status} {error.reason}")
+
+
+def _transport_error(error: Exception, what: str) -> KubeApiError:
+    return KubeApiError(f"{what}: no answer from the API server ({error.__class__.__name__})")
 
 
 def version_of(obj: dict[str, Any]) -> str:

@@ -334,6 +334,46 @@ def test_guest_ignoring_acpi_is_destroyed_at_the_grace_limit(
     )
 
 
+MANY_DEAF = 8
+QEMU_END_ALLOWANCE = 3.0  # SIGTERM to QEMU's exit with eight TCG guests on two busy cores
+
+
+def test_every_deaf_guest_is_destroyed_at_its_own_grace_limit_however_many(
+    ws: Workspace, agents: StartAgent, images: dict[str, GuestImage], events: LifecycleEvents, libvirt_conn: Any
+) -> None:
+    """Issue 11: eight guests deaf to ACPI, halted together. Each destroy is issued at its own
+    grace limit, none waiting for another's (libvirt takes ~2 s per destroy here).
+
+    The bound is the agent's own: its "destroy issued" line says how long after the guest's
+    deadline (on its monotonic clock) the call went out. QEMU's exit, seen from /proc, is
+    checked against the deadline read from the agent's first "ACPI shutdown requested" line.
+    """
+    names = tuple(f"deaf-{index}" for index in range(MANY_DEAF))
+    for name in names:
+        ws.add_vmi(name, images["noacpi"], grace=DEAF_GRACE)
+    agent = agents(on_stop="shutdown")
+    boot(ws, events, *names)
+    wait_until("all Running", lambda: all(phase_in_file(ws, n, "Running")() for n in names), 20)
+    qemu = {name: QemuExit(domain_name(name)) for name in names}
+
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit(DEAF_GRACE + 40) == 0, agent.tail()
+    report = []
+    for name in names:
+        issued = agent.find("destroy issued", vmi=key_of(name))
+        assert len(issued) == 1, f"{name}: {issued}\n{agent.tail()}"
+        overdue = issued[0]["overdue_seconds"]
+        assert 0 <= overdue <= LATE_LIMIT, f"{name}: destroy issued {overdue:.2f}s after its grace ran out"
+        press = agent.find("ACPI shutdown requested", vmi=key_of(name), attempt=1)
+        ended = qemu[name].wait(5) - (log_time(press[0]) + DEAF_GRACE)
+        assert -EARLY_SLACK <= ended <= LATE_LIMIT + QEMU_END_ALLOWANCE, f"{name}: QEMU ended {ended:+.2f}s"
+        report.append(f"{name} issued {overdue:+.3f}s, QEMU ended {ended:+.2f}s")
+        assert domain_state(libvirt_conn, domain_name(name)) == (SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED)
+    rows = status_rows(ws.state_dir)
+    assert {(rows[key_of(n)]["phase"], rows[key_of(n)]["reason"]) for n in names} == {("Failed", "Destroyed")}
+    print("\n" + "; ".join(report))
+
+
 def test_stop_while_booting_lands_a_resent_press(
     ws: Workspace, agents: StartAgent, images: dict[str, GuestImage], events: LifecycleEvents, libvirt_conn: Any
 ) -> None:

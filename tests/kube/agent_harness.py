@@ -105,7 +105,7 @@ class Cluster:
             state_dir=self.state_dir,
             run_dir=self.run_dir,
             host_root=self.host_root,
-            render=RenderSettings(log_dir=str(self.state_dir / "logs")),
+            render=RenderSettings(log_dir=str(self.state_dir / "logs"), files_dir=str(self.state_dir / "guests")),
         )
 
     def start_agent(self) -> KubeNode:

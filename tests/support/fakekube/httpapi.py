@@ -13,14 +13,15 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import openapi
+from . import openapi, tables
 from .admission import Admission
-from .errors import ApiError, bad_request, method_not_allowed, path_not_found, reason_for
+from .errors import ApiError, bad_request, method_not_allowed, path_not_found
 from .patch import touched_paths
 from .resources import Obj, Registry, ResourceType
 from .selectors import FieldSelector, LabelSelector, SelectorError
@@ -55,6 +56,10 @@ class FaultRule:
     reason: str | None = None
     message: str | None = None
     watch: bool | None = None  # None: watches and non-watches alike
+    retry_after: int | None = None  # seconds, sent as Retry-After (with 429 or 503)
+    delay: float = 0.0  # seconds to wait before answering (a slow API server)
+    reset: bool = False  # cut the connection instead of answering
+    status_only: bool = True  # False: after the delay, serve the request normally
 
     def matches(self, method: str, path: str, is_watch: bool) -> bool:
         return (
@@ -80,13 +85,18 @@ class ApiContext:
     internal_errors: list[str] = field(default_factory=list)
     admission: Admission = field(default_factory=Admission)
 
-    def take_fault(self, method: str, path: str, is_watch: bool) -> FaultRule | None:
+    random_faults: Callable[[str, str, bool, str], FaultRule | None] | None = None
+    """Consulted for every request that no rule matched, with its User-Agent (seeded chaos; see
+    FakeApiServer.random_faults)."""
+
+    def take_fault(self, method: str, path: str, is_watch: bool, user_agent: str = "") -> FaultRule | None:
         with self.lock:
             for rule in self.faults:
                 if rule.matches(method, path, is_watch):
                     rule.remaining -= 1
                     return rule
-        return None
+            chaos = self.random_faults
+        return chaos(method, path, is_watch, user_agent) if chaos is not None else None
 
 
 @dataclass
@@ -185,13 +195,9 @@ class ApiHandler(BaseHTTPRequestHandler):
         with ctx.lock:
             ctx.log.append(self.record)
         try:
-            fault = ctx.take_fault(self.command, path, is_watch)
-            if fault:
-                raise ApiError(
-                    fault.status,
-                    fault.message or f"injected failure ({fault.status})",
-                    fault.reason or reason_for(fault.status),
-                )
+            fault = ctx.take_fault(self.command, path, is_watch, self.headers.get("User-Agent", ""))
+            if fault and self._injected(fault):
+                return
             if parse_error is not None:
                 raise bad_request(f"the request body is not valid JSON: {parse_error}")
             self._dispatch(path, query, content_type, body)
@@ -209,6 +215,30 @@ class ApiHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
             else:
                 self._send_json(500, ApiError(500, "fake apiserver internal error: " + trace.splitlines()[-1]).status())
+
+    def _injected(self, fault: FaultRule) -> bool:
+        """Play an injected fault; True when it answered (or cut) the request."""
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.reset:
+            self.record.status = 0
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return True
+        if not fault.status_only:
+            return False
+        error = ApiError(fault.status, fault.message or f"injected failure ({fault.status})", fault.reason)
+        data = json.dumps(error.status()).encode()
+        self.record.status = fault.status
+        self.send_response(fault.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if fault.retry_after is not None:
+            self.send_header("Retry-After", str(fault.retry_after))
+        self.end_headers()
+        self.wfile.write(data)
+        return True
 
     # --- routing -----------------------------------------------------------
 
@@ -229,6 +259,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 self._watch(rt, ns, query, labels, fields)
             elif method == "GET":
                 items, rv = store.list_objects(rt, ns, labels, fields)
+                if self._send_table(rt, items, str(rv)):
+                    return
                 if not rt.custom:  # built-in lists do not repeat apiVersion/kind on items
                     items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
                 self._send_json(
@@ -251,7 +283,9 @@ class ApiHandler(BaseHTTPRequestHandler):
             return
         assert ns is not None
         if method == "GET":
-            self._send_json(200, store.get(rt, ns, name))
+            found = store.get(rt, ns, name)
+            if not self._send_table(rt, [found], str(found["metadata"].get("resourceVersion", ""))):
+                self._send_json(200, found)
             return
         self._refuse_dry_run(query)
         if method == "PUT":
@@ -262,6 +296,19 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._send_json(200, store.delete(rt, ns, name, _delete_options(body, query)))
         else:
             raise method_not_allowed(method)
+
+    def _send_table(self, rt: ResourceType, items: list[Obj], rv: str) -> bool:
+        """A Table when the client asks for one and a stored CRD gives the custom type's columns."""
+        if not rt.custom or not tables.wants_table(self.headers.get("Accept")):
+            return False
+        registry, store = self.server.ctx.registry, self.server.ctx.store
+        crds = [c for c in store.list_objects(registry.by_plural("customresourcedefinitions"), None)[0]]
+        crd = next((c for c in crds if c["metadata"]["name"] == rt.group_resource), None)
+        columns = tables.columns_for(crd, rt)
+        if columns is None:
+            return False
+        self._send_json(200, tables.table(columns, items, rv))
+        return True
 
     @staticmethod
     def _refuse_dry_run(query: dict[str, str]) -> None:

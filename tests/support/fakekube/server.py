@@ -8,6 +8,7 @@ import json
 import re
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -212,12 +213,25 @@ class FakeApiServer:
         reason: str | None = None,
         message: str | None = None,
         watch: bool | None = None,
+        retry_after: int | None = None,
+        delay: float = 0.0,
+        reset: bool = False,
     ) -> FaultRule:
         """Answer the next ``times`` requests whose HTTP method is ``method`` ("*" for any) and whose path
         matches ``path_regex`` (``re.search``) with ``status`` and a Status body. ``watch`` restricts GETs to
-        watches (True) or non-watches (False). Rules are tried in the order they were added."""
+        watches (True) or non-watches (False). ``retry_after`` adds that header, ``delay`` answers late, and
+        ``reset`` cuts the connection instead of answering. Rules are tried in the order they were added."""
         rule = FaultRule(
-            method.upper() if method != "*" else "*", re.compile(path_regex), status, times, reason, message, watch
+            method.upper() if method != "*" else "*",
+            re.compile(path_regex),
+            status,
+            times,
+            reason,
+            message,
+            watch,
+            retry_after=retry_after,
+            delay=delay,
+            reset=reset,
         )
         with self._ctx.lock:
             self._ctx.faults.append(rule)
@@ -226,6 +240,13 @@ class FakeApiServer:
     def clear_faults(self) -> None:
         with self._ctx.lock:
             self._ctx.faults.clear()
+            self._ctx.random_faults = None
+
+    def random_faults(self, faults: Callable[[str, str, bool, str], FaultRule | None] | None) -> None:
+        """Consult ``faults`` (e.g. a seeded ``chaos.RandomFaults``) for every request no rule matched,
+        with the request's method, path, whether it is a watch, and its User-Agent; None turns it off."""
+        with self._ctx.lock:
+            self._ctx.random_faults = faults
 
     def requests(
         self, method: str | None = None, path_regex: str | None = None, *, watch: bool | None = None
