@@ -91,10 +91,10 @@ def run(args: argparse.Namespace) -> int:
     controller = Controller(api, settings)
     elector = LeaderElector(api, args.lease_namespace, args.lease_name, default_identity())
     tls = WebhookTlsSettings(namespace=args.lease_namespace)
-    return serve(controller, elector, in_background(lambda: maintain_webhook_tls(api, tls)))
+    return serve(controller, elector, Background(lambda: maintain_webhook_tls(api, tls)))
 
 
-def serve(controller: Controller, elector: LeaderElector, upkeep: Callable[[], None]) -> int:
+def serve(controller: Controller, elector: LeaderElector, upkeep: Background) -> int:
     """Try for the lease every retry period; act while leading; exit 1 if the lease is lost.
     The leader runs ``upkeep`` (the webhook's certificates) on taking over and at every resync."""
     stop = threading.Event()
@@ -126,28 +126,30 @@ def serve(controller: Controller, elector: LeaderElector, upkeep: Callable[[], N
             upkeep()
             since_resync = 0.0
     controller.stop()
+    upkeep.join(timeout=30)
     if code == 0:
         elector.release()
     log.info("controller stopped", identity=elector.identity)
     return code
 
 
-def in_background(task: Callable[[], None]) -> Callable[[], None]:
-    """``task`` on a thread of its own, one run at a time: making a key takes seconds, and the
-    lease loop must not miss its renewals meanwhile."""
-    running = threading.Lock()
+class Background:
+    """A task on a thread of its own, one run at a time: making a key takes seconds, and the lease
+    loop must not miss its renewals meanwhile. ``join`` before exit: a thread cut off inside the
+    crypto library at interpreter shutdown aborts the process."""
 
-    def run_once() -> None:
-        try:
-            task()
-        finally:
-            running.release()
+    def __init__(self, task: Callable[[], None]) -> None:
+        self._task = task
+        self._thread: threading.Thread | None = None
 
-    def start() -> None:
-        if running.acquire(blocking=False):
-            threading.Thread(target=run_once, name="webhook-tls", daemon=True).start()
+    def __call__(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._task, name="webhook-tls", daemon=True)
+            self._thread.start()
 
-    return start
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
 
 
 def maintain_webhook_tls(api: Any, settings: WebhookTlsSettings) -> None:
