@@ -53,7 +53,7 @@ def start_controller(server: FakeApiServer, lead: bool = True) -> Controller:
     return controller
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll until ``check()`` is truthy; generous bound, never a timing assertion."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

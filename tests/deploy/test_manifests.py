@@ -177,17 +177,18 @@ def test_kustomize_build_validates() -> None:
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
 def test_an_overlay_repoints_every_image(tmp_path: Path) -> None:
-    """What deploy/README.md tells operators to do, done: every container follows the overlay."""
-    (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "resources": [os.path.relpath(DEPLOY, tmp_path)],  # kustomize refuses absolute paths
-                "images": [{"name": "qat-handler", "newName": "mirror/qat-handler", "newTag": "9.9.9"}],
-            }
-        )
-    )
-    workloads = [d for d in kustomize(tmp_path) if d["kind"] in ("DaemonSet", "Deployment")]
-    assert len(workloads) >= 2
+    """The overlay deploy/README.md tells operators to write, applied: every container and the
+    controller's launcher image follow it."""
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    overlay = readme.split("cat > overlay/kustomization.yaml <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    overlay = overlay.replace("../deploy", os.path.relpath(DEPLOY, tmp_path))  # kustomize refuses absolute paths
+    (tmp_path / "kustomization.yaml").write_text(overlay.replace("REGISTRY/", "mirror/"))
+    built = kustomize(tmp_path)
+    workloads = [d for d in built if d["kind"] in ("DaemonSet", "Deployment")]
+    assert len(workloads) >= 3
     for workload in workloads:
         spec = workload["spec"]["template"]["spec"]  # type: ignore[index]
-        assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:9.9.9"}
+        assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:0.1.0"}
+    (controller,) = [d for d in workloads if d["metadata"]["name"] == "qat-handler-controller"]  # type: ignore[index]
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
+    assert "--launcher-image=mirror/qat-handler:0.1.0" in args
