@@ -2,7 +2,8 @@
 # Prepare a Debian 12 machine for qat-handler, idempotently:
 #   1. the system packages (apt, only the ones that are missing; `apt-get update` only then);
 #   2. a virtualenv at $REPO/.venv with the package installed editable
-#      (rebuilt only when setup.cfg/pyproject.toml or the Python changed; see the stamp file).
+#      (rebuilt only when setup.cfg/pyproject.toml or the Python changed; see the stamp file);
+#   3. with --tests: the Debian kernels and busybox the nested VFIO test boots (apt-get download).
 #
 # usage: deploy/bootstrap.sh [--tests] [--no-apt] [--recreate]
 #   --tests     also install the test extras (pytest, linters, ...) and the image build tools
@@ -21,7 +22,7 @@ for arg in "$@"; do
         --tests) with_tests=1 ;;
         --no-apt) use_apt=0 ;;
         --recreate) recreate=1 ;;
-        -h | --help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "bootstrap: unknown option: $arg (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -46,6 +47,7 @@ quietly() {
 # ---------------------------------------------------------------- 1. system packages
 packages=(
     libvirt-daemon-system libvirt-dev pkg-config gcc  # libvirtd, and what building libvirt-python needs
+    libc6-dev                                         # C headers, and the static libc of the nested test's L2 init
     qemu-system-x86 qemu-utils                        # the hypervisor and qemu-img
     skopeo                                            # containerDisk images fetched on bare metal
     umoci docker-registry                             # tests: OCI layouts and a local registry
@@ -122,15 +124,22 @@ if [ "$with_tests" -eq 1 ] || [ "$(stamp_value extras)" = test ]; then extras=te
 
 if [ "$(stamp_value deps)" = "$deps_hash" ] && { [ "$extras" = none ] || [ "$(stamp_value extras)" = test ]; }; then
     say "up to date ($VENV)"
-    exit 0
+else
+    target=$REPO label=.
+    if [ "$extras" = test ]; then target="$REPO[test]" label=".[test]"; fi
+    say "pip install -e $label into $VENV"
+    start=$SECONDS
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
+        quietly "$VENV/bin/python" -m pip install -q -e "$target"
+    printf 'python=%s\ndeps=%s\nextras=%s\n' "$py_id" "$deps_hash" "$extras" >"$STAMP.tmp"
+    mv "$STAMP.tmp" "$STAMP"
+    say "venv ready in $((SECONDS - start)) s"
 fi
 
-target=$REPO label=.
-if [ "$extras" = test ]; then target="$REPO[test]" label=".[test]"; fi
-say "pip install -e $label into $VENV"
-start=$SECONDS
-PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 \
-    quietly "$VENV/bin/python" -m pip install -q -e "$target"
-printf 'python=%s\ndeps=%s\nextras=%s\n' "$py_id" "$deps_hash" "$extras" >"$STAMP.tmp"
-mv "$STAMP.tmp" "$STAMP"
-say "venv ready in $((SECONDS - start)) s"
+# ---------------------------------------------------------------- 3. the nested test's guests
+# Kernels (generic for L1, cloud for L2) and busybox, as .debs from apt (`apt-get download`
+# into the test cache, unpacked once per kernel version): see tests/support/nested/packages.py.
+if [ "$with_tests" -eq 1 ] && [ "$use_apt" -eq 1 ]; then
+    (cd "$REPO" && quietly "$VENV/bin/python" -m tests.support.nested.packages) ||
+        die "could not fetch the nested test's kernel and busybox packages"
+fi

@@ -72,7 +72,9 @@ EOF
 )
 # The venv's versions, the ones the tests ran with; pip chooses only where it has none.
 constraints=$("$PYTHON" -m pip freeze --exclude-editable 2>/dev/null | grep -v '^#' || true)
-base_key=$( { cat "$0" "$HERE/unmet_requirements.py"; echo "$DEBS $SUITE"; echo "$requires"; echo "$constraints"; } | hash_of)
+# The base depends on its own recipe (step 1 below), not on the rest of this script.
+base_recipe=$(sed -n '/-- 1\. the base image/,/-- 2\. the project/p' "$0")
+base_key=$( { echo "$base_recipe"; cat "$HERE/unmet_requirements.py"; echo "$DEBS $SUITE"; echo "$requires"; echo "$constraints"; } | hash_of)
 BASE=localhost/qat-handler-base:$base_key
 sources=(setup.cfg pyproject.toml README.md)
 mapfile -t -O 3 sources < <(cd "$REPO" && find handler templates -type f \( -name '*.py' -o -name '*.xml' -o -name py.typed \) | sort)
@@ -88,7 +90,7 @@ else
         if [ "$force" -eq 1 ] || [ ! -s "$rootfs" ]; then
             say "root filesystem: mmdebstrap $SUITE minbase + $DEBS"
             # merged-usr hook: no usrmerge (which pulls perl); no docs, man pages or locales.
-            quietly mmdebstrap --variant=minbase --include="$DEBS" \
+            quietly mmdebstrap --format=tar --variant=minbase --include="$DEBS" \
                 --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
                 --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
                 --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
@@ -149,7 +151,12 @@ else
 fi
 
 if [ -n "$archive" ]; then
-    rm -f "$archive"
-    podman save -q --format oci-archive -o "$archive" "$IMAGE"
+    cached=$WORK/qat-handler-$key.oci.tar # saving takes a while: kept for the next run with these inputs
+    if [ ! -s "$cached" ]; then
+        rm -f "$WORK"/qat-handler-*.oci.tar
+        podman save -q --format oci-archive -o "$cached.tmp" "$IMAGE"
+        mv "$cached.tmp" "$cached"
+    fi
+    cp "$cached" "$archive"
     say "wrote $archive"
 fi

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 import structlog
@@ -14,7 +14,8 @@ import structlog
 from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.reconciler import Outcome, Reconciler
 from handler.agent.worker_pulse import WorkerPulse
-from handler.core.desired import Desired, Intent
+from handler.core.backoff import Backoff
+from handler.core.stop_budget import STOP_MARGIN_SECONDS, stop_extension
 from handler.core.vmi import key_of_domain
 
 log = structlog.get_logger("qat_handler.agent")
@@ -27,16 +28,20 @@ class StopPolicy(StrEnum):
     """Leave guests running; a new agent adopts them. For upgrades of the agent itself."""
 
 
+RECONCILE_RETRY = Backoff(1.0, 300.0)
+
+
 @dataclass(frozen=True, slots=True)
 class EngineSettings:
     workers: int = 4
     """Reconcile threads; one VMI is never worked on by two of them at once."""
     resync_seconds: float = 60.0
     """Every VMI is looked at this often even without events, healing anything missed."""
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 300.0
-    stop_margin_seconds: float = 5.0
-    """Added to the largest grace period when waiting for guests at agent stop."""
+    retry: Backoff = RECONCILE_RETRY
+    """Between failed reconciles of one VMI."""
+    stop_margin_seconds: float = STOP_MARGIN_SECONDS - 10
+    """Added to the largest grace period when waiting for guests at agent stop (a destroy may take
+    libvirt 15 s); the rest of the core's margin is for the last status writes."""
 
 
 class Engine:
@@ -45,15 +50,19 @@ class Engine:
         reconciler: Reconciler,
         settings: EngineSettings,
         clock: Callable[[], float] = time.monotonic,
+        extend_stop: Callable[[float], object] = lambda _seconds: None,
+        queue: KeyedQueue | None = None,
     ) -> None:
+        """``queue``: the work queue, when the reconciler was handed its ``add`` (see NodeRuntime)."""
         self.reconciler = reconciler
         self.settings = settings
         self.clock = clock
-        self.queue = KeyedQueue(clock)
+        self.extend_stop = extend_stop
+        """Asks the service manager for this many seconds to stop (systemd's EXTEND_TIMEOUT_USEC)."""
+        self.queue = queue if queue is not None else KeyedQueue(clock)
         self.pulse = WorkerPulse(clock)
         self._failures: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
-        reconciler.on_release = self._released
 
     # -- inputs -------------------------------------------------------------------------
     def enqueue(self, key: str, delay: float = 0.0) -> None:
@@ -63,15 +72,9 @@ class Engine:
         """Called from the dispatcher thread with each libvirt lifecycle event."""
         key = key_of_domain(domain_name)
         # A define/undefine of a domain that is not one of our VMIs may change which VFs are taken.
-        if kind in ("defined", "undefined") and not self.reconciler.source.knows(key):
-            self.reconciler.foreign.invalidate()
+        if kind in ("defined", "undefined") and not self.reconciler.knows(key):
+            self.reconciler.devices.foreign.invalidate()
         self.queue.add(key)
-
-    def _released(self, key: str) -> None:
-        # A VF came free: VMIs refused for want of one get another look now, not at the next resync.
-        for waiting in self.reconciler.waiting_for_devices():
-            if waiting != key:
-                self.queue.add(waiting)
 
     def resync(self) -> None:
         keys = set(self.reconciler.source.keys())
@@ -107,13 +110,14 @@ class Engine:
             thread.join(timeout=10)
 
     def _halt_guests(self) -> None:
-        def halt(desired: Desired) -> Desired:
-            return replace(desired, intent=Intent.HALT) if desired.intent is Intent.RUN else desired
-
-        self.reconciler.override = halt
+        self.reconciler.halt_guests()
         active = [d for d in self.reconciler.owned_domains() if d.active and d.identity]
         grace = max((d.identity.grace_seconds for d in active if d.identity), default=0)
         deadline = self.clock() + grace + self.settings.stop_margin_seconds
+        extension = stop_extension(grace)
+        if extension is not None:
+            log.info("asking the service manager for more time to stop", seconds=extension, grace_seconds=grace)
+            self.extend_stop(extension)
         running: list[str] = []
         log.info("agent stopping; shutting guests down", policy="shutdown", guests=len(active), grace_seconds=grace)
         for domain in active:
@@ -159,8 +163,7 @@ class Engine:
         if outcome.failed:
             count = self._failures.get(key, 0) + 1
             self._failures[key] = count
-            delay = min(self.settings.backoff_base_seconds * 2 ** (count - 1), self.settings.backoff_max_seconds)
-            self.queue.add(key, delay)
+            self.queue.add(key, self.settings.retry.delay(count))
             return
         self._failures.pop(key, None)
         if outcome.requeue_after is not None:

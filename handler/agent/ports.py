@@ -101,6 +101,10 @@ class GuestFilePreparer(Protocol):
         """Called after the VMI's domain is undefined."""
         ...
 
+    def sweep(self, keep: set[str]) -> None:
+        """At start: remove the files of every VMI uid not in ``keep`` (the uids of existing domains)."""
+        ...
+
     def close(self) -> None:
         """The agent is stopping: end any background work."""
         ...

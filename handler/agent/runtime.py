@@ -3,6 +3,7 @@ dispatch of lifecycle events. Bare metal and Kubernetes differ only in source an
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 import structlog
 
 from handler.agent.agent import Engine, EngineSettings, StopPolicy
+from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.ports import (
     DesiredSource,
     DeviceAllocator,
@@ -26,8 +28,10 @@ from handler.host.guest_files import GuestFiles
 from handler.host.image_cache import ImageCache
 from handler.host.numa_topology import read_numa_topology
 from handler.ops.metrics import Metrics
+from handler.ops.sdnotify import Notifier
 from handler.settings import AgentSettings
 from handler.virt.domain_events import DomainEvent
+from handler.virt.errors import VirtError
 from handler.virt.hypervisor import LibvirtHypervisor
 
 log = structlog.get_logger("qat_handler.runtime")
@@ -58,6 +62,7 @@ class NodeRuntime:
         self._events: queue.SimpleQueue[DomainEvent | None] = queue.SimpleQueue()
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
         numa = None if settings.numa_placement is NumaPolicy.NONE else read_numa_topology(settings.host_root)
+        work = KeyedQueue(time.monotonic)
         self.reconciler = Reconciler(
             source,
             self.hypervisor,
@@ -69,11 +74,16 @@ class NodeRuntime:
             networks=networks(self.hypervisor) if networks is not None else None,
             addresses=self.hypervisor,
             guest_files=guest_files or bare_metal_guest_files(settings),
+            requeue=work.add,
         )
         self.engine = Engine(
-            self.reconciler, EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds)
+            self.reconciler,
+            EngineSettings(workers=settings.workers, resync_seconds=settings.resync_seconds),
+            extend_stop=Notifier().extend_timeout,
+            queue=work,
         )
         self._dispatcher: threading.Thread | None = None
+        self._lost = False
 
     def connect(self) -> None:
         """Make the serial log directory and open libvirt; raises VirtError with a one-line fix if
@@ -85,6 +95,11 @@ class NodeRuntime:
         self.hypervisor.connect()
 
     def start(self) -> None:
+        if self.reconciler.guest_files is not None:
+            # Files of VMIs whose domain is gone (undefined while the agent was down, or never
+            # defined after a crash): whatever still needs them makes them again.
+            owned = self.reconciler.owned_domains()
+            self.reconciler.guest_files.sweep({d.identity.uid for d in owned if d.identity is not None})
         self._dispatcher = threading.Thread(target=self._dispatch, name="libvirt-dispatch", daemon=True)
         self._dispatcher.start()
         self.engine.start()
@@ -100,6 +115,7 @@ class NodeRuntime:
         """The main loop: tick twice a second and resync every VMI every ``resync_seconds``."""
         next_resync = time.monotonic() + self.settings.resync_seconds
         while not stop.wait(0.5):
+            self._keep_connected()
             if on_tick is not None:
                 on_tick()
             if time.monotonic() >= next_resync:
@@ -118,6 +134,18 @@ class NodeRuntime:
     @property
     def ready(self) -> bool:
         return self.hypervisor.connection.connected
+
+    def _keep_connected(self) -> None:
+        """Reopen a broken libvirt connection from the main loop (the connection spaces the attempts
+        out), so readiness and the connected gauge follow libvirtd even when no VMI needs a call."""
+        if self.hypervisor.connection.connected:
+            self._lost = False
+            return
+        if not self._lost:
+            log.warning("libvirt connection lost; reconnecting", connect=self.settings.connect)
+            self._lost = True
+        with contextlib.suppress(VirtError):
+            self.hypervisor.connect()
 
     def _reopened(self) -> None:
         log.warning("libvirt connection re-established; resyncing", connect=self.settings.connect)

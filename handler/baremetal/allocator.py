@@ -16,7 +16,8 @@ from pathlib import Path
 
 import structlog
 
-from handler.core.bdf import Bdf, parse_bdf
+from handler.core.bdf import Bdf
+from handler.core.device_codec import ALLOCATION_RECORDS, ALLOCATOR, decode, encode
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_state import ObservedDomain
 from handler.core.numa import NumaTopology
@@ -32,7 +33,7 @@ from handler.ops.atomic_file import write_atomically
 log = structlog.get_logger("qat_handler.allocator")
 
 ALLOCATIONS_FILE = "allocations.json"
-SOURCE = "allocator"
+SOURCE = ALLOCATOR
 SNAPSHOT_SECONDS = 2.0
 """How long a host scan may serve as the list of candidates; each pick is re-checked fresh anyway."""
 
@@ -150,7 +151,7 @@ class VfAllocator:
             "allocations": {
                 key: {
                     "uid": uid,
-                    "devices": [{"name": d.name, "resource": d.resource, "bdf": str(d.bdf)} for d in devices],
+                    "devices": [encode(device, ALLOCATION_RECORDS) for device in devices],
                 }
                 for key, (uid, devices) in sorted(self._records.items())
             },
@@ -173,12 +174,8 @@ class VfAllocator:
                 )
             ) from None
         for key, entry in (document.get("allocations") or {}).items():
-            devices = []
-            for item in entry.get("devices", []):
-                bdf = parse_bdf(str(item.get("bdf", "")))
-                if bdf is not None:
-                    devices.append(AssignedDevice(item.get("name", ""), item.get("resource", ""), bdf, SOURCE))
-            self._records[key] = (str(entry.get("uid", "")), tuple(devices))
+            devices = (decode(item, ALLOCATION_RECORDS) for item in entry.get("devices", []))
+            self._records[key] = (str(entry.get("uid", "")), tuple(d for d in devices if d is not None))
 
 
 def _same_requests(devices: tuple[AssignedDevice, ...], vmi: VMI) -> bool:

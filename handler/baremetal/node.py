@@ -15,6 +15,7 @@ from handler.baremetal.allocator import VfAllocator
 from handler.baremetal.directory_source import DirectorySource
 from handler.baremetal.status_store import StatusStore
 from handler.core.permitted_devices import PermittedDevices
+from handler.host.net_bridges import is_host_bridge
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings
 from handler.virt.guest_network import LibvirtNetworks
@@ -43,7 +44,9 @@ class BareMetalNode:
             metrics,
             self.allocator,
             networks=lambda hypervisor: LibvirtNetworks(
-                hypervisor.connection, settings.host_root, settings.render.default_network
+                hypervisor.connection,
+                settings.render.default_network,
+                lambda name: is_host_bridge(settings.host_root, name),
             ),
         )
         self.synced = threading.Event()

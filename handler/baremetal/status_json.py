@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from handler.core.bdf import parse_bdf
-from handler.core.device_env import AssignedDevice
+from handler.core.device_codec import STATUS_RECORDS, decode, encode
 from handler.core.interface_status import interfaces_from_json, interfaces_to_json
 from handler.core.status import Condition, Phase, VMIStatus
 
@@ -16,9 +15,7 @@ def status_to_json(status: VMIStatus, transitions: dict[str, float]) -> dict[str
         "reason": status.reason,
         "domain": status.domain,
         "specDigest": status.spec_digest,
-        "devices": [
-            {"name": d.name, "resource": d.resource, "bdf": str(d.bdf), "source": d.source} for d in status.devices
-        ],
+        "devices": [encode(device, STATUS_RECORDS) for device in status.devices],
         "interfaces": interfaces_to_json(status.interfaces),
         "conditions": [
             {
@@ -35,12 +32,9 @@ def status_to_json(status: VMIStatus, transitions: dict[str, float]) -> dict[str
 
 def status_from_json(data: dict[str, Any]) -> VMIStatus | None:
     try:
-        devices = []
-        for item in data.get("devices", []):
-            bdf = parse_bdf(item["bdf"])
-            if bdf is None:
-                return None
-            devices.append(AssignedDevice(item["name"], item["resource"], bdf, item.get("source", "")))
+        devices = [decode(item, STATUS_RECORDS) for item in data.get("devices", [])]
+        if None in devices:
+            return None
         conditions = tuple(
             Condition(c["type"], c["status"] == "True", c.get("reason", ""), c.get("message", ""))
             for c in data.get("conditions", [])
@@ -49,7 +43,7 @@ def status_from_json(data: dict[str, Any]) -> VMIStatus | None:
             phase=Phase(data["phase"]),
             domain=data["domain"],
             conditions=conditions,
-            devices=tuple(devices),
+            devices=tuple(device for device in devices if device is not None),
             reason=data.get("reason", ""),
             spec_digest=data.get("specDigest", ""),
             interfaces=interfaces_from_json(data.get("interfaces")),

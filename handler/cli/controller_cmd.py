@@ -6,13 +6,21 @@ import argparse
 import os
 import signal
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from handler.cli.coexistence import refuse_beside_kubevirt
 from handler.cli.common import DEFAULTS, Formatter, fail
+from handler.core.webhook_settings import WebhookTlsSettings
 from handler.ops.logs import configure_logging
+
+if TYPE_CHECKING:
+    from handler.controller.controller import Controller
+    from handler.controller.lease import LeaderElector
 
 EXAMPLES = """\
 examples:
@@ -82,15 +90,13 @@ def run(args: argparse.Namespace) -> int:
     settings = ControllerSettings(LauncherPodSettings(args.launcher_image, args.run_dir), workers=args.workers)
     controller = Controller(api, settings)
     elector = LeaderElector(api, args.lease_namespace, args.lease_name, default_identity())
-    return serve(controller, elector)
+    tls = WebhookTlsSettings(namespace=args.lease_namespace)
+    return serve(controller, elector, Background(lambda: maintain_webhook_tls(api, tls)))
 
 
-def serve(controller: object, elector: object) -> int:
-    """Try for the lease every retry period; act while leading; exit 1 if the lease is lost."""
-    from handler.controller.controller import Controller
-    from handler.controller.lease import LeaderElector
-
-    assert isinstance(controller, Controller) and isinstance(elector, LeaderElector)
+def serve(controller: Controller, elector: LeaderElector, upkeep: Background) -> int:
+    """Try for the lease every retry period; act while leading; exit 1 if the lease is lost.
+    The leader runs ``upkeep`` (the webhook's certificates) on taking over and at every resync."""
     stop = threading.Event()
 
     def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
@@ -101,12 +107,12 @@ def serve(controller: object, elector: object) -> int:
     signal.signal(signal.SIGINT, on_stop_signal)
     controller.start()
     log.info("controller started; waiting for the lease", identity=elector.identity)
-    leading, code, last_resync = False, 0, 0.0
+    leading, code, since_resync = False, 0, 0.0
     while not stop.is_set():
         now_leading = elector.try_once()
         if now_leading and not leading:
             controller.lead()
-            maintain_webhook_tls()
+            upkeep()
         elif leading and not now_leading:
             # As client-go does: a replica that lost the lease exits, and starts again as a standby.
             log.error("lost leadership; exiting so that only the new leader acts", identity=elector.identity)
@@ -114,19 +120,51 @@ def serve(controller: object, elector: object) -> int:
             break
         leading = now_leading
         stop.wait(elector.timing.retry_seconds)
-        last_resync += elector.timing.retry_seconds
-        if last_resync >= controller.settings.resync_seconds:
+        since_resync += elector.timing.retry_seconds
+        if leading and since_resync >= controller.settings.resync_seconds:
             controller.resync()
-            maintain_webhook_tls()
-            last_resync = 0.0
+            upkeep()
+            since_resync = 0.0
     controller.stop()
+    upkeep.join(timeout=30)
     if code == 0:
         elector.release()
     log.info("controller stopped", identity=elector.identity)
     return code
 
 
-def maintain_webhook_tls() -> None:
-    """Call site for the webhook's certificate upkeep (CA and serving certificate in a Secret, the
-    caBundle of the ValidatingWebhookConfiguration, rotation before expiry). The leader runs it on
-    taking over and at every resync; the TLS module plugs in here."""
+class Background:
+    """A task on a thread of its own, one run at a time: making a key takes seconds, and the lease
+    loop must not miss its renewals meanwhile. ``join`` before exit: a thread cut off inside the
+    crypto library at interpreter shutdown aborts the process."""
+
+    def __init__(self, task: Callable[[], None]) -> None:
+        self._task = task
+        self._thread: threading.Thread | None = None
+
+    def __call__(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._task, name="webhook-tls", daemon=True)
+            self._thread.start()
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+def maintain_webhook_tls(api: Any, settings: WebhookTlsSettings) -> None:
+    """The webhook's CA and serving certificate in their Secrets, the caBundle in step, rotated
+    before expiry. A failure is logged and retried at the next resync; pods and phases go on."""
+    from handler.kube.webhook_tls import WebhookTlsError, ensure_webhook_tls
+
+    try:
+        result = ensure_webhook_tls(api, settings, datetime.now(UTC))
+    except WebhookTlsError as error:
+        log.error("webhook TLS not maintained; retrying at the next resync", error=str(error))
+        return
+    if not result.configuration_found:
+        log.warning(
+            "no ValidatingWebhookConfiguration to give the CA bundle to",
+            name=settings.webhook_configuration,
+            fix="kubectl apply -k deploy/",
+        )

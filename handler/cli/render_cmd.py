@@ -7,12 +7,15 @@ from pathlib import Path
 
 from handler.baremetal.manifest_file import default_uid, load_manifest
 from handler.cli.common import Formatter, add_host_flags, fail, permitted_devices, render_settings
+from handler.core.attachments import Attachment, resolve_on_host
 from handler.core.device_env import resolve_devices
 from handler.core.domain_xml import render_domain
 from handler.core.env_text import parse_env_text
 from handler.core.refusal import Refused
+from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
 from handler.host.fresh_checks import FreshDeviceChecks
+from handler.host.net_bridges import host_bridges
 
 EXAMPLES = """\
 examples:
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         if args.env_file and not args.env_file.exists():
             return fail(f"{args.env_file}: no such env file")
         devices = resolve_devices(vmi, env)
+        settings = render_settings(args)
+        attachments = _attachments(vmi, settings.default_network, args.host_root)
         if args.host_root is not None:
             checks = FreshDeviceChecks(args.host_root, permitted_devices(args))
             for device in devices:
@@ -59,5 +64,12 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.vmi_file.name}: {refused.refusal.line()}")
     except OSError as error:
         return fail(f"{error.filename or args.vmi_file}: {error.strerror}")
-    print(render_domain(vmi, devices, render_settings(args)), end="")
+    print(render_domain(vmi, devices, settings, attachments), end="")
     return 0
+
+
+def _attachments(vmi: VMI, default_network: str, host_root: Path | None) -> tuple[Attachment, ...]:
+    """Without asking libvirt: a multus name that is a bridge on this host is that bridge, any
+    other name a libvirt network (the agent checks that the network exists before defining)."""
+    bridges = host_bridges(host_root or Path("/"))
+    return resolve_on_host(vmi, default_network, lambda name: None if name in bridges else True, bridges.__contains__)

@@ -9,6 +9,7 @@ by two workers at once, and one that fails is retried with backoff while the oth
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,16 @@ from kubernetes.client.exceptions import ApiException
 
 from handler.agent.keyed_queue import KeyedQueue
 from handler.core.launcher_pod import APP_LABEL, APP_VALUE, CREATED_BY_LABEL, ID_LABEL, LauncherPodSettings
-from handler.core.vmi_lifecycle import CreatePod, DeletePod, SetStatus, Step, decide, status_patch
+from handler.core.vmi_lifecycle import (
+    PENDING,
+    CreatePod,
+    DeletePod,
+    SetStatus,
+    Step,
+    VMICondition,
+    decide,
+    status_patch,
+)
 from handler.kube.client import GROUP, PLURAL, VERSION, raw
 from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings, object_key
 from handler.kube.timestamps import now_iso
@@ -100,9 +110,6 @@ class Controller:
         for key in self.vmis.keys():
             self.queue.add(key)
         log.info("acting as the leader", vmis=len(self.vmis.keys()))
-
-    def follow(self) -> None:
-        self._leading.clear()
 
     def stop(self) -> None:
         self._leading.clear()
@@ -200,7 +207,12 @@ class Controller:
         namespace, name = key.split("/", 1)
         if isinstance(step, CreatePod):
             body: Any = step.pod  # the client builds its V1Pod model from this camelCase dict
-            created = raw(self._core.create_namespaced_pod(namespace, body, _preload_content=False))
+            try:
+                created = raw(self._core.create_namespaced_pod(namespace, body, _preload_content=False))
+            except ApiException as error:
+                if vmi is not None and error.status is not None and 400 <= error.status < 500:
+                    self._set_status(namespace, name, vmi, failed_create(error))
+                raise
             with self._lock:
                 if uid not in self._pods:
                     self._asked[uid] = str(created["metadata"]["name"])
@@ -229,6 +241,19 @@ class Controller:
                 raise
             return
         log.info("VMI phase set", vmi=f"{namespace}/{name}", phase=step.phase, reason=step.reason or None)
+
+
+def failed_create(error: ApiException) -> SetStatus:
+    """Pending, with the API server's refusal of the pod as the reason (the controller retries)."""
+    try:
+        detail = str(json.loads(error.body or "{}").get("message") or error.reason)
+    except ValueError:
+        detail = str(error.reason)
+    message = (
+        f"launcher pod could not be created ({error.status}: {detail}); "
+        "fix: see the message (quota, admission, RBAC); the controller retries with backoff"
+    )
+    return SetStatus(PENDING, condition=VMICondition("Synchronized", "False", "FailedCreate", message))
 
 
 def _vmi_key(pod: Obj) -> str:

@@ -62,7 +62,9 @@ class LeaderElector:
         """One round: read, then create, renew or take the Lease when due. True while this replica leads."""
         try:
             self._attempt()
-        except (ApiException, urllib3.exceptions.HTTPError, OSError) as error:
+        except ApiException as error:
+            log.warning("lease round failed", lease=f"{self.lease_namespace}/{self.name}", status=error.status)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
             log.warning("lease round failed", lease=f"{self.lease_namespace}/{self.name}", error=str(error)[:200])
         if self._renewed_at is not None and not self.leading:
             log.error("lost the lease: renewals failed for the renew deadline", identity=self.identity)

@@ -34,10 +34,14 @@ class RequestShutdown:
 
 @dataclass(frozen=True, slots=True)
 class DestroyDomain:
-    """Pull the plug: graceful destroy first, then forced."""
+    """Pull the plug: graceful destroy first, then forced. The shell issues it off the reconcile
+    workers, so guests reaching their grace limit together are destroyed together."""
 
     name: str
     after_seconds: float
+    """Seconds since the first ACPI press (the grace actually given)."""
+    deadline: float
+    """The clock reading at which the grace ran out, to report how late the destroy went out."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,6 +68,8 @@ class VmiRequest:
     username: str
     obj: Mapping[str, Any] | None
     old: Mapping[str, Any] | None = None
+    name: str = ""
+    """The object's name as the request gives it (generated names are filled in by then)."""
 
 
 def decide(request: VmiRequest, policy: AdmissionPolicy) -> Verdict:

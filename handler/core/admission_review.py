@@ -37,6 +37,7 @@ def read_review(body: Any) -> tuple[str, VmiRequest]:
         username=str(username),
         obj=_object(request.get("object")),
         old=_object(request.get("oldObject")),
+        name=str(request.get("name") or ""),
     )
 
 
@@ -44,7 +45,8 @@ def _object(value: Any) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
-def review_response(uid: str, verdict: Verdict) -> dict[str, Any]:
+def review_response(uid: str, verdict: Verdict, name: str = "") -> dict[str, Any]:
+    """``name`` lets clients name the object: kubectl prints 'The VirtualMachineInstance "x" is invalid'."""
     response: dict[str, Any] = {"uid": uid, "allowed": verdict.allowed}
     if not verdict.allowed:
         response["status"] = {
@@ -53,10 +55,13 @@ def review_response(uid: str, verdict: Verdict) -> dict[str, Any]:
             "reason": "Invalid",
             "message": verdict.message,
             "details": {
+                "name": name,
+                "group": "kubevirt.io",
+                "kind": "VirtualMachineInstance",
                 "causes": [
                     {"type": "FieldValueInvalid", "field": cause.field, "message": cause.message}
                     for cause in verdict.causes
-                ]
+                ],
             },
         }
     return {"apiVersion": REVIEW_API_VERSION, "kind": "AdmissionReview", "response": response}

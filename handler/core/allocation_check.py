@@ -1,4 +1,4 @@
-"""Rule 5: every device in a pod's handoff came from that pod's own kubelet allocation.
+"""Rule 1 in Kubernetes: every device in a pod's handoff came from that pod's own kubelet allocation.
 
 The launcher copies device addresses from its environment, so a forged or stale handoff
 could name a VF that kubelet gave to another pod, or to nobody. Kubelet's pod-resources

@@ -52,6 +52,12 @@ class StopProgress:
     last_request_at: float
     requests: int
     destroyed_after: float | None = None
+    """Seconds from the first press to the destroy, once one is issued."""
+    destroy_issued_at: float | None = None
+    """When the last destroy was handed to libvirt (it runs off the reconcile workers)."""
+    destroy_failures: int = 0
+    destroy_error: tuple[str, str] | None = None
+    """(reason, message) of the last destroy that failed; None once one succeeded."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from lxml import etree
 
-from handler.core.bdf import parse_bdf
+from handler.core.device_codec import DOMAIN_METADATA, decode, encode
 from handler.core.device_env import AssignedDevice
 
 METADATA_NS = "urn:qat-handler:domain:1"
@@ -55,14 +55,7 @@ def identity_element(identity: DomainIdentity) -> etree._Element:
             etree.SubElement(root, _Q + tag).text = value
     devices = etree.SubElement(root, _Q + "devices")
     for device in identity.devices:
-        etree.SubElement(
-            devices,
-            _Q + "device",
-            name=device.name,
-            resource=device.resource,
-            bdf=str(device.bdf),
-            source=device.source,
-        )
+        etree.SubElement(devices, _Q + "device", encode(device, DOMAIN_METADATA))
     return root
 
 
@@ -96,10 +89,10 @@ def _parse(element: etree._Element) -> DomainIdentity | None:
     devices: list[AssignedDevice] = []
     listed = fields.get("devices")
     for item in [] if listed is None else list(listed):
-        bdf = parse_bdf(item.get("bdf", ""))
-        if bdf is None:
+        device = decode(item.attrib, DOMAIN_METADATA)
+        if device is None:
             return None
-        devices.append(AssignedDevice(item.get("name", ""), item.get("resource", ""), bdf, item.get("source", "")))
+        devices.append(device)
     try:
         generation, grace = int(text("generation")), int(text("grace-seconds"))
     except ValueError:

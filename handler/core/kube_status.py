@@ -12,29 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from handler.core.bdf import parse_bdf
-from handler.core.device_env import AssignedDevice
+from handler.core.device_codec import from_annotation, to_annotation
 from handler.core.interface_status import interfaces_from_json, interfaces_to_json
 from handler.core.status import Condition, Phase, VMIStatus
 
 FINALIZER = "qat-handler/domain-cleanup"
 DEVICES_ANNOTATION = "qat-handler/devices"
 DIGEST_ANNOTATION = "qat-handler/spec-digest"
-
-
-def devices_annotation(devices: tuple[AssignedDevice, ...]) -> str:
-    return ",".join(f"{d.name}={d.resource}@{d.bdf}" for d in devices)
-
-
-def parse_devices_annotation(text: str) -> tuple[AssignedDevice, ...]:
-    devices = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, _, rest = item.partition("=")
-        resource, _, address = rest.rpartition("@")
-        bdf = parse_bdf(address)
-        if name and bdf is not None:
-            devices.append(AssignedDevice(name, resource, bdf, "annotation"))
-    return tuple(devices)
 
 
 def status_body(
@@ -67,7 +51,7 @@ def status_body(
 
 
 def status_annotations(status: VMIStatus) -> dict[str, str]:
-    return {DEVICES_ANNOTATION: devices_annotation(status.devices), DIGEST_ANNOTATION: status.spec_digest}
+    return {DEVICES_ANNOTATION: to_annotation(status.devices), DIGEST_ANNOTATION: status.spec_digest}
 
 
 def status_from_object(obj: Mapping[str, Any]) -> VMIStatus | None:
@@ -92,7 +76,7 @@ def status_from_object(obj: Mapping[str, Any]) -> VMIStatus | None:
         phase=phase,
         domain=f"{namespace}_{name}",
         conditions=conditions,
-        devices=parse_devices_annotation(annotations.get(DEVICES_ANNOTATION, "")),
+        devices=from_annotation(annotations.get(DEVICES_ANNOTATION, "")),
         reason=status.get("reason") or "",
         spec_digest=annotations.get(DIGEST_ANNOTATION, ""),
         interfaces=interfaces_from_json(status.get("interfaces")),

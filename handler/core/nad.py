@@ -67,6 +67,17 @@ def bridge_attachment(interface: Interface, nad: Mapping[str, Any] | None, where
     )
 
 
+def missing_bridge_refusal(interface: Interface, attachment: Attachment, where: str) -> Refused:
+    return Refused(
+        Refusal(
+            "NetworkUnavailable",
+            f"{interface.network.field}.multus.networkName",
+            f"names {where}, whose bridge {attachment.source!r} does not exist on this node",
+            "create the bridge on every node that runs such VMIs (or fix the bridge name in its config)",
+        )
+    )
+
+
 def _config(nad: Mapping[str, Any], subject: str, where: str) -> Mapping[str, Any]:
     raw = (nad.get("spec") or {}).get("config") if isinstance(nad.get("spec"), Mapping) else None
     try:

@@ -21,6 +21,7 @@ from handler.core.actions import (
     UndefineDomain,
     WriteStatus,
 )
+from handler.core.backoff import Backoff
 from handler.core.desired import Desired, Intent, Observed, StopProgress
 from handler.core.domain_state import ObservedDomain, StopCause
 from handler.core.domain_xml import desired_digest, render_domain
@@ -31,7 +32,16 @@ from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
 from handler.core.stop_outcome import AGENT_STOPPED, final_status
+from handler.core.sync_failure import sync_failed
 from handler.core.vmi import VMI
+
+DEADLINE_TICK = 0.001
+"""Closer than this to the grace limit counts as reached: no timer wakes up finer than that."""
+DESTROY_RECHECK_SECONDS = 30.0
+"""A destroy that has not come back by then is issued again (libvirt's own gives up after ~15 s)."""
+DESTROY_RETRY = Backoff(1.0, 30.0)
+"""Between destroys that failed."""
+_NOTHING: tuple[Action, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,21 +163,39 @@ def _press_or_pull(
 ) -> Plan:
     if progress is None:
         if grace <= 0:
-            return Plan((DestroyDomain(domain.name, 0.0),), requeue_after=0.0)
+            return _pull(domain, last, None, grace, now)
         status = _shutting_down(domain, last, grace)
         event = RecordEvent("ShuttingDown", f"sent ACPI shutdown to {domain.name}; destroy after {grace} s")
         return Plan(
             (RequestShutdown(domain.name, 1), *_transition(last, status, event)),
             requeue_after=min(resend, float(grace)),
         )
-    elapsed = now - progress.started_at
-    remaining = grace - elapsed
-    if remaining <= 0:
-        return Plan((DestroyDomain(domain.name, elapsed),), requeue_after=0.0)
+    remaining = grace - (now - progress.started_at)
+    if remaining < DEADLINE_TICK or progress.destroy_issued_at is not None:
+        return _pull(domain, last, progress, grace, now)
     since_press = now - progress.last_request_at
     if since_press >= resend:
         return Plan((RequestShutdown(domain.name, progress.requests + 1),), requeue_after=min(resend, remaining))
     return Plan((), requeue_after=min(resend - since_press, remaining))
+
+
+def _pull(
+    domain: ObservedDomain, last: VMIStatus | None, progress: StopProgress | None, grace: int, now: float
+) -> Plan:
+    """At the grace limit: issue the destroy once, then wait for it. A failed one is reported and
+    retried with backoff; one that never came back is issued again after DESTROY_RECHECK_SECONDS."""
+    started = progress.started_at if progress is not None else now
+    pull = DestroyDomain(domain.name, now - started, started + max(grace, 0))
+    if progress is None or progress.destroy_issued_at is None:
+        return Plan((pull,), requeue_after=DESTROY_RECHECK_SECONDS)
+    wait, report = DESTROY_RECHECK_SECONDS, _NOTHING
+    if progress.destroy_error is not None:
+        wait = DESTROY_RETRY.delay(progress.destroy_failures)
+        report = sync_failed(last, domain.name, *progress.destroy_error)
+    waited = now - progress.destroy_issued_at
+    if waited < wait:
+        return Plan(report, requeue_after=wait - waited)
+    return Plan((*report, pull), requeue_after=DESTROY_RECHECK_SECONDS)
 
 
 def _shutting_down(domain: ObservedDomain, last: VMIStatus | None, grace: int) -> VMIStatus:
@@ -190,9 +218,16 @@ def _never_ran(desired: Desired, last: VMIStatus | None) -> tuple[Action, ...]:
     return _transition(last, status, RecordEvent("Stopped", f"{desired.key} stopped before its guest started"))
 
 
+WAITING_FOR_LAUNCHER = "WaitingForLauncher"
+
+
 def _blocked(desired: Desired, observed: Observed) -> Plan:
     refusal = desired.blocked
     domain, last = observed.domain, observed.status
+    finished = domain is None and last is not None and last.phase.terminal
+    if finished and refusal is not None and refusal.reason == WAITING_FOR_LAUNCHER:
+        # The guest is done and its pod gone, as at the end of every VMI's life: final stays final.
+        return Plan(())
     reason = refusal.reason if refusal else "Unknown"
     message = refusal.line() if refusal else "the VMI could not be read"
     if domain is not None and domain.identity is not None:

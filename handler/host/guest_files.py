@@ -115,6 +115,15 @@ class GuestFiles:
         if self.images is not None:
             self.images.close()
 
+    def sweep(self, keep: set[str]) -> None:
+        """Remove every VMI directory whose uid is not in ``keep``; anything else is left alone."""
+        if not self.files_dir.is_dir():
+            return
+        for folder in self.files_dir.iterdir():
+            if folder.name not in keep and _UUID.match(folder.name) and folder.is_dir() and not folder.is_symlink():
+                shutil.rmtree(folder, ignore_errors=True)
+                log.info("stale guest files removed", uid=folder.name)
+
     def remove(self, uid: str) -> None:
         """Delete the VMI's directory (ISOs, overlays, empty disks). hostDisk files are never touched."""
         if not _UUID.match(uid):

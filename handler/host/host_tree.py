@@ -60,6 +60,11 @@ class HostTree:
 
         Enough for ``driver``, ``physfn`` and ``iommu_group`` links, whose name is all we need.
         """
+        target = self.link_target(path)
+        return os.path.basename(target) if target is not None else None
+
+    def link_target(self, path: str) -> str | None:
+        """Where a link points, as a path checked to stay inside the root; not followed further."""
         folder, name = _split(path)
         real_folder = self._real_dir(folder)
         target = _readlink(_join(real_folder, name))
@@ -68,7 +73,7 @@ class HostTree:
         joined = os.path.normpath(os.path.join(real_folder, target))
         if not self.inside(joined):
             raise Escape(self.relative(path), target)
-        return os.path.basename(joined)
+        return joined
 
     def read(self, path: str) -> str | None:
         """A small file's stripped text; None when it is missing or unreadable."""

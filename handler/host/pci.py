@@ -84,7 +84,7 @@ class PciReader:
         pci_class = noting_escapes(escapes, lambda: self.tree.read_hex(f"{real}/class"))
         driver = noting_escapes(escapes, lambda: self.tree.link_name(f"{real}/driver"))
         physfn = noting_escapes(escapes, lambda: self.tree.link_name(f"{real}/physfn"))
-        group = noting_escapes(escapes, lambda: _to_int(self.tree.link_name(f"{real}/iommu_group")))
+        group = noting_escapes(escapes, lambda: self._group(real))
         peers: tuple[GroupMember, ...] = ()
         node = False
         if group is not None:
@@ -105,6 +105,13 @@ class PciReader:
             vfio_node=node,
             group_peers=peers,
         )
+
+    def _group(self, folder: str) -> int | None:
+        """The IOMMU group the function's link names, if that group exists: a link to a missing
+        group directory is no group (and proves nothing about the IOMMU being on)."""
+        target = self.tree.link_target(f"{folder}/iommu_group")
+        number = _to_int(os.path.basename(target)) if target is not None else None
+        return number if target is not None and os.path.lexists(target) else None
 
     def _vfio_node(self, group: int) -> bool:
         nodes, name = self.tree.path("dev/vfio"), str(group)

@@ -4,8 +4,9 @@ as KubeVirt does; the agent never pulls.
 The launcher pod carries one container per containerDisk volume, named ``volume<volume name>``
 (KubeVirt's naming), running the disk's image with a long-lived process from a shared volume
 (the images hold only /disk). Once kubelet reports that container running, the agent finds its
-process on the host (the container ID in ``/proc/<pid>/cgroup``: the agent needs hostPID, and
-CAP_SYS_PTRACE to open another process's root), reads the disk
+process on the host (the container ID in ``<host-root>/proc/<pid>/cgroup``: the host's /proc
+mounted there, as node exporters do, and CAP_SYS_PTRACE to open another process's root),
+reads the disk
 through that process's root (``/proc/<pid>/root/disk/...``) and copies it once into the image
 cache, keyed by the image digest kubelet reports (``imageID``). QEMU runs under the node's
 libvirtd, outside the pod, and cannot open another process's root; the cached copy is what
@@ -45,7 +46,7 @@ class LauncherContainerDisks:
     def __init__(self, pods: PodLister, proc: Path, cache_root: Path, node_name: str) -> None:
         self.pods = pods
         self.proc = proc
-        """The host's /proc: the agent's own with hostPID."""
+        """The host's /proc (``<host-root>/proc``)."""
         self.cache_root = cache_root
         self.node_name = node_name
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disk-copy")
@@ -137,6 +138,8 @@ class LauncherContainerDisks:
 
     def _container_root(self, container_id: str) -> Path:
         """The root of the container's process, found by its ID in the host's cgroup files."""
+        if not (self.proc / "self").exists() and not any(self.proc.glob("[0-9]*")):
+            raise LayoutError(f"the host's processes are not visible at {self.proc} (mount the host's /proc there)")
         for cgroup in self.proc.glob("[0-9]*/cgroup"):
             try:
                 if container_id in cgroup.read_text():
@@ -147,14 +150,24 @@ class LauncherContainerDisks:
 
 
 def _disk_in(root: Path, inner: str | None) -> Path:
-    if inner is not None:
-        candidate = root / inner.lstrip("/")
-        if not candidate.is_file() or candidate.is_symlink():
-            raise LayoutError(f"the image has no file {inner}")
-        return candidate
-    disks = [p for p in (root / "disk").glob("*") if p.name.endswith(DISK_SUFFIXES) and p.is_file()]
-    if len(disks) != 1:
-        raise LayoutError(f"the image holds {len(disks)} disks under /disk; set containerDisk.path")
-    if disks[0].is_symlink():
-        raise LayoutError("the image's disk is a symlink")
-    return disks[0]
+    """The disk file inside the container's root. No component may be a symlink: an image's
+    absolute link would resolve against the agent's root, that is, the host's files."""
+    if inner is None:
+        _no_links(root, "disk")
+        disks = [p for p in (root / "disk").glob("*") if p.name.endswith(DISK_SUFFIXES)]
+        if len(disks) != 1:
+            raise LayoutError(f"the image holds {len(disks)} disks under /disk; set containerDisk.path")
+        inner = f"/disk/{disks[0].name}"
+    candidate = _no_links(root, inner.lstrip("/"))
+    if not candidate.is_file():
+        raise LayoutError(f"the image has no file {inner}")
+    return candidate
+
+
+def _no_links(root: Path, relative: str) -> Path:
+    path = root
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            raise LayoutError(f"/{relative} in the image goes through a symlink")
+    return path

@@ -20,6 +20,7 @@ import urllib3
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
+from handler.core.backoff import Backoff
 from handler.kube.client import raw
 
 log = structlog.get_logger("qat_handler.informer")
@@ -50,14 +51,17 @@ class ListCall(Protocol):
     def __call__(self, **options: Unpack[ListOptions]) -> object: ...
 
 
+WATCH_RETRY = Backoff(0.5, 30.0)
+
+
 @dataclass(frozen=True, slots=True)
 class WatchSettings:
     watch_seconds: int = 300
     """Server-side timeout of one watch request; the informer simply opens the next one."""
     inactivity_seconds: float = 90.0
     """No bytes for this long (bookmarks included) means the stream is dead."""
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
+    backoff: Backoff = WATCH_RETRY
+    """Between failed list or watch requests; a not-served resource is looked at again after the max."""
 
 
 DEFAULT_WATCH = WatchSettings()
@@ -126,13 +130,13 @@ class Informer:
             current.stop()
 
     def _run(self) -> None:
-        delay = self._settings.backoff_initial
+        failures = 0
         while not self._stop.is_set():
             try:
                 if self._rv is None:
                     self._relist()
                 self._watch_once()
-                delay = self._settings.backoff_initial
+                failures = 0
             except ApiException as error:
                 if error.status == 410:
                     log.info("watch expired; relisting", informer=self.name, reason="Gone")
@@ -142,11 +146,11 @@ class Informer:
                 if error.status == 404 and self._optional:
                     self._not_served()
                     continue
-                self._retry(_describe(error), delay)
-                delay = min(delay * 2, self._settings.backoff_max)
+                failures += 1
+                self._retry(_describe(error), self._settings.backoff.delay(failures))
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
-                self._retry(f"{error.__class__.__name__}: {error}", delay)
-                delay = min(delay * 2, self._settings.backoff_max)
+                failures += 1
+                self._retry(f"{error.__class__.__name__}: {error}", self._settings.backoff.delay(failures))
 
     def _not_served(self) -> None:
         """The cluster does not serve this resource: an empty, synced cache, looked at again later."""
@@ -158,7 +162,7 @@ class Informer:
             self._on_change("DELETED", obj)
         self._rv = None
         self.synced.set()
-        self._stop.wait(self._settings.backoff_max)
+        self._stop.wait(self._settings.backoff.max_seconds)
 
     def _retry(self, why: str, delay: float) -> None:
         if self._stop.is_set():

@@ -16,6 +16,7 @@ from handler.agent.runtime import NodeRuntime
 from handler.core.handoff import AgentReport
 from handler.core.status import VMIStatus
 from handler.host.guest_files import GuestFiles
+from handler.host.net_bridges import is_host_bridge
 from handler.kube.client import serves_vmi_status
 from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.handoff_slots import HandoffSlots
@@ -58,7 +59,9 @@ class KubeNode:
         )
         self.status_subresource = serves_vmi_status(api)
         self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
-        disks = LauncherContainerDisks(self.source.pods.items, Path("/proc"), settings.state_dir / "images", node_name)
+        disks = LauncherContainerDisks(
+            self.source.pods.items, settings.host_root / "proc", settings.state_dir / "images", node_name
+        )
         guest_files = GuestFiles(Path(settings.render.files_dir), disks, KubeSecretReader(api))
         self.runtime = NodeRuntime(
             settings,
@@ -66,7 +69,7 @@ class KubeNode:
             self.sink,
             inspector,
             metrics,
-            networks=lambda _hypervisor: KubeNetworks(api),
+            networks=lambda _hypervisor: KubeNetworks(api, lambda name: is_host_bridge(settings.host_root, name)),
             guest_files=guest_files,
         )
         self._started = threading.Event()

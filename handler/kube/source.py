@@ -13,12 +13,14 @@ from kubernetes import client
 from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import AssignedDevice, resolve_devices
-from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal, gates_from_configmap, gates_from_kubevirt_cr
+from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal
+from handler.core.planner import WAITING_FOR_LAUNCHER
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
 from handler.core.vmi_lifecycle import LAUNCHER_FAILURES
 from handler.core.vmi_parse import parse_vmi
 from handler.kube.client import GROUP, PLURAL, VERSION
+from handler.kube.gate_watch import GateWatch
 from handler.kube.handoff_slots import HandoffSlots, Slot
 from handler.kube.informer import DEFAULT_WATCH, Informer, ListOptions, Obj, WatchSettings
 from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid
@@ -54,12 +56,6 @@ class KubeSource:
         def vmis(**options: Unpack[ListOptions]) -> object:
             return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
 
-        def kubevirts(**options: Unpack[ListOptions]) -> object:
-            return custom.list_namespaced_custom_object(GROUP, VERSION, kubevirt_namespace, "kubevirts", **options)
-
-        def configmaps(**options: Unpack[ListOptions]) -> object:
-            return core.list_namespaced_config_map(kubevirt_namespace, **options)
-
         def pods(**options: Unpack[ListOptions]) -> object:
             return core.list_pod_for_all_namespaces(**options)
 
@@ -71,23 +67,8 @@ class KubeSource:
             settings=watch_settings,
             on_restart=on_watch_restart,
         )
-        self.configmaps = Informer(
-            "kubevirt-config",
-            configmaps,
-            self._gates_changed,
-            field_selector=f"metadata.name={CONFIGMAP_NAME}",
-            settings=watch_settings,
-            on_restart=on_watch_restart,
-        )
-        # Clusters without KubeVirt's operator serve no KubeVirt CR; the ConfigMap alone then decides.
-        self.kubevirts = Informer(
-            "kubevirt-cr",
-            kubevirts,
-            self._gates_changed,
-            optional=True,
-            settings=watch_settings,
-            on_restart=on_watch_restart,
-        )
+        self.gates = GateWatch(api, kubevirt_namespace, watch_settings, self._gates_changed, on_watch_restart)
+        self.configmaps, self.kubevirts = self.gates.configmaps, self.gates.kubevirts
         self.pods = Informer(
             "pods",
             pods,
@@ -166,13 +147,8 @@ class KubeSource:
             )
         return check_allocation(by_resource, allocated, f"{namespace}/{name}")
 
-    def enabled_gates(self) -> set[str]:
-        gates: set[str] = set()
-        for configmap in self.configmaps.items():
-            gates |= gates_from_configmap(configmap)
-        for kubevirt in self.kubevirts.items():
-            gates |= gates_from_kubevirt_cr(kubevirt)
-        return gates
+    def enabled_gates(self) -> frozenset[str]:
+        return self.gates.enabled()
 
     def launcher_slot(self, vmi_uid: str) -> Slot | None:
         """The verified slot of a VMI's launcher, for reporting back to it."""
@@ -188,7 +164,7 @@ class KubeSource:
 
     def _launcher_slot(self, vmi: VMI) -> tuple[Slot | None, Refusal]:
         refusal = Refusal(
-            "WaitingForLauncher",
+            WAITING_FOR_LAUNCHER,
             "launcher handoff",
             "has not arrived from the VMI's pod yet",
             "check that the pod runs `qat-handler launcher` with the handoff volume mounted",
@@ -196,7 +172,12 @@ class KubeSource:
         pods = self.pods.items()
         for slot in self.slots.for_vmi(vmi.uid):
             assert slot.handoff is not None
-            rejected = handoff_refusal(vmi, slot.pod_uid, slot.handoff, pod_with_uid(pods, slot.pod_uid))
+            pod = pod_with_uid(pods, slot.pod_uid)
+            if pod is None and slot.handoff.pod_uid == slot.pod_uid and slot.handoff.vmi_uid == vmi.uid:
+                # The slot of a launcher pod that is gone: kubelet leaves hostPath content behind.
+                # It grants nothing; it is neither forged nor worth a warning.
+                continue
+            rejected = handoff_refusal(vmi, slot.pod_uid, slot.handoff, pod)
             if rejected is None:
                 return slot, refusal
             log.warning(rejected.line(), vmi=vmi.key, uid=vmi.uid, pod_uid=slot.pod_uid, reason=rejected.reason)

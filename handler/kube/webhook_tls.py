@@ -65,14 +65,15 @@ def ensure_webhook_tls(api: client.ApiClient, settings: WebhookTlsSettings, now:
             ca = make_ca(f"qat-handler webhook CA {now:%Y-%m-%d}", now, settings.lifetimes)
             _write_secret(core, stack_namespace, settings.ca_secret, ca_secret, _ca_data(ca, previous), "Opaque")
         assert ca is not None
+        # The bundle first: kube-apiserver must trust the new CA before any replica serves its certificate.
+        bundle = ca.cert_pem + (previous if previous and bundle_keeps(_facts(previous), now) else b"")
+        found, patched = _patch_ca_bundle(api, settings.webhook_configuration, bundle)
         if plan.action is not Rotation.KEEP:
             serving = make_serving_cert(ca, settings.dns_names(), now, settings.lifetimes)
             data = {TLS_CERT: serving.cert_pem, TLS_KEY: serving.key_pem, CA_CERT: ca.cert_pem}
             _write_secret(core, stack_namespace, settings.tls_secret, tls_secret, data, "kubernetes.io/tls")
             cert_pem = serving.cert_pem
             log.info("webhook certificate issued", action=str(plan.action), reason=plan.reason)
-        bundle = ca.cert_pem + (previous if previous and bundle_keeps(_facts(previous), now) else b"")
-        found, patched = _patch_ca_bundle(api, settings.webhook_configuration, bundle)
     except ApiException as error:
         raise WebhookTlsError(_describe(error, settings)) from None
     served = _facts(cert_pem) if cert_pem else None

@@ -9,18 +9,22 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import libvirt
 
+from handler.core.backoff import Backoff
 from handler.virt.domain_events import DomainEvent, lifecycle_event
-from handler.virt.errors import ErrorKind, VirtError, wrap
+from handler.virt.errors import ErrorKind, VirtError, classify, wrap
 from handler.virt.event_loop import ensure_event_loop
 
 # libvirt prints every error to stderr by default; we report them ourselves, once.
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
-REOPEN_MIN_INTERVAL = 1.0
+RECONNECT = Backoff(0.5, 4.0)
+"""Between failed attempts to reopen the connection; the first attempt after a break is immediate."""
+SPARES_KEPT = 4
+"""Idle spare connections kept open for the next long call (more are opened when needed)."""
 
 
 class Connection:
@@ -29,14 +33,18 @@ class Connection:
         uri: str,
         on_event: Callable[[DomainEvent], None],
         on_reopen: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.uri = uri
         self._on_event = on_event
         self._on_reopen = on_reopen
         self._lock = threading.Lock()
         self._conn: libvirt.virConnect | None = None
+        self._clock = clock
         self._opened_once = False
         self._last_attempt = 0.0
+        self._failed_opens = 0
+        self._spares: list[libvirt.virConnect] = []
 
     @property
     def connected(self) -> bool:
@@ -46,8 +54,10 @@ class Connection:
     def get(self) -> libvirt.virConnect:
         """The live connection, reopened if it broke; raises VirtError(CONNECTION) if libvirt is unreachable."""
         conn = self._conn
-        if conn is not None:
+        if conn is not None and conn.isAlive() == 1:
             return conn
+        if conn is not None:
+            self.drop(conn)
         reopened = False
         with self._lock:
             if self._conn is None:
@@ -60,23 +70,71 @@ class Connection:
             self._on_reopen()
         return conn
 
+    def drop(self, conn: libvirt.virConnect) -> None:
+        """Forget ``conn`` after a call on it failed with a connection-class error (libvirtd went
+        away or restarted): the next get() opens a new one. Its close callback may never come."""
+        with self._lock:
+            if self._conn is not conn:
+                return
+            self._conn = None
+        _close_quietly(conn)
+
+    def failed(self, conn: libvirt.virConnect, error: libvirt.libvirtError, operation: str) -> VirtError:
+        """``error`` from ``operation`` on ``conn``, wrapped; a connection-class one drops ``conn``."""
+        wrapped = wrap(error, operation)
+        if wrapped.kind is ErrorKind.CONNECTION:
+            self.drop(conn)
+        return wrapped
+
+    @contextlib.contextmanager
+    def spare(self) -> Iterator[libvirt.virConnect]:
+        """A connection of its own for one call that may block for seconds (a destroy).
+
+        libvirtd serves at most ``max_client_requests`` (5 by default) calls of one connection at
+        once and queues the rest, so long calls on the shared connection would wait for each other.
+        """
+        with self._lock:
+            conn = self._spares.pop() if self._spares else None
+        if conn is None:
+            try:
+                conn = libvirt.open(self.uri)
+            except libvirt.libvirtError as error:
+                raise _unreachable(self.uri, error) from None
+        healthy = True
+        try:
+            yield conn
+        except libvirt.libvirtError as error:
+            healthy = classify(error) is not ErrorKind.CONNECTION
+            raise
+        finally:
+            with self._lock:
+                keep = healthy and len(self._spares) < SPARES_KEPT
+                if keep:
+                    self._spares.append(conn)
+            if not keep:
+                _close_quietly(conn)
+
     def close(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(libvirt.libvirtError):
-                conn.close()
+            spares, self._spares = self._spares, []
+        for each in [conn, *spares]:
+            if each is not None:
+                _close_quietly(each)
 
     def _open_locked(self) -> None:
-        wait = self._last_attempt + REOPEN_MIN_INTERVAL - time.monotonic()
-        if self._opened_once and wait > 0:
-            raise VirtError(ErrorKind.CONNECTION, 0, "reconnect pending", f"connect {self.uri}")
-        self._last_attempt = time.monotonic()
+        wait = self._last_attempt + RECONNECT.delay(self._failed_opens) - self._clock()
+        if wait > 0:
+            message = f"reconnect pending (in {wait:.1f} s, after {self._failed_opens} failed attempt(s))"
+            raise VirtError(ErrorKind.CONNECTION, 0, message, f"connect {self.uri}")
+        self._last_attempt = self._clock()
         ensure_event_loop()
         try:
             conn = libvirt.open(self.uri)
         except libvirt.libvirtError as error:
+            self._failed_opens += 1
             raise _unreachable(self.uri, error) from None
+        self._failed_opens = 0
         conn.registerCloseCallback(self._closed, None)
         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._lifecycle, None)
         self._conn = conn
@@ -88,6 +146,11 @@ class Connection:
 
     def _lifecycle(self, _conn: object, dom: libvirt.virDomain, event: int, detail: int, _opaque: object) -> None:
         self._on_event(lifecycle_event(dom.name(), event, detail))
+
+
+def _close_quietly(conn: libvirt.virConnect) -> None:
+    with contextlib.suppress(libvirt.libvirtError):
+        conn.close()
 
 
 def _unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:

@@ -3,7 +3,7 @@ running guest's NICs got (DHCP leases of libvirt networks, then the QEMU guest a
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import libvirt
 from lxml import etree
@@ -20,13 +20,14 @@ AGENT_CHANNEL = "org.qemu.guest_agent.0"
 class LibvirtNetworks:
     """Bare metal: pod -> the default libvirt network; multus X -> libvirt network X, else host bridge X."""
 
-    def __init__(self, connection: Connection, host_root: Path, default_network: str) -> None:
+    def __init__(self, connection: Connection, default_network: str, is_bridge: Callable[[str], bool]) -> None:
         self.connection = connection
-        self.host_root = host_root
         self.default_network = default_network
+        self.is_bridge = is_bridge
+        """Whether a name is a bridge on the host (sysfs, read by the host layer)."""
 
     def attachments(self, vmi: VMI) -> tuple[Attachment, ...]:
-        return resolve_on_host(vmi, self.default_network, self._network_active, self._is_bridge)
+        return resolve_on_host(vmi, self.default_network, self._network_active, self.is_bridge)
 
     def _network_active(self, name: str) -> bool | None:
         try:
@@ -35,11 +36,6 @@ class LibvirtNetworks:
             if error.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
                 return None
             raise wrap(error, f"look up network {name}") from None
-
-    def _is_bridge(self, name: str) -> bool:
-        if "/" in name or name in (".", ".."):
-            return False
-        return (self.host_root / "sys/class/net" / name / "bridge").is_dir()
 
 
 def interface_addresses(conn: libvirt.virConnect, name: str) -> tuple[GuestAddress, ...]:

@@ -58,11 +58,11 @@ class LibvirtHypervisor:
         self.connection.get()
 
     def version(self) -> str:
-        number = self._call("version", lambda: self.connection.get().getLibVersion())
+        number = self._call("version", lambda conn: conn.getLibVersion())
         return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
     def define(self, xml: str) -> None:
-        self._call("define", lambda: self.connection.get().defineXML(xml))
+        self._call("define", lambda conn: conn.defineXML(xml))
 
     def start(self, name: str) -> None:
         def create(dom: libvirt.virDomain) -> None:
@@ -95,24 +95,30 @@ class LibvirtHypervisor:
                     return
                 dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_DEFAULT)
 
-        self._on_domain(name, "destroy", pull, ok=(ErrorKind.WRONG_STATE, ErrorKind.NO_DOMAIN))
+        try:
+            with self.connection.spare() as conn:  # never queued behind other guests' destroys
+                pull(conn.lookupByName(name))
+        except libvirt.libvirtError as error:
+            wrapped = wrap(error, f"destroy {name}")
+            if wrapped.kind not in (ErrorKind.WRONG_STATE, ErrorKind.NO_DOMAIN):
+                raise wrapped from None
 
     def undefine(self, name: str) -> None:
         self._on_domain(name, "undefine", lambda dom: dom.undefine(), ok=(ErrorKind.NO_DOMAIN,))
 
     def observe(self, name: str) -> ObservedDomain | None:
+        conn = self.connection.get()
         try:
-            dom = self.connection.get().lookupByName(name)
-            return _observe(dom)
+            return _observe(conn.lookupByName(name))
         except libvirt.libvirtError as error:
-            wrapped = wrap(error, f"look up {name}")
+            wrapped = self.connection.failed(conn, error, f"look up {name}")
             if wrapped.kind is ErrorKind.NO_DOMAIN:
                 return None
             raise wrapped from None
 
     def list_managed(self) -> list[ObservedDomain]:
         """Every domain carrying our metadata, active or not."""
-        domains = self._call("list domains", lambda: self.connection.get().listAllDomains(0))
+        domains = self._call("list domains", lambda conn: conn.listAllDomains(0))
         found = []
         for dom in domains:
             try:
@@ -128,7 +134,7 @@ class LibvirtHypervisor:
 
         Our own domains are tracked through their metadata instead.
         """
-        domains = self._call("list domains", lambda: self.connection.get().listAllDomains(0))
+        domains = self._call("list domains", lambda conn: conn.listAllDomains(0))
         owners: dict[Bdf, str] = {}
         for dom in domains:
             try:
@@ -158,18 +164,21 @@ class LibvirtHypervisor:
         apply: Callable[[libvirt.virDomain], object],
         ok: tuple[ErrorKind, ...],
     ) -> None:
+        conn = self.connection.get()
         try:
-            apply(self.connection.get().lookupByName(name))
+            apply(conn.lookupByName(name))
         except libvirt.libvirtError as error:
-            wrapped = wrap(error, f"{operation} {name}")
+            wrapped = self.connection.failed(conn, error, f"{operation} {name}")
             if wrapped.kind not in ok:
                 raise wrapped from None
 
-    def _call(self, operation: str, apply: Callable[[], T]) -> T:
+    def _call(self, operation: str, apply: Callable[[libvirt.virConnect], T]) -> T:
+        """``apply`` on the shared connection; a connection-class failure drops it for a reconnect."""
+        conn = self.connection.get()
         try:
-            return apply()
+            return apply(conn)
         except libvirt.libvirtError as error:
-            raise wrap(error, operation) from None
+            raise self.connection.failed(conn, error, operation) from None
 
 
 def _observe(dom: libvirt.virDomain) -> ObservedDomain:

@@ -41,6 +41,7 @@ def server_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
 def listening_context(source: CertSource) -> ssl.SSLContext:
     """The context the socket listens with: it hands every handshake the source's current one."""
     listener = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    listener.minimum_version = ssl.TLSVersion.TLSv1_2  # versions are settled before the callback swaps contexts
 
     def pick(sock: ssl.SSLSocket | ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> int | None:
         current = source.context()

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-from handler.core.admission import AdmissionPolicy, decide
+from handler.core.admission import AdmissionPolicy, VmiRequest, decide
 from handler.core.admission_review import BadReview, read_review, review_response
 from handler.webhook.certs import CertSource, listening_context
 
@@ -91,17 +91,16 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.split("?")[0] != VALIDATE_PATH:
             self._send(404, b"not found", "text/plain")
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self.close_connection = True
-            self._send(413, b"review too large", "text/plain")
+        review = self._read_review()
+        if review is None:
             return
+        uid, request = review
         try:
-            uid, request = read_review(json.loads(self.rfile.read(length)))
-        except (ValueError, BadReview) as error:
-            self._send(400, f"not an AdmissionReview v1: {error}".encode(), "text/plain")
+            verdict = decide(request, self.server.policy())
+        except Exception as error:  # a bug must cost one review (failurePolicy decides), never the server
+            log.exception("review failed", operation=request.operation, error=str(error))
+            self._send(500, b"internal error", "text/plain")
             return
-        verdict = decide(request, self.server.policy())
         if not verdict.allowed:
             meta = (request.obj or {}).get("metadata") or {}
             name = str(meta.get("name") or meta.get("generateName") or "")
@@ -112,7 +111,23 @@ class _Handler(BaseHTTPRequestHandler):
                 fields=[cause.field for cause in verdict.causes],
                 reason=verdict.message,
             )
-        self._send(200, json.dumps(review_response(uid, verdict)).encode(), "application/json")
+        self._send(200, json.dumps(review_response(uid, verdict, request.name)).encode(), "application/json")
+
+    def _read_review(self) -> tuple[str, VmiRequest] | None:
+        """The review in the body, or None once a 400/413 has been answered."""
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True
+            self._send(413 if length > MAX_BODY else 400, b"review too large or unsized", "text/plain")
+            return None
+        try:
+            return read_review(json.loads(self.rfile.read(length)))
+        except (ValueError, BadReview) as error:
+            self._send(400, f"not an AdmissionReview v1: {error}".encode(), "text/plain")
+            return None
 
     def _send(self, code: int, body: bytes, content_type: str) -> None:
         self.send_response(code)

@@ -198,3 +198,32 @@ def test_a_bad_image_refuses_its_vmi_in_one_line_and_delays_no_other(
     )
     assert f"{node.namespace}_bad" not in [d.name() for d in keeper.listAllDomains(0)]
     assert (node.status("bad") or {}).get("phase") == "Scheduled"
+
+
+def test_at_start_files_without_a_domain_are_swept_and_a_domains_files_kept(
+    tmp_path: Path, keeper: libvirt.virConnect, layout: Path
+) -> None:
+    namespace = f"gs{os.getpid() % 10000}"
+    first = Node(tmp_path, namespace)
+    try:
+        first.write("kept", [{"name": "ci", "cloudInitNoCloud": {"userData": "a"}}], [{"name": "ci"}], vf=3)
+        wait_for("kept Running", lambda: (first.status("kept") or {}).get("phase") == "Running")
+        first.node.shutdown(StopPolicy.KEEP)
+        uid = keeper.lookupByName(f"{namespace}_kept").UUIDString()
+        stale = first.state / "guests" / "6a1f0c9e-0001-4d6b-9e51-0000000000ee"
+        stale.mkdir()
+        (stale / "disk0.iso").write_bytes(b"left behind")
+        settings = first.node.settings
+        again = BareMetalNode(settings, FreshDeviceChecks(settings.host_root))
+        again.start()
+        try:
+            assert not stale.exists()
+            assert (first.state / "guests" / uid / "disk0.iso").is_file()
+        finally:
+            again.shutdown(StopPolicy.KEEP)
+    finally:
+        for dom in keeper.listAllDomains(0):
+            if dom.name().startswith(f"{namespace}_"):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()

@@ -2,16 +2,18 @@
 
 A real Engine with one worker; a fake hypervisor whose lookup blocks until released
 plays a libvirt call that never returns. WATCHDOG=1 datagrams are read from a real
-AF_UNIX socket named by NOTIFY_SOCKET.
+AF_UNIX socket named by NOTIFY_SOCKET. The engine's pulse and the heartbeat run on a
+fake clock, so "one ping per period" and "stalled after the period" are exact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,16 +31,21 @@ from handler.core.status import VMIStatus
 from handler.ops.heartbeat import Heartbeat
 from handler.ops.sdnotify import Notifier
 
+PERIOD = 0.25
+"""Seconds between watchdog pings: half of WatchdogSec=0.5s (exact in binary, so the fake clock is too)."""
+
 
 class WedgingHypervisor:
     """Looks up domains instantly, except while ``wedged`` is set: then the call hangs."""
 
     def __init__(self) -> None:
         self.wedged = threading.Event()
+        self.entered = threading.Event()
         self.released = threading.Event()
 
     def observe(self, name: str) -> ObservedDomain | None:
         if self.wedged.is_set():
+            self.entered.set()
             self.released.wait(30)
         return None
 
@@ -83,44 +90,62 @@ def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     sock.bind(str(path))
     sock.settimeout(0.01)
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
-    monkeypatch.setenv("WATCHDOG_USEC", "400000")  # WatchdogSec=0.4s: ping every 0.2 s
+    monkeypatch.setenv("WATCHDOG_USEC", str(int(2 * PERIOD * 1_000_000)))  # WatchdogSec=0.5s
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
     yield sock
     sock.close()
 
 
-def pings_during(liveness: Liveness, sock: socket.socket, seconds: float) -> int:
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def pings_over(liveness: Liveness, sock: socket.socket, clock: FakeClock, ticks: int) -> int:
+    """``ticks`` turns of the main loop, one watchdog period apart: WATCHDOG=1 datagrams received."""
     count = 0
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    for _ in range(ticks):
+        clock.now += PERIOD
         liveness.tick()
-        try:
+        with contextlib.suppress(TimeoutError):
             while True:
                 count += sock.recv(64).count(b"WATCHDOG=1")
-        except TimeoutError:
-            pass
-        time.sleep(0.02)
     return count
 
 
+def wait_real(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
+    """For the worker thread to get somewhere (real time; never a measurement)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
 def test_a_wedged_worker_stops_the_watchdog_and_recovery_resumes_it(notify_socket: socket.socket) -> None:
+    clock = FakeClock()
     hypervisor = WedgingHypervisor()
     reconciler = Reconciler(NoVMIs(), hypervisor, NullSink(), PlanSettings(RenderSettings()))
-    engine = Engine(reconciler, EngineSettings(workers=1))
+    engine = Engine(reconciler, EngineSettings(workers=1), clock=clock)
     engine.start()
-    liveness = Liveness(engine.pulse, Heartbeat(Notifier()), stall_seconds=0.3)
+    liveness = Liveness(engine.pulse, Heartbeat(Notifier(), clock), stall_seconds=0.3)
     try:
-        assert liveness.stall_seconds == pytest.approx(0.2)
-        assert pings_during(liveness, notify_socket, 1.0) >= 3  # healthy: about one ping per 0.2 s
+        assert liveness.stall_seconds == PERIOD, "half of WatchdogSec= wins over the default"
+        assert pings_over(liveness, notify_socket, clock, 5) == 5, "healthy: one ping per period"
         hypervisor.wedged.set()
         engine.enqueue("default/stuck")
-        time.sleep(0.6)  # the worker is now inside the hanging call
-        assert pings_during(liveness, notify_socket, 1.0) == 0
+        assert hypervisor.entered.wait(10), "the worker never reached the hanging call"
+        assert pings_over(liveness, notify_socket, clock, 1) == 1, "busy for exactly one period is not stalled"
+        clock.now += 1 / 1024
+        assert pings_over(liveness, notify_socket, clock, 5) == 0
         alive, why = liveness.alive()  # /healthz says the same
         assert alive is False and "reconcile-0" in why
-        hypervisor.released.set()
         hypervisor.wedged.clear()
-        assert pings_during(liveness, notify_socket, 1.0) >= 3
+        hypervisor.released.set()
+        wait_real("the worker to finish its pass", lambda: not engine.pulse.stalled(within=PERIOD))
+        assert pings_over(liveness, notify_socket, clock, 5) == 5
         assert liveness.alive()[0] is True
     finally:
         hypervisor.released.set()

@@ -12,6 +12,7 @@ import pytest
 from handler.core.attachments import Attachment
 from handler.core.refusal import Refused
 from handler.core.vmi_parse import parse_vmi
+from handler.host.net_bridges import is_host_bridge
 from handler.virt.connection import Connection
 from handler.virt.guest_network import LibvirtNetworks
 
@@ -48,7 +49,7 @@ def vmi(networks: list[dict[str, Any]]) -> Any:
 def test_pod_is_the_default_network_and_multus_a_host_bridge(connection: Connection, tmp_path: Path) -> None:
     (tmp_path / "sys/class/net/br-storage/bridge").mkdir(parents=True)
     (tmp_path / "sys/class/net/eth0").mkdir(parents=True)  # a NIC, not a bridge
-    networks = LibvirtNetworks(connection, tmp_path, "default")
+    networks = LibvirtNetworks(connection, "default", lambda name: is_host_bridge(tmp_path, name))
     got = networks.attachments(vmi([{"name": "a", "pod": {}}, {"name": "b", "multus": {"networkName": "br-storage"}}]))
     assert got == (Attachment("a", "network", "default"), Attachment("b", "bridge", "br-storage"))
     with pytest.raises(Refused) as nic:
@@ -58,8 +59,8 @@ def test_pod_is_the_default_network_and_multus_a_host_bridge(connection: Connect
 
 def test_inactive_or_missing_default_network_is_refused_with_the_fix(connection: Connection, tmp_path: Path) -> None:
     with pytest.raises(Refused) as parked:
-        LibvirtNetworks(connection, tmp_path, "parked").attachments(vmi([{"name": "a", "pod": {}}]))
+        LibvirtNetworks(connection, "parked", lambda _name: False).attachments(vmi([{"name": "a", "pod": {}}]))
     assert parked.value.refusal.line().endswith("fix: virsh net-start parked (and net-autostart parked)")
     with pytest.raises(Refused) as missing:
-        LibvirtNetworks(connection, tmp_path, "nat9").attachments(vmi([{"name": "a", "pod": {}}]))
+        LibvirtNetworks(connection, "nat9", lambda _name: False).attachments(vmi([{"name": "a", "pod": {}}]))
     assert "--default-network" in missing.value.refusal.fix

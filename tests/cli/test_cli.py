@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -178,7 +179,21 @@ def test_render_bad_input_as_a_subprocess_has_no_traceback(tmp_path: Path) -> No
 
 
 def test_every_documented_command_exists() -> None:
-    assert {"agent", "launcher", "render", "status", "console", "doctor", "demo"} <= set(subcommands())
+    assert {
+        "agent",
+        "launcher",
+        "controller",
+        "webhook",
+        "crd",
+        "render",
+        "status",
+        "console",
+        "doctor",
+        "demo",
+    } <= set(subcommands())
+    readme = (REPO / "README.md").read_text()
+    named = set(re.findall(r"`qat-handler ([a-z]+)", readme))
+    assert named and named <= set(subcommands()), named - set(subcommands())
 
 
 @pytest.mark.parametrize("command", subcommands())
@@ -195,6 +210,7 @@ def test_help_of_each_subcommand_explains_with_examples(capsys: pytest.CaptureFi
 def test_flag_defaults_are_real_values(command: str, tmp_path: Path) -> None:
     """Defaults read off a slots dataclass class would be slot descriptors, not paths."""
     argv = [command, str(tmp_path / "x.yaml")] if command == "render" else [command]
+    argv += ["--listen", "127.0.0.1:8443"] if command == "webhook" else []
     try:
         args = build_parser().parse_args(argv)
     except SystemExit:

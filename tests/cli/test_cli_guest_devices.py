@@ -49,3 +49,16 @@ def test_render_refuses_an_unsupported_binding_in_one_line(capsys: pytest.Captur
     assert code != 0 and out == ""
     assert err.count("\n") == 1
     assert "spec.domain.devices.interfaces[0].sriov is not supported" in err
+
+
+def test_render_shows_a_host_bridge_as_a_bridge(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    host = tmp_path / "host"
+    (host / "sys/class/net/br-storage/bridge").mkdir(parents=True)
+    manifest = tmp_path / "web.yaml"
+    multus = "{name: default, multus: {networkName: br-storage}}"
+    manifest.write_text(MANIFEST.replace("{name: default, pod: {}}", multus).replace("masquerade", "bridge"))
+    code, out, err = run_cli(capsys, "render", str(manifest), "--host-root", str(host))
+    assert code == 0, err
+    nic = etree.fromstring(out.encode()).find("devices/interface")
+    assert nic is not None and nic.get("type") == "bridge"
+    assert nic.find("source").get("bridge") == "br-storage"  # type: ignore[union-attr]

@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from handler.controller.controller import Controller, ControllerSettings
+from handler.core.backoff import Backoff
 from handler.core.launcher_pod import LauncherPodSettings
 from handler.kube.informer import WatchSettings
 from tests.support.fakekube import FakeApiServer
 
-WATCH = WatchSettings(watch_seconds=30, inactivity_seconds=10, backoff_initial=0.05, backoff_max=0.5)
+WATCH = WatchSettings(watch_seconds=30, inactivity_seconds=10, backoff=Backoff(0.05, 0.5))
 SETTINGS = ControllerSettings(LauncherPodSettings("qat-handler:0.1.0"), workers=2, retry_initial=0.05, retry_max=0.5)
 
 
@@ -52,7 +53,7 @@ def start_controller(server: FakeApiServer, lead: bool = True) -> Controller:
     return controller
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0) -> Any:
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll until ``check()`` is truthy; generous bound, never a timing assertion."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -112,3 +112,11 @@ def test_a_kubevirt_cr_that_is_not_deployed_and_no_virt_controller_is_no_conflic
         assert process.wait(timeout=30) == 0
     (lease,) = server.objects("leases", "qat-handler")
     assert lease["spec"]["holderIdentity"] == "", "a clean stop releases the lease for the standby"
+
+
+def test_the_readme_shows_the_line_the_controller_prints(server: FakeApiServer, tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (shown,) = [line for line in readme.splitlines() if line.startswith("qat-handler: KubeVirt (")]
+    server.put_object(VIRT_CONTROLLER)
+    done = subprocess.run(CONTROLLER, env=environ(server, tmp_path), capture_output=True, text=True, timeout=60)
+    assert done.stderr.strip() == shown

@@ -86,7 +86,7 @@ def test_a_pod_that_disappears_fails_the_vmi_and_is_not_remade(server: FakeApiSe
     wait_for("Scheduling", lambda: phase(server, "vmi-g") == "Scheduling")
     server.remove_object("pods", "default", pod["metadata"]["name"])
     wait_for("Failed", lambda: phase(server, "vmi-g") == "Failed")
-    assert controller.wait_idle(10)
+    assert controller.wait_idle(30)
     assert pods_of(server, uid) == []
 
 
@@ -127,7 +127,7 @@ def test_deleting_a_vmi_removes_its_pod_only_after_the_agent_let_go(
 
     custom = client.CustomObjectsApi(server.api_client())
     custom.delete_namespaced_custom_object("kubevirt.io", "v1", "default", "virtualmachineinstances", "vmi-d")
-    assert controller.wait_idle(10)
+    assert controller.wait_idle(30)
     assert len(pods_of(server, uid)) == 1, "the guest is still shutting down: the pod must stay"
     current = server.get_object("virtualmachineinstances", "default", "vmi-d")
     assert current is not None
@@ -144,7 +144,7 @@ def test_a_restarted_controller_makes_no_second_pod(server: FakeApiServer) -> No
     first.stop()
     second = start_controller(server)
     try:
-        assert second.wait_idle(10)
+        assert second.wait_idle(30)
         for uid in uids:
             assert len(pods_of(server, uid)) == 1
     finally:
@@ -156,9 +156,49 @@ def test_a_standby_does_nothing(server: FakeApiServer) -> None:
     try:
         uid = create_vmi(server, vmi("waiting"))["metadata"]["uid"]
         wait_for("the VMI in the standby's cache", lambda: standby.vmis.get("default/waiting"))
-        assert standby.wait_idle(10)
+        assert standby.wait_idle(30)
         assert pods_of(server, uid) == []
         standby.lead()
         one_pod(server, uid)
     finally:
         standby.stop()
+
+
+def test_a_pod_the_api_refuses_leaves_the_vmi_pending_with_the_reason(
+    server: FakeApiServer, controller: Controller
+) -> None:
+    server.fail_next("POST", "/pods$", 403, times=3, reason="Forbidden", message='exceeded quota: "qat"')
+    uid = create_vmi(server, vmi("quota"))["metadata"]["uid"]
+
+    def pending_with_reason() -> bool:
+        obj = server.get_object("virtualmachineinstances", "default", "quota") or {}
+        status = obj.get("status") or {}
+        conditions = status.get("conditions") or [{}]
+        return status.get("phase") == "Pending" and conditions[0].get("reason") == "FailedCreate"
+
+    wait_for("Pending with FailedCreate", pending_with_reason)
+    obj = server.get_object("virtualmachineinstances", "default", "quota")
+    assert obj is not None and 'exceeded quota: "qat"' in obj["status"]["conditions"][0]["message"]
+    one_pod(server, uid)  # the retry succeeds once the API lets it
+    wait_for("Scheduling", lambda: phase(server, "quota") == "Scheduling")
+
+
+def test_a_new_leader_sees_pods_its_cache_has_not_shown_yet(server: FakeApiServer) -> None:
+    """The old leader created a pod just before it died; the standby's watch has not delivered it.
+    Taking over, the standby lists pods afresh, so it makes no second pod."""
+    standby = start_controller(server, lead=False)
+    try:
+        uid = create_vmi(server, vmi("handover"))["metadata"]["uid"]
+        wait_for("the VMI in the standby's cache", lambda: standby.vmis.get("default/handover"))
+        server.pause_watches()
+        old_leader = start_controller(server)
+        one_pod(server, uid)
+        old_leader.stop()
+        assert standby.pods.items() == [], "the standby's watch must not have shown the pod yet"
+        standby.lead()
+        assert standby.wait_idle(30)
+        assert len(pods_of(server, uid)) == 1
+    finally:
+        server.resume_watches()
+        standby.stop()
+    assert len(pods_of(server, uid)) == 1

@@ -128,8 +128,8 @@ def review(**request: Any) -> dict[str, Any]:
 
 
 def test_a_denial_on_the_wire_is_a_422_status_with_causes() -> None:
-    uid, request = read_review(review(object=vmi(qats=QAT)))
-    answer = review_response(uid, decide(request, GATE_OFF))
+    uid, request = read_review(review(object=vmi(qats=QAT), name="vm"))
+    answer = review_response(uid, decide(request, GATE_OFF), request.name)
     assert answer["apiVersion"] == "admission.k8s.io/v1" and answer["kind"] == "AdmissionReview"
     assert answer["response"] == {
         "uid": "r-1",
@@ -140,9 +140,12 @@ def test_a_denial_on_the_wire_is_a_422_status_with_causes() -> None:
             "reason": "Invalid",
             "message": GATE_OFF_MESSAGE,
             "details": {
+                "name": "vm",
+                "group": "kubevirt.io",
+                "kind": "VirtualMachineInstance",
                 "causes": [
                     {"type": "FieldValueInvalid", "field": "spec.domain.devices.qats", "message": GATE_OFF_MESSAGE}
-                ]
+                ],
             },
         },
     }

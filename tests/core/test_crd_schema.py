@@ -13,6 +13,8 @@ import os
 from typing import Any
 
 import pytest
+import yaml
+from jsonschema import Draft4Validator
 
 from handler.cli.crd_cmd import CRD_FILE, REGENERATE, render
 from handler.core.crd_schema import PRINTER_COLUMNS, schema_paths, vmi_crd
@@ -242,3 +244,53 @@ def test_the_parser_refuses_a_key_the_schema_lacks(path: str) -> None:
     assert refusal.subject == where or refused_for_any_value(path), (
         f"the parser takes {where}, which the schema lacks: {refusal.line()}; {FIX}"
     )
+
+
+# -- the schema as the API server applies it -------------------------------------------------
+
+
+def strict(schema: Any) -> Any:
+    """The schema as strict field validation (kubectl's default) applies it: unknown keys refused."""
+    if isinstance(schema, dict):
+        out = {key: strict(value) for key, value in schema.items() if not key.startswith("x-kubernetes")}
+        if "properties" in out and "additionalProperties" not in out:
+            out["additionalProperties"] = False
+        return out
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    return schema
+
+
+def api_server_check(doc: dict[str, Any]) -> list[str]:
+    schema = strict(vmi_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in Draft4Validator(schema).iter_errors(doc)]
+
+
+EXAMPLE_VMIS = [
+    REPO / "deploy/examples/vmi-qat.yaml",
+    *sorted(p for p in (REPO / "examples/vmis").iterdir() if p.suffix in (".yaml", ".json")),
+]
+
+
+@pytest.mark.parametrize("path", EXAMPLE_VMIS, ids=lambda p: p.name)
+def test_the_example_vmis_fit_the_schema(path: Any) -> None:
+    assert api_server_check(yaml.safe_load(path.read_text())) == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (lambda d: d["spec"]["domain"]["devices"]["qats"][0].pop("deviceName"), "'deviceName' is a required property"),
+        (lambda d: d["spec"]["domain"]["devices"]["qats"][0].pop("name"), "'name' is a required property"),
+        (lambda d: d["spec"]["domain"].update(clock={}), "Additional properties are not allowed ('clock'"),
+        (lambda d: d["spec"]["domain"]["cpu"].update(cores="2"), "'2' is not of type 'integer'"),
+        (lambda d: d["spec"].update(terminationGracePeriodSeconds=-1), "-1 is less than the minimum of 0"),
+    ],
+)
+def test_the_schema_refuses_what_the_parser_refuses(edit: Any, error: str) -> None:
+    doc = yaml.safe_load((REPO / "deploy/examples/vmi-qat.yaml").read_text())
+    edit(doc)
+    assert any(error in found for found in api_server_check(doc)), api_server_check(doc)
+    with pytest.raises(Refused):
+        parse_vmi({**doc, "metadata": {**doc["metadata"], "uid": UID}})

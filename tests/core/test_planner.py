@@ -28,7 +28,7 @@ from handler.core.device_env import AssignedDevice
 from handler.core.domain_identity import read_identity
 from handler.core.domain_state import ObservedDomain, Power, StopCause
 from handler.core.domain_xml import desired_digest, identity_of
-from handler.core.planner import Plan, PlanSettings, plan
+from handler.core.planner import DESTROY_RECHECK_SECONDS, Plan, PlanSettings, plan
 from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
@@ -348,20 +348,51 @@ def test_no_destroy_just_before_the_grace_period_ends() -> None:
 
 def test_destroy_when_the_grace_period_is_over() -> None:
     result = plan(remove(), observed(domain(), None, in_stop(last=NOW + GRACE - 1), NOW + GRACE), SETTINGS)
-    assert result.actions == (DestroyDomain(NAME, float(GRACE)),)
-    assert result.requeue_after == 0.0
+    assert result.actions == (DestroyDomain(NAME, float(GRACE), deadline=NOW + GRACE),)
+    assert result.requeue_after == DESTROY_RECHECK_SECONDS
+
+
+def issued(at: float, failures: int = 0, error: tuple[str, str] | None = None) -> StopProgress:
+    return replace(in_stop(last=NOW + GRACE - 1), destroyed_after=float(GRACE), destroy_issued_at=at,
+                   destroy_failures=failures, destroy_error=error)  # fmt: skip
+
+
+def test_an_issued_destroy_is_waited_for_not_issued_again() -> None:
+    """The destroy runs off the reconcile workers: passes while it runs change nothing."""
+    for later in (0.0, 1.0, DESTROY_RECHECK_SECONDS - 0.5):
+        result = plan(remove(), observed(domain(), None, issued(NOW + GRACE), NOW + GRACE + later), SETTINGS)
+        assert result.actions == ()
+        assert result.requeue_after == pytest.approx(DESTROY_RECHECK_SECONDS - later)
+
+
+def test_a_destroy_that_never_came_back_is_issued_again() -> None:
+    now = NOW + GRACE + DESTROY_RECHECK_SECONDS
+    result = plan(remove(), observed(domain(), None, issued(NOW + GRACE), now), SETTINGS)
+    assert result.actions == (DestroyDomain(NAME, now - NOW, deadline=NOW + GRACE),)
+
+
+def test_a_failed_destroy_is_reported_and_retried_with_backoff() -> None:
+    error = ("LibvirtUnavailable", "destroy ns_vm: cannot reach libvirtd")
+    soon = observed(domain(), running_status(), issued(NOW + GRACE, 2, error), NOW + GRACE + 1.5)
+    result = plan(remove(), soon, SETTINGS)
+    assert kinds(result) == ["WriteStatus", "RecordEvent"], "reported, not yet retried (2nd failure: 2 s)"
+    sync = written(result).condition("Synchronized")
+    assert sync is not None and (sync.status, sync.reason, sync.message) == (False, *error)
+    assert result.requeue_after == pytest.approx(0.5)
+    retry = plan(remove(), replace(soon, now=NOW + GRACE + 2.0), SETTINGS)
+    assert [type(a) for a in retry.actions][-1] is DestroyDomain
 
 
 def test_the_manifest_grace_wins_over_the_domain_metadata() -> None:
     desired = Desired(KEY, Intent.STOP, make_vmi(grace=5), DEVICES)
     result = plan(desired, observed(domain(), None, in_stop(last=NOW + 4), NOW + 5), SETTINGS)
-    assert result.actions == (DestroyDomain(NAME, 5.0),)
+    assert result.actions == (DestroyDomain(NAME, 5.0, deadline=NOW + 5),)
 
 
 def test_grace_zero_destroys_at_once() -> None:
     zero = make_vmi(grace=0)
     result = plan(Desired(KEY, Intent.REMOVE, None), observed(domain(vmi=zero)), SETTINGS)
-    assert result.actions == (DestroyDomain(NAME, 0.0),)
+    assert result.actions == (DestroyDomain(NAME, 0.0, deadline=NOW),)
     after = observed(domain(Power.SHUTOFF, StopCause.DESTROYED, vmi=zero), None, in_stop(presses=0, destroyed=0.0))
     final = plan(remove(), after, SETTINGS)
     status = written(final)
@@ -484,3 +515,17 @@ def test_a_domain_owned_by_another_agent_is_never_touched() -> None:
     refusal = written(plan(run_desired(), observed(other), ours)).condition("Synchronized")
     assert refusal is not None and "another qat-handler (state-dir/theirs)" in refusal.message
     assert written(plan(run_desired(), observed(other), SETTINGS)).phase is Phase.RUNNING  # no owner set: one agent
+
+
+def test_a_finished_vmi_whose_launcher_pod_is_gone_stays_finished() -> None:
+    """Kubernetes: after the guest is off and kubelet removed the pod, the VMI waits for no launcher."""
+    waiting = Refusal("WaitingForLauncher", "launcher handoff", "has not arrived from the VMI's pod yet", "check")
+    done = VMIStatus(Phase.SUCCEEDED, NAME, (ready(False, "Stopped", "the guest powered off"),), spec_digest=DIGEST)
+    desired = replace(run_desired(), blocked=waiting)
+    assert plan(desired, observed(status=done), SETTINGS).actions == ()
+    # Another refusal is still reported, and one before the guest ever ran still means Scheduled.
+    other = Refusal("DeviceRejected", "0000:3d:01.0", "is not bound to vfio-pci", "bind it")
+    assert written(plan(replace(run_desired(), blocked=other), observed(status=done), SETTINGS)).condition(
+        "Synchronized"
+    ) == synchronized(False, "DeviceRejected", other.line())
+    assert written(plan(desired, observed(), SETTINGS)).phase is Phase.SCHEDULED

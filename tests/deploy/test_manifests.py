@@ -26,6 +26,8 @@ KUBE_VERSION = latest_version()
 OLDEST_CURRENT = Version("1.31")
 
 KUSTOMIZATION = ("kustomize.config.k8s.io/v1beta1", "Kustomization")
+COMPONENT = ("kustomize.config.k8s.io/v1alpha1", "Component")
+"""Opt-in kustomize components under deploy/components/, built (and so checked) by the tests below."""
 EXAMPLE_VMI_UID = "6f1c1c9e-4e55-4a8b-9f7e-6c2b0a7d0001"
 """A VMI's uid is given by the API server; the example carries none, so parse_vmi gets this one."""
 CUSTOM_KINDS = {("kubevirt.io/v1", "VirtualMachineInstance")}
@@ -51,7 +53,7 @@ DOCS = load_all()
 
 
 def core(doc: Doc) -> bool:
-    return (doc.api_version, doc.kind) not in CUSTOM_KINDS | {KUSTOMIZATION}
+    return (doc.api_version, doc.kind) not in CUSTOM_KINDS | {KUSTOMIZATION, COMPONENT}
 
 
 def test_deploy_has_the_expected_manifests() -> None:
@@ -85,9 +87,11 @@ def test_strict_validation_catches_a_misspelt_field_and_a_wrong_type() -> None:
 @pytest.mark.parametrize("doc", [d for d in DOCS if not core(d)], ids=lambda d: d.label)
 def test_non_core_document_is_a_known_kind(doc: Doc) -> None:
     """No document escapes checking: each is core, a KubeVirt kind we parse, or the kustomization."""
-    assert (doc.api_version, doc.kind) in CUSTOM_KINDS | {KUSTOMIZATION}
+    assert (doc.api_version, doc.kind) in CUSTOM_KINDS | {KUSTOMIZATION, COMPONENT}
     if (doc.api_version, doc.kind) == KUSTOMIZATION:
         assert doc.path == DEPLOY / "kustomization.yaml"
+    if (doc.api_version, doc.kind) == COMPONENT:
+        assert doc.path.parent.parent == DEPLOY / "components"
 
 
 @pytest.mark.parametrize("doc", [d for d in DOCS if (d.api_version, d.kind) in CUSTOM_KINDS], ids=lambda d: d.label)
@@ -177,17 +181,43 @@ def test_kustomize_build_validates() -> None:
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
 def test_an_overlay_repoints_every_image(tmp_path: Path) -> None:
-    """What deploy/README.md tells operators to do, done: every container follows the overlay."""
-    (tmp_path / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "resources": [os.path.relpath(DEPLOY, tmp_path)],  # kustomize refuses absolute paths
-                "images": [{"name": "qat-handler", "newName": "mirror/qat-handler", "newTag": "9.9.9"}],
-            }
-        )
-    )
-    workloads = [d for d in kustomize(tmp_path) if d["kind"] in ("DaemonSet", "Deployment")]
-    assert len(workloads) >= 2
+    """The overlay deploy/README.md tells operators to write, applied: every container and the
+    controller's launcher image follow it."""
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    overlay = readme.split("cat > overlay/kustomization.yaml <<'EOF'\n", 1)[1].split("\nEOF\n", 1)[0]
+    overlay = overlay.replace("../deploy", os.path.relpath(DEPLOY, tmp_path))  # kustomize refuses absolute paths
+    (tmp_path / "kustomization.yaml").write_text(overlay.replace("REGISTRY/", "mirror/"))
+    built = kustomize(tmp_path)
+    workloads = [d for d in built if d["kind"] in ("DaemonSet", "Deployment")]
+    assert len(workloads) >= 3
     for workload in workloads:
         spec = workload["spec"]["template"]["spec"]  # type: ignore[index]
-        assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:9.9.9"}
+        assert {c["image"] for c in containers(spec)} == {"mirror/qat-handler:0.1.0"}
+    (controller,) = [d for d in workloads if d["metadata"]["name"] == "qat-handler-controller"]  # type: ignore[index]
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]  # type: ignore[index]
+    assert "--launcher-image=mirror/qat-handler:0.1.0" in args
+
+
+@pytest.mark.skipif(KUBECTL is None, reason="kubectl (with its built-in kustomize) is not installed")
+def test_the_container_disk_component_adds_only_host_proc_and_ptrace_to_the_agent(tmp_path: Path) -> None:
+    """The overlay deploy/README.md shows for containerDisks in Kubernetes, built as written."""
+    readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
+    overlay = readme.split("cat > with-disks/kustomization.yaml <<'EOF'\n", 1)[1].split("\n  EOF\n", 1)[0]
+    overlay = "\n".join(line.removeprefix("  ") for line in overlay.splitlines())
+    relative = os.path.relpath(DEPLOY, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(overlay.replace("../deploy", relative))
+    plain = {str(d["metadata"]["name"]): d for d in kustomize(DEPLOY) if d["kind"] == "DaemonSet"}  # type: ignore[index]
+    built = kustomize(tmp_path)
+    for body in built:
+        kubernetes_validate.validate(body, KUBE_VERSION, strict=True)
+    (agent,) = [d for d in built if d["kind"] == "DaemonSet"]
+    spec = agent["spec"]["template"]["spec"]  # type: ignore[index]
+    before = plain[str(agent["metadata"]["name"])]["spec"]["template"]["spec"]  # type: ignore[index]
+    (container,) = spec["containers"]
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE"]}
+    assert {"name": "host-proc", "mountPath": "/host/proc", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "host-proc", "hostPath": {"path": "/proc", "type": "Directory"}} in spec["volumes"]
+    assert len(spec["volumes"]) == len(before["volumes"]) + 1
+    assert "--host-root=/host" in container["args"]
+    others = [d for d in built if d["kind"] != "DaemonSet"]
+    assert len(others) == len(kustomize(DEPLOY)) - 1

@@ -278,11 +278,14 @@ def test_the_agent_makes_exactly_the_calls_written_down_here() -> None:
     assert code_grants(AGENT_ENTRY) == expected
 
 
-def test_the_controllers_code_makes_exactly_the_calls_written_down_here() -> None:
+def test_the_controller_makes_exactly_the_calls_written_down_here() -> None:
+    """Its own calls, plus the webhook TLS keeper's it runs (tests/deploy/test_rbac_webhook.py)."""
+    from tests.deploy.test_rbac_webhook import TLS_ENTRY
+
     expected = {(ANY_NAMESPACE, *g) for g in CONTROLLER_CLUSTER_WIDE}
     expected |= {(KUBEVIRT_NAMESPACE, *g) for g in CONTROLLER_IN_KUBEVIRT_NAMESPACE}
     expected |= {(LEASE_NAMESPACE, *g) for g in CONTROLLER_IN_LEASE_NAMESPACE}
-    assert code_grants(CONTROLLER_ENTRY) == expected
+    assert code_grants(CONTROLLER_ENTRY) == expected | code_grants(TLS_ENTRY)
 
 
 def test_controller_roles_grant_exactly_its_calls_where_it_makes_them() -> None:

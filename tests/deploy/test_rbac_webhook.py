@@ -111,7 +111,7 @@ def test_the_webhook_configuration_matches_the_code() -> None:
     config = one("ValidatingWebhookConfiguration", TLS.webhook_configuration).body
     (hook,) = config["webhooks"]
     assert (hook["failurePolicy"], hook["sideEffects"], hook["admissionReviewVersions"]) == ("Fail", "None", ["v1"])
-    assert 1 <= hook["timeoutSeconds"] <= 10
+    assert hook["timeoutSeconds"] == 5, "README.md says 5 s"
     service = hook["clientConfig"]["service"]
     assert (service["namespace"], service["name"], service["path"]) == (TLS.namespace, TLS.service, VALIDATE_PATH)
     assert "caBundle" not in hook["clientConfig"], "the controller fills the caBundle in"
@@ -130,6 +130,15 @@ def test_the_service_reaches_the_webhooks_port() -> None:
     container = pod_spec(WEBHOOK)["containers"][0]
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert port["port"] == 443 and named[port["targetPort"]] == int(WEBHOOK_ARGS.listen.rsplit(":", 1)[1])
+
+
+def test_a_drain_keeps_one_webhook_replica() -> None:
+    budget = one("PodDisruptionBudget", "qat-handler-webhook").body
+    assert budget["spec"]["minAvailable"] == 1 < WEBHOOK.body["spec"]["replicas"]
+    assert (
+        budget["spec"]["selector"]["matchLabels"].items()
+        <= WEBHOOK.body["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_the_webhook_pod_is_restricted() -> None:

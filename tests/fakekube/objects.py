@@ -92,6 +92,9 @@ def launcher_pod(vmi: dict[str, Any], pod_grace: int | None = None, vmi_grace: i
         ],
     }
     spec = pod["spec"]
+    for container in spec["containers"]:  # the client's models take quantities as strings only
+        for kind, amounts in (container.get("resources") or {}).items():
+            container["resources"][kind] = {name: str(value) for name, value in amounts.items()}
     if pod_grace is not None:
         spec["terminationGracePeriodSeconds"] = pod_grace
     if vmi_grace is not None:

@@ -12,7 +12,7 @@ import pytest
 
 @pytest.fixture
 def ram_path(tmp_path: Path) -> Iterator[Path]:
-    """A directory on tmpfs when there is one: the timing tests measure our code, not a busy disk."""
+    """A directory on tmpfs when there is one: trees of a thousand devices build there in a fraction of the time."""
     shm = Path("/dev/shm")
     if not (shm.is_dir() and os.access(shm, os.W_OK)):
         yield tmp_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from handler.core.bdf import Bdf
@@ -167,3 +168,13 @@ def test_an_operator_device_in_another_domain_is_checked_too(tmp_path: Path) -> 
     build(tmp_path, extra_devices=(edu,))
     found = refusal(tmp_path, edu.bdf)
     assert found.problem == "is 1234:11e8, which is not in the QAT VF table (rule permitted)"
+
+
+def test_a_vf_whose_group_directory_is_missing_is_refused(tmp_path: Path) -> None:
+    vfs = build(tmp_path, c62x(vfs=2))
+    shutil.rmtree(tmp_path / "sys/kernel/iommu_groups/1")  # the first VF's; the second's is still there
+    assert refusal(tmp_path, vfs[0]).problem == "has no IOMMU group (rule iommu-group-viable)"
+    assert HostInspector(tmp_path, ANY).check(vfs[1], None) is None
+    for group in (tmp_path / "sys/kernel/iommu_groups").iterdir():  # none left: links alone prove nothing
+        shutil.rmtree(group)
+    assert "the IOMMU is off" in refusal(tmp_path, vfs[1]).problem

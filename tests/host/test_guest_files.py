@@ -198,3 +198,12 @@ def test_a_refused_vmi_leaves_no_file_behind(tmp_path: Path) -> None:
     prepared = GuestFiles(tmp_path, secrets=Secrets({})).prepare(guest)
     assert prepared.refusal is not None and prepared.refusal.reason == "SecretMissing"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_keeps_the_uids_asked_for_and_nothing_but_vmi_directories_goes(tmp_path: Path) -> None:
+    keep, stale = "6a1f0c9e-0001-4d6b-9e51-000000000001", "6a1f0c9e-0001-4d6b-9e51-000000000002"
+    for name in (keep, stale, "not-a-uid"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "disk0.raw").write_bytes(b"x")
+    GuestFiles(tmp_path).sweep({keep})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [keep, "not-a-uid"]

@@ -183,3 +183,10 @@ def test_the_overlay_keeps_guest_writes_away_from_the_cached_image(layout: Path,
     assert base.path.read_bytes() == before
     files.remove(UID)
     assert not overlay.exists() and base.path.exists()
+
+
+def test_an_oci_archive_is_served_too(layout: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "tiny.tar"
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci:{layout}:tiny", f"oci-archive:{archive}"], check=True)
+    found = settle(ImageCache(tmp_path / "images"), ContainerDisk(f"oci-archive:{archive}", None, "IfNotPresent"))
+    assert isinstance(found, Ready) and found.format == "qcow2"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import shutil
 from pathlib import Path
 
 from handler.core.bdf import Bdf
@@ -66,15 +66,15 @@ def test_reads_are_cached_until_refresh(tmp_path: Path) -> None:
     assert inspector.usable_vfs() == ()
 
 
-def test_a_snapshot_then_1000_checks_on_1024_vfs_are_fast(ram_path: Path) -> None:
+def test_a_snapshot_of_1024_vfs_then_1000_checks_read_sysfs_once(ram_path: Path) -> None:
+    """After one scan, checks are answered from the pass's cache: with the tree gone they still
+    pass, and only a refresh sees it. (How fast is measured by bench/, not here.)"""
     pfs = tuple(SimulatedPf("4xxx", Bdf(0, 0x40 + i, 0, 0), 16) for i in range(64))
     vfs = build_simulated_host(ram_path, SimulatedHost(pfs))
     inspector = HostInspector(ram_path, ANY)
-    started = time.perf_counter()
     assert len(inspector.snapshot().vfs) == 1024
-    scanned = time.perf_counter()
-    refusals = [inspector.check(vf, "qat.intel.com/generic") for vf in vfs[:1000]]
-    checked = time.perf_counter()
-    assert refusals == [None] * 1000
-    assert scanned - started < 1.0, f"scanning 1,024 VFs took {scanned - started:.3f}s"
-    assert checked - scanned < 0.1, f"1,000 checks took {checked - scanned:.3f}s"
+    shutil.rmtree(ram_path / "sys")
+    assert [inspector.check(vf, "qat.intel.com/generic") for vf in vfs[:1000]] == [None] * 1000
+    inspector.refresh()
+    refused = inspector.check(vfs[0], "qat.intel.com/generic")
+    assert refused is not None and "does not exist" in refused.problem, refused

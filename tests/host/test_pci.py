@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,14 @@ def test_the_real_sysfs_reads_without_errors() -> None:
     if not functions:
         pytest.skip("this machine shows no PCI devices")
     assert all(fn.present and fn.escapes == () and fn.vendor is not None for fn in functions)
+
+
+def test_an_iommu_group_link_to_a_missing_group_is_no_group(tmp_path: Path) -> None:
+    """A dangling link proves no group, nor that the IOMMU is on."""
+    vf = build(tmp_path, c62x(vfs=1))[0]
+    for group in (tmp_path / "sys/kernel/iommu_groups").iterdir():  # the PF's and the VF's
+        shutil.rmtree(group)
+    assert os.path.islink(tmp_path / f"sys/bus/pci/devices/{vf}/iommu_group")
+    fn = read_pci_function(tmp_path, vf)
+    assert fn.iommu_group is None and fn.group_peers == () and fn.escapes == ()
+    assert fn.host.iommu_enabled is False, "no group directory is left, so the IOMMU reads as off"

@@ -18,7 +18,7 @@ from handler import __version__
 from handler.cli.main import build_parser
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, report_to_json
 from tests.deploy.manifests import containers, load_all, pod_spec
-from tests.image.podman import REPO, build, image_name, podman_run, run_options
+from tests.image.podman import REPO, RUN, build, image_name, podman_run
 
 pytestmark = pytest.mark.image
 
@@ -48,18 +48,26 @@ def test_every_manifest_names_the_image_the_script_builds() -> None:
         if doc.kind in ("DaemonSet", "Deployment", "Pod")
         for c in containers(pod_spec(doc))
     ]
+    found += [
+        (doc.label, arg.split("=", 1)[1])
+        for doc in load_all()
+        if doc.kind in ("DaemonSet", "Deployment", "Pod")
+        for c in containers(pod_spec(doc))
+        for arg in c.get("args") or []
+        if arg.startswith("--launcher-image=")
+    ]
     assert found
     assert [where for where, image in found if image != name] == []
 
 
 def test_version(image: str) -> None:
-    code, output = podman_run(image, "--version")
+    code, output = podman_run("--version")
     assert (code, output.strip()) == (0, f"qat-handler {__version__}")
 
 
 def test_no_arguments_prints_the_help(image: str) -> None:
     """The image's CMD is --help: `podman run IMAGE` explains itself."""
-    code, output = podman_run(image)
+    code, output = podman_run()
     assert code == 0, output
     for command in subcommands():
         assert command in output
@@ -67,7 +75,7 @@ def test_no_arguments_prints_the_help(image: str) -> None:
 
 @pytest.mark.parametrize("command", subcommands())
 def test_each_subcommand_help(image: str, command: str) -> None:
-    code, output = podman_run(image, command, "--help")
+    code, output = podman_run(command, "--help")
     assert code == 0, output
     assert output.startswith(f"usage: qat-handler {command}"), output
 
@@ -81,7 +89,7 @@ def test_every_module_imports(image: str) -> None:
         "for name in names: importlib.import_module(name)\n"
         "print(len(names))\n"
     )
-    code, output = podman_run(image, "-c", script, options=("--entrypoint", "python3"))
+    code, output = podman_run("-c", script, options=("--entrypoint", "python3"))
     assert code == 0, output
     assert int(output.strip()) > 50
 
@@ -90,7 +98,7 @@ def test_render_finds_the_templates_and_libvirt_validates(image: str) -> None:
     """The installed data files (domain templates) are found, and lxml renders a domain."""
     examples = REPO / "examples" / "vmis"
     code, output = podman_run(
-        image, "render", "/vmis/vmi-qat.yaml", "--domain-type", "qemu", options=("-v", f"{examples}:/vmis:ro")
+        "render", "/vmis/vmi-qat.yaml", "--domain-type", "qemu", options=("-v", f"{examples}:/vmis:ro")
     )
     assert code == 0, output
     assert output.startswith('<domain type="qemu">'), output[:300]
@@ -106,11 +114,11 @@ def test_launcher_as_the_launcher_pod_runs_it(image: str, tmp_path: Path) -> Non
     name = f"qat-handler-test-{uuid.uuid4().hex[:8]}"
     vmi_uid, pod_uid = str(uuid.uuid4()), str(uuid.uuid4())
     argv = [
-        "podman", "run", "-d", "--name", name, *run_options(),
+        str(RUN), "-d", "--name", name,
         "--user", "107:107", "--read-only", "-v", f"{slot}:/var/run/qat-handler/slot",
         "-e", "QAT0=0000:3d:01.0", "-e", f"POD_UID={pod_uid}", "-e", "VMI_NAMESPACE=default",
         "-e", "VMI_NAME=vmi-qat", "-e", f"VMI_UID={vmi_uid}", "-e", "VMI_GRACE_SECONDS=30",
-        image, "launcher", "--log-format=json",
+        "--", "launcher", "--log-format=json",
     ]  # fmt: skip
     subprocess.run(argv, check=True, capture_output=True, timeout=120)
     try:

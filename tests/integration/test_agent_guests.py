@@ -334,6 +334,52 @@ def test_guest_ignoring_acpi_is_destroyed_at_the_grace_limit(
     )
 
 
+MANY_DEAF = 8
+ISSUE_LIMIT = 1.5
+"""How late, on the agent's own clock, a destroy may go out: one reconcile pass behind the deadline.
+Serialised destroys put the second wave a whole destroy (~2 s here) behind; the exact scheduling
+is proven on a fake clock in tests/agent/test_grace_limit.py."""
+QEMU_END_ALLOWANCE = 5.0  # a sanity bound on SIGTERM -> QEMU exit on busy cores; the agent's own is above
+
+
+def test_every_deaf_guest_is_destroyed_at_its_own_grace_limit_however_many(
+    ws: Workspace, agents: StartAgent, images: dict[str, GuestImage], events: LifecycleEvents, libvirt_conn: Any
+) -> None:
+    """Issue 11: eight guests deaf to ACPI, halted together. Each destroy is issued at its own
+    grace limit, none waiting for another's (libvirt takes ~2 s per destroy here).
+
+    The bound is the agent's own: its "destroy issued" line says how long after the guest's
+    deadline (on its monotonic clock) the call went out. QEMU's exit, seen from /proc, is
+    checked against the deadline read from the agent's first "ACPI shutdown requested" line.
+    """
+    names = tuple(f"deaf-{index}" for index in range(MANY_DEAF))
+    for name in names:
+        ws.add_vmi(name, images["noacpi"], grace=DEAF_GRACE)
+    agent = agents(on_stop="shutdown")
+    # No boot marker needed: this guest ignores the power button whether or not it has booted,
+    # and eight TCG boots on two busy cores can take minutes.
+    wait_until("all Running", lambda: all(phase_in_file(ws, n, "Running")() for n in names), BOOT_TIMEOUT)
+    qemu = {name: QemuExit(domain_name(name)) for name in names}
+
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit(DEAF_GRACE + 40) == 0, agent.tail()
+    report = []
+    overdue_of = {name: [line["overdue_seconds"] for line in agent.find("destroy issued", vmi=key_of(name))]
+                  for name in names}  # fmt: skip
+    for name in names:
+        assert len(overdue_of[name]) == 1, f"{name}: {overdue_of}\n{agent.tail()}"
+        overdue = overdue_of[name][0]
+        assert 0 <= overdue <= ISSUE_LIMIT, f"{name}: destroy issued {overdue:.2f}s late; all: {overdue_of}"
+        press = agent.find("ACPI shutdown requested", vmi=key_of(name), attempt=1)
+        ended = qemu[name].wait(5) - (log_time(press[0]) + DEAF_GRACE)
+        assert -EARLY_SLACK <= ended <= ISSUE_LIMIT + QEMU_END_ALLOWANCE, f"{name}: QEMU ended {ended:+.2f}s"
+        report.append(f"{name} issued {overdue:+.3f}s, QEMU ended {ended:+.2f}s")
+        assert domain_state(libvirt_conn, domain_name(name)) == (SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_DESTROYED)
+    rows = status_rows(ws.state_dir)
+    assert {(rows[key_of(n)]["phase"], rows[key_of(n)]["reason"]) for n in names} == {("Failed", "Destroyed")}
+    print("\n" + "; ".join(report))
+
+
 def test_stop_while_booting_lands_a_resent_press(
     ws: Workspace, agents: StartAgent, images: dict[str, GuestImage], events: LifecycleEvents, libvirt_conn: Any
 ) -> None:

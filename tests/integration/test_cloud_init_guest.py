@@ -1,6 +1,8 @@
-"""A real guest reads its cloud-init volume: the agent builds the ``cidata`` ISO, attaches it
-as a virtio disk (as KubeVirt's QAT example does), and the tiny guest mounts it and prints the
-marker from its user-data and the instance id (the VMI uid) on its serial console.
+"""A real guest reads its cloud-init volume and its containerDisk: the agent builds the
+``cidata`` ISO and attaches it as a virtio disk (as KubeVirt's QAT example does), and puts a
+qcow2 overlay on a disk fetched from an OCI layout; the tiny guest mounts the ISO and prints
+the marker from its user-data and the instance id (the VMI uid), and prints the first bytes
+of the containerDisk, on its serial console.
 
 The agent runs as a CLI subprocess on qemu:///system; the guest boots under TCG.
 """
@@ -19,7 +21,8 @@ import libvirt
 import pytest
 
 from tests.integration.agent_harness import AgentProcess, Workspace, domain_name, key_of, status_rows, wait_until
-from tests.support.guest_image import CIDATA_MARKER, ensure_guest_image, wait_for_serial
+from tests.support.guest_image import CIDATA_MARKER, DISK_MARKER, ensure_guest_image, wait_for_serial
+from tests.support.oci_images import disk_layout
 
 pytestmark = [pytest.mark.libvirtd, pytest.mark.guest]
 BOOT_TIMEOUT = 180.0  # a few seconds here under TCG; generous for a loaded machine
@@ -42,10 +45,13 @@ def remove_domain(conn: Any, name: str) -> None:
     dom.undefine()
 
 
-def test_the_guest_reads_its_user_data_from_the_cidata_volume(ws: Workspace, libvirt_conn: Any) -> None:
+def test_the_guest_reads_its_user_data_and_its_container_disk(ws: Workspace, libvirt_conn: Any) -> None:
     image = ensure_guest_image("cidata")
     marker = f"m-{secrets.token_hex(6)}"
+    disk_marker = f"CONTAINERDISK-{secrets.token_hex(6)}"
     uid = str(uuid.uuid4())
+    layout = ws.root / "layout"
+    disk_layout(layout, "disk", {"/disk/disk.img": disk_marker.encode().ljust(1 << 20, b"\0")})
     manifest = {
         "apiVersion": "kubevirt.io/v1",
         "kind": "VirtualMachineInstance",
@@ -54,7 +60,12 @@ def test_the_guest_reads_its_user_data_from_the_cidata_volume(ws: Workspace, lib
             "terminationGracePeriodSeconds": 10,
             "domain": {
                 "memory": {"guest": "256Mi"},
-                "devices": {"disks": [{"name": "cloudinitdisk", "disk": {"bus": "virtio"}}]},
+                "devices": {
+                    "disks": [
+                        {"name": "containerdisk", "disk": {"bus": "virtio"}},
+                        {"name": "cloudinitdisk", "disk": {"bus": "virtio"}},
+                    ]
+                },
                 "firmware": {
                     "kernelBoot": {
                         "kernelArgs": image.cmdline,
@@ -63,10 +74,11 @@ def test_the_guest_reads_its_user_data_from_the_cidata_volume(ws: Workspace, lib
                 },
             },
             "volumes": [
+                {"name": "containerdisk", "containerDisk": {"image": f"oci:{layout}:disk"}},
                 {
                     "name": "cloudinitdisk",
                     "cloudInitNoCloud": {"userData": f"#cloud-config\n# qat-marker: {marker}\npassword: fedora\n"},
-                }
+                },
             ],
         },
     }
@@ -77,9 +89,12 @@ def test_the_guest_reads_its_user_data_from_the_cidata_volume(ws: Workspace, lib
     try:
         wait_for_serial(ws.serial_log("cidata"), CIDATA_MARKER, BOOT_TIMEOUT)
         line = next(x for x in ws.serial("cidata").splitlines() if CIDATA_MARKER in x)
-        assert line.endswith(f"instance-id={uid} marker={marker}"), line
-        iso = ws.state_dir / "guests" / uid / "disk0.iso"
-        assert iso.is_file()
+        assert line.endswith(f"dev=/dev/vdb instance-id={uid} marker={marker}"), line
+        wait_for_serial(ws.serial_log("cidata"), DISK_MARKER, 30)
+        disk_line = next(x for x in ws.serial("cidata").splitlines() if DISK_MARKER in x)
+        assert disk_line.endswith(f"dev=/dev/vda head={disk_marker}"), disk_line
+        iso = ws.state_dir / "guests" / uid / "disk1.iso"
+        assert iso.is_file() and (iso.parent / "disk0.qcow2").is_file()
         assert status_rows(ws.state_dir)[key_of("cidata")]["phase"] == "Running"
 
         path.unlink()

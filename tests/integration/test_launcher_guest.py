@@ -20,6 +20,7 @@ import pytest
 from kubernetes import client
 
 from handler.agent.agent import StopPolicy
+from handler.core.backoff import Backoff
 from handler.core.render_settings import RenderSettings
 from handler.kube.informer import WatchSettings
 from handler.kube.node import KubeNode
@@ -44,7 +45,7 @@ def kube(libvirt_conn: libvirt.virConnect) -> Iterator[tuple[FakeApiServer, Kube
             render=RenderSettings(domain_type="qemu", log_dir=str(work.state_dir / "logs"), owner=f"node/{NODE}"),
             acpi_resend_seconds=2.0,
         )
-        node = KubeNode(settings, api.api_client(), NODE, watch_settings=WatchSettings(5, 5, 0.2, 1.0))
+        node = KubeNode(settings, api.api_client(), NODE, watch_settings=WatchSettings(5, 5, Backoff(0.2, 1.0)))
         node.start()
         try:
             yield api, node, work

@@ -22,6 +22,7 @@ import libvirt
 from kubernetes import client
 
 from handler.agent.agent import StopPolicy
+from handler.core.backoff import Backoff
 from handler.core.bdf import Bdf
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, Handoff, handoff_to_json
 from handler.core.kube_status import FINALIZER
@@ -42,7 +43,7 @@ GROUP, VERSION, VMIS = "kubevirt.io", "v1", "virtualmachineinstances"
 QAT_RESOURCE = "qat.intel.com/generic"
 HOST_KEPT_VF = 0
 """Index of the one VF the simulated host keeps on its QAT host driver (c6xxvf), not vfio-pci."""
-WATCH = WatchSettings(watch_seconds=5, inactivity_seconds=5, backoff_initial=0.2, backoff_max=1.0)
+WATCH = WatchSettings(watch_seconds=5, inactivity_seconds=5, backoff=Backoff(0.2, 1.0))
 _namespaces = itertools.count(1)
 
 
@@ -105,7 +106,7 @@ class Cluster:
             state_dir=self.state_dir,
             run_dir=self.run_dir,
             host_root=self.host_root,
-            render=RenderSettings(log_dir=str(self.state_dir / "logs")),
+            render=RenderSettings(log_dir=str(self.state_dir / "logs"), files_dir=str(self.state_dir / "guests")),
         )
 
     def start_agent(self) -> KubeNode:

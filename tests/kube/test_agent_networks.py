@@ -51,7 +51,11 @@ def create_networked_vmi(cluster: Cluster, name: str, network: dict[str, Any]) -
 def test_multus_network_joins_the_bridge_of_its_attachment_definition(cluster: Cluster) -> None:
     cluster.set_configmap_gates("QAT")
     create_nad(cluster, "storage", {"cniVersion": "0.3.1", "type": "bridge", "bridge": "br-qat", "ipam": {}})
+    create_nad(cluster, "elsewhere", {"cniVersion": "0.3.1", "type": "bridge", "bridge": "br-other"})
+    (cluster.host_root / "sys/class/net/br-qat/bridge").mkdir(parents=True)
     cluster.start_agent()
+    absent = create_networked_vmi(cluster, "absent", {"multus": {"networkName": "elsewhere"}})
+    cluster.launch(absent, cluster.usable_vfs[1])
     vmi = create_networked_vmi(cluster, "bridged", {"multus": {"networkName": "storage"}})
     cluster.launch(vmi, cluster.usable_vfs[0])
 
@@ -66,6 +70,9 @@ def test_multus_network_joins_the_bridge_of_its_attachment_definition(cluster: C
     )
     served = cluster.vmi("bridged") or {}
     assert served["status"]["interfaces"] == [{"name": "net0", "mac": mac, "ipAddress": "", "ipAddresses": []}]
+    eventually(lambda: cluster.synchronized_reason("absent") == "NetworkUnavailable", what="absent bridge refused")
+    assert "whose bridge 'br-other' does not exist on this node" in cluster.message("absent", "Synchronized")
+    assert cluster.domain("absent") is None
 
 
 def test_pod_network_is_refused_pointing_to_multus(cluster: Cluster) -> None:
@@ -102,3 +109,24 @@ def test_status_goes_back_in_the_version_the_vmi_was_read_in() -> None:
     assert version_of({"apiVersion": "kubevirt.io/v1"}) == "v1"
     assert version_of({"apiVersion": "kubevirt.io/v2"}) == "v1", "never a version the agent does not read"
     assert version_of({}) == "v1"
+
+
+def test_a_vmi_created_as_v1alpha3_runs_and_reads_back_with_status_in_both_versions(cluster: Cluster) -> None:
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    body = {
+        "apiVersion": f"{GROUP}/v1alpha3",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "old-style", "namespace": cluster.namespace, "labels": {NODE_LABEL: NODE}},
+        "spec": {
+            "domain": {"memory": {"guest": "1Gi"}, "devices": {"qats": [{"name": "q", "deviceName": QAT_RESOURCE}]}}
+        },
+    }
+    vmi = cluster.custom.create_namespaced_custom_object(GROUP, "v1alpha3", cluster.namespace, VMIS, body)
+    cluster.launch(vmi, cluster.usable_vfs[0])
+
+    eventually(lambda: cluster.phase("old-style") == "Running", what="Running")
+    old = cluster.custom.get_namespaced_custom_object(GROUP, "v1alpha3", cluster.namespace, VMIS, "old-style")
+    assert old["apiVersion"] == f"{GROUP}/v1alpha3" and old["status"]["phase"] == "Running"
+    patched = {request.path.split("/")[3] for request in cluster.server.requests("PATCH", rf"/{VMIS}/old-style")}
+    assert patched == {VERSION}, "the agent reads v1, so it writes v1"

@@ -1,4 +1,4 @@
-"""Rule 5 end to end: a handoff's BDFs must be what kubelet allocated to that pod.
+"""The kubelet rule end to end: a handoff's BDFs must be what kubelet allocated to that pod.
 
 A real KubeNode against the fake API server, with kubelet's pod-resources API served
 by a fake kubelet over a real gRPC unix socket.
@@ -142,3 +142,20 @@ def test_handoff_naming_a_vf_kubelet_gave_to_no_one_is_refused(cluster: Any) -> 
     assert "0000:3d:01.2" in condition["message"] and "rule5/virt-launcher-forged" in condition["message"]
     assert status_of(api, "forged").get("phase") == "Scheduled"
     assert not [d for d in libvirt.open("test:///default").listAllDomains() if d.name() == "rule5_forged"]
+
+
+def test_the_kubelet_rule_comes_before_the_host_rules(cluster: Any) -> None:
+    """README, "Which devices reach a guest": in Kubernetes the kubelet check is rule 1. A VF that
+    kubelet gave to no one and that does not exist on the host is refused for the handoff."""
+    api, kubelet, _node, run_dir = cluster
+    kubelet.set_allocations([launcher_pod("rule5", "virt-launcher-both", {GENERIC: ["0000:3d:01.1"]})])
+    start_vmi(api, run_dir, "both", "0000:3d:07.0")  # no such VF on this host either
+
+    def synced() -> dict[str, Any] | None:
+        conditions = {c["type"]: c for c in status_of(api, "both").get("conditions", [])}
+        found = conditions.get("Synchronized")
+        return found if found and found.get("reason") != "WaitingForLauncher" else None
+
+    condition = wait(synced)
+    assert condition["reason"] == "HandoffRejected", condition
+    assert "0000:3d:07.0" in condition["message"]

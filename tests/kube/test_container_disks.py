@@ -140,7 +140,8 @@ def test_a_pod_without_the_image_fails_in_one_line(
 
 
 def test_a_container_whose_process_is_not_on_this_host_fails(server: FakeApiServer, tmp_path: Path) -> None:
-    (tmp_path / "host" / "proc").mkdir(parents=True)
+    (tmp_path / "host" / "proc" / "17").mkdir(parents=True)
+    (tmp_path / "host" / "proc" / "17" / "cgroup").write_text("0::/system.slice/libvirtd.service\n")
     server.put_object(pod({"running": {}}))
     disks = LauncherContainerDisks(pods_of(server), tmp_path / "host" / "proc", tmp_path / "cache", NODE)
     found = settle(disks)
@@ -161,3 +162,24 @@ def test_secrets_are_read_decoded_and_a_missing_one_is_none(server: FakeApiServe
     assert reader.read("ns", "userdata") == {"userdata": b"#cloud-config\npassword: x\n"}
     assert reader.read("ns", "absent") is None
     assert reader.read("other", "userdata") is None
+
+
+def test_a_disk_behind_a_symlink_is_refused(server: FakeApiServer, tmp_path: Path) -> None:
+    source = host_with_container(tmp_path / "host")
+    secret = tmp_path / "host-secret"
+    secret.write_text("host file\n")
+    source.unlink()
+    source.symlink_to(secret)
+    server.put_object(pod({"running": {}}))
+    disks = LauncherContainerDisks(pods_of(server), tmp_path / "host" / "proc", tmp_path / "cache", NODE)
+    found = settle(disks)
+    assert found == Failed("is not a usable disk image (/disk/disk.qcow2 in the image goes through a symlink)")
+
+
+def test_without_the_hosts_proc_the_line_says_what_to_mount(server: FakeApiServer, tmp_path: Path) -> None:
+    server.put_object(pod({"running": {}}))
+    proc = tmp_path / "host" / "proc"
+    disks = LauncherContainerDisks(pods_of(server), proc, tmp_path / "cache", NODE)
+    assert settle(disks) == Failed(
+        f"is not a usable disk image (the host's processes are not visible at {proc} (mount the host's /proc there))"
+    )

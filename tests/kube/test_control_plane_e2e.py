@@ -1,86 +1,74 @@
-"""The control plane end to end on the fake API server, with real processes: `kubectl`, two
-`qat-handler controller` replicas, `qat-handler agent --kubernetes` on test:///default and a
-simulated QAT host, and one real `qat-handler launcher` per bound pod.
+"""The whole Kubernetes path end to end on the fake cluster, with real processes and `kubectl`.
 
-The scheduler's and kubelet's parts (binding a pod to the node, starting its launcher with
-``QAT0`` from a free VF, marking it Running, stopping it when the pod goes) are done here
-by explicit steps, so each step of the path is visible and checked.
+The fake cluster (tests/support/fakekube) is the API server, which calls the registered
+ValidatingWebhookConfiguration over HTTPS and garbage-collects by ownerReference; a
+scheduler that binds a pod only where the node's allocatable QAT resource fits; and a kubelet
+that runs each bound pod's real `qat-handler launcher` with ``QAT0..`` from the free VFs of
+its simulated QAT host. On top: two `qat-handler controller` replicas, `qat-handler webhook`,
+and `qat-handler agent --kubernetes` on test:///default, each a process started as a user
+would, and `kubectl` for everything a user types.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from handler.core.kube_status import DEVICES_ANNOTATION, FINALIZER
 from handler.core.vmi import NODE_LABEL
-from tests.kube.agent_harness import NODE, Cluster, eventually
-from tests.kube.test_agent_launcher import finish, qat_handler
+from handler.core.webhook_settings import WebhookTlsSettings
+from tests.support.fakekube.cluster import FakeCluster, NodeSpec
 
+REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
 RESOURCE = "qat.intel.com/generic"
-TAKEOVER_BOUND = 15 + 10
-"""The standby takes over within 15 s; the rest is a margin for a loaded machine."""
+NODE = "node01"
+NAMESPACE = "default"
+TLS = WebhookTlsSettings()
+INSUFFICIENT = "0/1 nodes are available: 1 Insufficient qat.intel.com/generic."
+GATE_OFF = "QAT feature gate is not enabled in kubevirt-config"
+WAIT = 60.0
+"""Generous bound for any one step (processes, watches, a loaded machine); never a timing claim."""
+TAKEOVER = 15.0 + WAIT
+"""The standby takes over within 15 s; the rest is the margin above."""
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
-@dataclass
-class ControlPlane:
-    cluster: Cluster
-    work: Path
-    kubeconfig: Path
-    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
-    launchers: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
-    """pod name -> its launcher process (what kubelet runs)."""
-    free_vfs: list[str] = field(default_factory=list)
-    held: dict[str, str] = field(default_factory=dict)
-    """pod name -> the VF it was given."""
+def eventually(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
-    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        assert KUBECTL is not None
-        env = {"KUBECONFIG": str(self.kubeconfig), "PATH": os.environ.get("PATH", ""), "HOME": str(self.work)}
-        return subprocess.run(
-            [KUBECTL, *args], input=stdin, env=env, capture_output=True, text=True, timeout=60, check=False
-        )
 
-    def start_controller(self, name: str) -> None:
-        self.processes[name] = qat_handler(
-            "controller", "--launcher-image", "qat-handler:0.1.0", "--lease-namespace", "qat-handler",
-            "--run-dir", str(self.cluster.run_dir), "--log-format", "json",
-            env={"KUBECONFIG": str(self.kubeconfig), "POD_NAME": name},
-        )  # fmt: skip
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    def start_agent(self) -> None:
-        self.processes["agent"] = qat_handler(
-            "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
-            "--run-dir", str(self.cluster.run_dir), "--state-dir", str(self.work / "agent-state"),
-            "--host-root", str(self.cluster.host_root),
-            "--pod-resources-socket", str(self.work / "no-kubelet.sock"),
-            "--log-format", "json", "--on-stop", "keep",
-            env={"KUBECONFIG": str(self.kubeconfig)},
-        )  # fmt: skip
 
-    def leader(self) -> str:
-        lease = self.cluster.server.get_object("leases", "qat-handler", "qat-handler-controller")
-        return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
-
-    def apply_vmi(self, name: str, qats: int = 1) -> None:
-        entries = "".join(f"\n        - name: qat{i}\n          deviceName: {RESOURCE}" for i in range(qats))
-        manifest = f"""apiVersion: kubevirt.io/v1
+def vmi_manifest(name: str) -> str:
+    return f"""apiVersion: kubevirt.io/v1
 kind: VirtualMachineInstance
 metadata:
   name: {name}
-  namespace: {self.cluster.namespace}
+  namespace: {NAMESPACE}
 spec:
   terminationGracePeriodSeconds: 5
   domain:
@@ -89,141 +77,180 @@ spec:
     memory:
       guest: 256Mi
     devices:
-      qats:{entries}
+      qats:
+        - name: qat1
+          deviceName: {RESOURCE}
 """
-        done = self.kubectl("apply", "--validate=false", "-f", "-", stdin=manifest)
-        assert done.returncode == 0, done.stderr
 
-    def pods_of(self, vmi: str) -> list[dict[str, Any]]:
-        return [
-            p
-            for p in self.cluster.server.objects("pods", self.cluster.namespace)
-            if (p["metadata"].get("labels") or {}).get("vmi.kubevirt.io/id") == vmi
-        ]
 
-    def one_pod(self, vmi: str) -> dict[str, Any]:
-        pods = eventually(lambda: self.pods_of(vmi), timeout=30, what=f"the launcher pod of {vmi}")
-        assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-        return pods[0]
+@dataclass
+class Stack:
+    cluster: FakeCluster
+    work: Path
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
 
-    # -- the scheduler's and kubelet's parts, as explicit steps ---------------------------
-    def bind_and_run(self, pod: dict[str, Any]) -> str:
-        """Bind the pod to the node, start its launcher with a free VF in QAT0, mark it Running."""
-        meta = pod["metadata"]
-        vf = self.free_vfs.pop(0)
-        self.held[meta["name"]] = vf
-        self.launchers[meta["name"]] = qat_handler(
-            "launcher", "--run-dir", str(self.cluster.slot_dir(meta["uid"])),
-            "--namespace", meta["namespace"], "--name", meta["annotations"]["kubevirt.io/domain"],
-            "--uid", meta["labels"]["kubevirt.io/created-by"], "--pod-uid", meta["uid"],
-            "--grace-seconds", pod["spec"]["containers"][0]["env"][4]["value"], "--log-format", "json",
-            env={"QAT0": vf},
+    @property
+    def kubeconfig(self) -> Path:
+        return self.work / "kubeconfig"
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("QAT", "PCI_RESOURCE_", "POD_"))}
+        log = (self.work / f"{name}.log").open("w")
+        self.processes[name] = subprocess.Popen(
+            [sys.executable, "-m", "handler", *args, "--log-format", "json"],
+            cwd=REPO,
+            env={**environ, "KUBECONFIG": str(self.kubeconfig), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def controller(self, name: str) -> None:
+        self.start(
+            name, "controller", "--launcher-image", "qat-handler:0.1.0", "--lease-namespace", TLS.namespace,
+            env={"POD_NAME": name},
         )  # fmt: skip
-        fresh = self.cluster.server.get_object("pods", meta["namespace"], meta["name"])
-        assert fresh is not None
-        fresh["spec"]["nodeName"] = NODE
-        fresh["status"] = {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}]}
-        self.cluster.server.put_object(fresh)
-        return vf
 
-    def unschedulable(self, pod: dict[str, Any], message: str) -> None:
-        fresh = self.cluster.server.get_object("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
-        assert fresh is not None
-        condition = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
-        fresh["status"] = {"phase": "Pending", "conditions": [condition]}
-        self.cluster.server.put_object(fresh)
+    def kubectl(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        env = {"KUBECONFIG": str(self.kubeconfig), "PATH": os.environ.get("PATH", ""), "HOME": str(self.work)}
+        return subprocess.run([KUBECTL, *args], input=stdin, env=env, capture_output=True, text=True, timeout=WAIT)
 
-    def pod_gone(self, name: str) -> None:
-        """kubelet: the pod was deleted, so its launcher gets SIGTERM and its VF is free again."""
-        launcher = self.launchers.pop(name)
-        launcher.send_signal(signal.SIGTERM)
-        code, output = finish(launcher, timeout=30)
-        assert code == 0, output
-        self.free_vfs.append(self.held.pop(name))
+    def apply(self, name: str) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-f", "-", stdin=vmi_manifest(name))
 
-    def stop_all(self) -> None:
-        """Kill what still runs, and print each process's output (pytest shows it on a failure)."""
-        for name, process in [*self.processes.items(), *self.launchers.items()]:
+    def vmi(self, name: str) -> dict[str, Any]:
+        return self.cluster.server.get_object("virtualmachineinstances", NAMESPACE, name) or {}
+
+    def phase(self, name: str) -> str:
+        return str((self.vmi(name).get("status") or {}).get("phase") or "")
+
+    def pods_of(self, name: str) -> list[dict[str, Any]]:
+        pods = self.cluster.server.objects("pods", NAMESPACE)
+        return [p for p in pods if (p["metadata"].get("labels") or {}).get("vmi.kubevirt.io/id") == name]
+
+    def leader(self) -> str:
+        lease = self.cluster.server.get_object("leases", TLS.namespace, "qat-handler-controller") or {}
+        return str((lease.get("spec") or {}).get("holderIdentity") or "")
+
+    def running_with_vf(self, name: str) -> str:
+        """The VF a Running VMI holds, after checking what a user would check."""
+        eventually(f"{name} Running", lambda: self.phase(name) == "Running")
+        vmi = self.vmi(name)
+        assert vmi["metadata"]["labels"][NODE_LABEL] == NODE and vmi["status"]["nodeName"] == NODE
+        assert vmi["metadata"]["finalizers"] == [FINALIZER]
+        devices = vmi["metadata"]["annotations"][DEVICES_ANNOTATION]
+        assert devices.startswith(f"qat1={RESOURCE}@"), devices
+        return str(devices.rpartition("@")[2])
+
+    def stop(self) -> None:
+        for process in self.processes.values():
             if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
                 process.kill()
-            out, err = process.communicate()
-            print(f"--- {name} (exit {process.returncode})\n{out[-3000:]}{err[-6000:]}")
+                process.wait()
+            print(f"--- {name} (exit {process.returncode})\n{(self.work / f'{name}.log').read_text()[-4000:]}")
+
+
+def webhook_configuration() -> dict[str, Any]:
+    docs = yaml.safe_load_all((REPO / "deploy" / "webhook.yaml").read_text(encoding="utf-8"))
+    (config,) = [d for d in docs if d and d["kind"] == "ValidatingWebhookConfiguration"]
+    return dict(config)
 
 
 @pytest.fixture
-def plane(cluster: Cluster, tmp_path: Path) -> Iterator[ControlPlane]:
-    kubeconfig = cluster.server.write_kubeconfig(tmp_path / "kubeconfig")
-    running = ControlPlane(cluster, tmp_path, kubeconfig, free_vfs=[str(v) for v in cluster.usable_vfs[:2]])
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    cluster = FakeCluster(tmp_path / "cluster", nodes=(NodeSpec(NODE, vfs=2),)).start()
+    cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
+    running = Stack(cluster, tmp_path)
     try:
         yield running
     finally:
-        running.stop_all()
+        running.stop()
+        errors = [*cluster.errors, *cluster.server.internal_errors]
+        cluster.stop()
+        assert not errors, "\n".join(errors)
 
 
-def vmi_status(cluster: Cluster, name: str) -> dict[str, Any]:
-    return dict(((cluster.vmi(name) or {}).get("status")) or {})
+def start_control_plane(stack: Stack) -> None:
+    server = stack.cluster.server
+    gate = stack.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
+    assert gate.returncode == 0, gate.stderr
+    server.put_object(webhook_configuration())
+    stack.controller("controller-a")
+    eventually("controller-a leading", lambda: stack.leader() == "controller-a")
+    stack.controller("controller-b")
+    # The leader keeps the webhook's TLS: its Secret, and the configuration's caBundle.
+    eventually("the webhook's TLS Secret", lambda: server.get_object("secrets", TLS.namespace, TLS.tls_secret))
+    port = free_port()
+    server.route_service(TLS.namespace, TLS.service, 443, ("127.0.0.1", port))
+    stack.start("webhook", "webhook", "--listen", f"127.0.0.1:{port}", env={"POD_NAMESPACE": TLS.namespace})
+    node = stack.cluster.node(NODE)
+    stack.start(
+        "agent", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
+        "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
+        "--pod-resources-socket", str(stack.work / "no-kubelet.sock"), "--on-stop", "keep",
+    )  # fmt: skip
 
 
-def test_apply_run_wait_delete_and_a_leader_change(plane: ControlPlane) -> None:
-    cluster = plane.cluster
-    cluster.set_configmap_gates("QAT")
-    plane.start_agent()
-    plane.start_controller("controller-a")
-    eventually(lambda: plane.leader() == "controller-a", timeout=30, what="controller-a leading")
-    plane.start_controller("controller-b")
+def test_kubectl_apply_to_running_guest_waiting_delete_gate_and_leader_change(stack: Stack) -> None:
+    start_control_plane(stack)
+    server, node = stack.cluster.server, stack.cluster.node(NODE)
 
-    # apply a VMI: its pod asks for the QAT resource; bound and running, the VMI runs with its VF
-    plane.apply_vmi("first")
-    pod = plane.one_pod("first")
-    limits = pod["spec"]["containers"][0]["resources"]["limits"]
-    assert limits[RESOURCE] == "1" and pod["spec"]["containers"][0]["resources"]["requests"] == limits
-    eventually(lambda: vmi_status(cluster, "first").get("phase") == "Scheduling", what="Scheduling")
-    vf = plane.bind_and_run(pod)
-    eventually(lambda: cluster.phase("first") == "Running", timeout=30, what="first Running")
-    first = cluster.vmi("first")
-    assert first is not None
-    assert first["metadata"]["labels"][NODE_LABEL] == NODE
-    assert first["status"]["nodeName"] == NODE
-    assert first["metadata"]["finalizers"] == [FINALIZER]
-    assert first["metadata"]["annotations"][DEVICES_ANNOTATION] == f"qat0={RESOURCE}@{vf}"
-    table = plane.kubectl("get", "vmi", "first", "-n", cluster.namespace, "-o", "json")
-    assert table.returncode == 0 and json.loads(table.stdout)["status"]["phase"] == "Running"
+    # apply the README's example VMI: admitted by the webhook, pod created with the resource
+    # request, bound, launcher handoff, domain defined on test:///default, VMI Running with its VF
+    example = ["apply", "-f", str(REPO / "deploy" / "examples" / "vmi-qat.yaml")]
+    applied = eventually("the webhook admitting", lambda: (r := stack.kubectl(*example)).returncode == 0 and r)
+    assert "created" in applied.stdout
+    assert any(r["request"]["name"] == "vmi-qat" for r in server.admission_reviews)
+    (pod,) = eventually("the example's pod", lambda: stack.pods_of("vmi-qat"))
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert resources["requests"][RESOURCE] == resources["limits"][RESOURCE] == "1"
+    first_vf = stack.running_with_vf("vmi-qat")
+    assert first_vf in [str(v) for v in node.vfs] and first_vf not in node.free_vfs()
 
-    # the leader dies mid-way: the standby takes over, and makes exactly one pod per VMI
-    plane.processes["controller-a"].kill()
-    plane.apply_vmi("second")
-    eventually(lambda: plane.leader() == "controller-b", timeout=TAKEOVER_BOUND, what="controller-b leading")
-    second_pod = plane.one_pod("second")
-    plane.bind_and_run(second_pod)
-    eventually(lambda: cluster.phase("second") == "Running", timeout=30, what="second Running")
+    # the leader dies mid-way: the standby takes over and makes exactly one pod for the next VMI
+    stack.processes["controller-a"].kill()
+    assert stack.apply("second").returncode == 0
+    eventually("controller-b leading", lambda: stack.leader() == "controller-b", timeout=TAKEOVER)
+    second_vf = stack.running_with_vf("second")
+    assert second_vf != first_vf and node.free_vfs() == ()
 
-    # one more VMI than there are VFs: it waits in Scheduling with the scheduler's message
-    message = "0/1 nodes are available: 1 Insufficient qat.intel.com/generic."
-    plane.apply_vmi("third")
-    third_pod = plane.one_pod("third")
-    assert not plane.free_vfs
-    plane.unschedulable(third_pod, message)
+    # one more VMI than there are VFs: it stays Scheduling with the scheduler's message
+    assert stack.apply("third").returncode == 0
 
     def waiting() -> bool:
-        status = vmi_status(cluster, "third")
-        return status.get("phase") == "Scheduling" and any(
-            c.get("message") == message for c in status.get("conditions") or []
-        )
+        status = stack.vmi("third").get("status") or {}
+        messages = [c.get("message") for c in status.get("conditions") or []]
+        return status.get("phase") == "Scheduling" and INSUFFICIENT in messages
 
-    eventually(waiting, timeout=30, what="third Scheduling with the Insufficient message")
+    eventually("third Scheduling with the Insufficient message", waiting)
+    stack.cluster.settle()
+    assert stack.phase("third") == "Scheduling"
 
-    # delete the first: guest shut down, domain gone, VMI gone, pod gone, VF free; the third starts
-    done = plane.kubectl("delete", "vmi", "first", "-n", cluster.namespace, "--wait=false")
-    assert done.returncode == 0, done.stderr
-    eventually(lambda: cluster.vmi("first") is None, timeout=30, what="first deleted (finalizer released)")
-    eventually(lambda: not plane.pods_of("first"), timeout=30, what="first's pod deleted by the controller")
-    plane.pod_gone(pod["metadata"]["name"])
-    assert plane.free_vfs == [vf]
-    plane.bind_and_run(third_pod)
-    eventually(lambda: cluster.phase("third") == "Running", timeout=30, what="third Running on the freed VF")
-    third = cluster.vmi("third")
-    assert third is not None and third["metadata"]["annotations"][DEVICES_ANNOTATION].endswith(f"@{vf}")
+    # delete: the guest is shut down, the pod is gone, the VF is free, and the waiting VMI starts on it
+    deleted = stack.kubectl("delete", "vmi", "vmi-qat", "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+    eventually("vmi-qat gone (the agent released its finalizer)", lambda: not stack.vmi("vmi-qat"))
+    eventually("vmi-qat's pod gone", lambda: not stack.pods_of("vmi-qat"))
+    assert stack.running_with_vf("third") == first_vf
 
-    for name in ("first", "second", "third"):
-        assert len(plane.pods_of(name)) <= 1, f"{name} has more than one launcher pod"
-    assert not cluster.server.internal_errors
+    # gate off: apply is denied with the seed's message
+    server.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "kubevirt-config", "namespace": "kubevirt"},
+            "data": {"feature-gates": ""},
+        }
+    )
+    denied = eventually("apply denied once the gate is off", lambda: (r := stack.apply("fourth")).returncode and r)
+    assert GATE_OFF in denied.stderr
+    assert not stack.vmi("fourth")
+
+    for name in ("second", "third"):
+        assert len(stack.pods_of(name)) == 1, f"{name} must have exactly one launcher pod"

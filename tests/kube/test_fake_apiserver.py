@@ -362,6 +362,7 @@ def test_discovery_lists_the_status_subresource_only_when_enabled(make_server: C
         "kubevirt.io": "kubevirt.io/v1",
         "events.k8s.io": "events.k8s.io/v1",
         "admissionregistration.k8s.io": "admissionregistration.k8s.io/v1",
+        "apiextensions.k8s.io": "apiextensions.k8s.io/v1",
         "apps": "apps/v1",
         "coordination.k8s.io": "coordination.k8s.io/v1",
         "k8s.cni.cncf.io": "k8s.cni.cncf.io/v1",

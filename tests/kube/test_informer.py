@@ -7,10 +7,11 @@ from typing import Any
 
 from kubernetes import client
 
+from handler.core.backoff import Backoff
 from handler.kube.informer import Informer, WatchSettings
 from tests.support.fakekube import FakeApiServer
 
-FAST = WatchSettings(watch_seconds=2, inactivity_seconds=3, backoff_initial=0.05, backoff_max=0.3)
+FAST = WatchSettings(watch_seconds=2, inactivity_seconds=3, backoff=Backoff(0.05, 0.3))
 
 
 def kubevirt_cr(name: str) -> dict[str, Any]:

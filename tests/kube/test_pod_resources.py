@@ -1,4 +1,4 @@
-"""Kubelet's pod-resources API: the wire codec, the client against a fake kubelet, and rule 5."""
+"""Kubelet's pod-resources API: the wire codec, the client against a fake kubelet, and the kubelet rule."""
 
 from __future__ import annotations
 
@@ -294,7 +294,7 @@ def test_client_recovers_when_kubelet_restarts(kubelet: FakeKubelet) -> None:
     assert client.allocations().devices_of("default", "after-restart", CY) == frozenset({"0000:3d:01.4"})
 
 
-# --- rule 5: the handoff against kubelet's allocation --------------------------------------------
+# --- the kubelet rule: the handoff against kubelet's allocation --------------------------------------------
 
 A = {CY: frozenset({"0000:3d:01.1", "0000:3d:01.2"}), DC: frozenset({"0000:3f:02.0", "dev0"})}
 

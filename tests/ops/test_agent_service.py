@@ -13,31 +13,17 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from handler.core.bdf import Bdf
+from handler.core.stop_budget import UNIT_GRACE_SECONDS
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
+from tests.support.http_probe import free_port, get
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
@@ -112,6 +98,58 @@ def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
             agent.kill()
             agent.communicate()
         notify.close()
+
+
+def grace_vmi(name: str, grace: int) -> str:
+    return json.dumps({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": name, "namespace": "grace"},
+        "spec": {"terminationGracePeriodSeconds": grace, "domain": {"memory": {"guest": "64Mi"}}},
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize(("grace", "extension"), [(30, None), (UNIT_GRACE_SECONDS, None), (900, 930)])
+def test_a_grace_longer_than_the_unit_allows_extends_the_stop_timeout(
+    tmp_path: Path, grace: int, extension: int | None
+) -> None:
+    """--on-stop shutdown with a guest whose grace outlasts TimeoutStopSec: systemd is asked for
+    the largest grace plus the stop margin (EXTEND_TIMEOUT_USEC) before any guest is stopped."""
+    vmis = tmp_path / "vmis"
+    vmis.mkdir()
+    (vmis / "short.json").write_text(grace_vmi("short", 10))
+    (vmis / "long.json").write_text(grace_vmi("long", grace))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.settimeout(0.2)
+    env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
+    command = [sys.executable, "-m", "handler", "agent", "--vmi-dir", str(vmis), "--connect", "test:///default",
+               "--state-dir", str(tmp_path / "state"), "--on-stop", "shutdown", "--log-format", "json"]  # fmt: skip
+    agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 120  # start-up only; generous for a loaded machine
+        while "READY=1" not in messages and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                messages.append(notify.recv(4096).decode())
+        assert "READY=1" in messages, agent.poll()
+        agent.send_signal(signal.SIGTERM)
+        out, err = agent.communicate(timeout=60)
+        assert agent.returncode == 0, err
+        with contextlib.suppress(TimeoutError):
+            while True:
+                messages.append(notify.recv(4096).decode())
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.communicate()
+        notify.close()
+    extends = [m for m in messages if m.startswith("EXTEND_TIMEOUT_USEC=")]
+    if extension is None:
+        assert extends == [], messages
+        return
+    assert extends == [f"EXTEND_TIMEOUT_USEC={extension * 1_000_000}"], messages
+    assert messages.index("STOPPING=1") < messages.index(extends[0])
+    assert '"event": "all guests are off"' in out
 
 
 def test_agent_with_libvirt_unreachable_fails_in_one_line(tmp_path: Path) -> None:

@@ -13,14 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from handler.core.stop_budget import UNIT_GRACE_SECONDS, UNIT_STOP_TIMEOUT_SECONDS, stop_extension, stop_seconds
+from handler.core.vmi_schema import MAX_GRACE_SECONDS
+
 SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
 UNIT = SYSTEMD / "qat-handler.service"
 DEFAULTS = SYSTEMD / "qat-handler.default"
 SYSUSERS = SYSTEMD / "qat-handler.sysusers"
 
 MAX_EXPOSURE = 2.0
-LARGEST_GRACE = 300  # seconds: the most a VMI may ask for (terminationGracePeriodSeconds cap)
-STOP_MARGIN = 30  # seconds: destroy, undefine and the last status write after the grace ran out
 # `qat-handler agent` flags (handler/cli).
 AGENT_FLAGS = {
     "--vmi-dir",
@@ -139,7 +140,13 @@ def test_lifecycle_directives(unit: dict[str, list[str]]) -> None:
     assert unit["Service.KillMode"] == ["mixed"]
     assert unit["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert 10 <= seconds(unit["Service.WatchdogSec"][0]) <= 120
-    assert seconds(unit["Service.TimeoutStopSec"][0]) >= LARGEST_GRACE + STOP_MARGIN
+    timeout = seconds(unit["Service.TimeoutStopSec"][0])
+    assert timeout >= UNIT_STOP_TIMEOUT_SECONDS == stop_seconds(UNIT_GRACE_SECONDS)
+    # Every grace the parser accepts is covered: by the unit's own timeout, or by the extension
+    # the agent asks for when it starts stopping (tests/ops/test_agent_service.py sees it sent).
+    for grace in (0, 30, UNIT_GRACE_SECONDS, UNIT_GRACE_SECONDS + 1, MAX_GRACE_SECONDS):
+        budget = timeout if stop_extension(grace) is None else stop_extension(grace)
+        assert budget >= stop_seconds(grace), f"a {grace} s grace would be cut short"
 
 
 def test_ordered_after_libvirt(unit: dict[str, list[str]]) -> None:

@@ -24,7 +24,8 @@ Variants:
 ``cidata``
     As ``acpi``, and first loads virtio-blk and iso9660 (with their dependencies), mounts each
     virtio disk that holds an ISO with a ``user-data`` file, and prints :data:`CIDATA_MARKER`
-    followed by the instance id and the ``qat-marker:`` value found in that user-data.
+    followed by the instance id and the ``qat-marker:`` value found in that user-data; for any
+    other virtio disk it prints :data:`DISK_MARKER` and the disk's first printable bytes.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ BOOT_MARKER = "QAT-GUEST: booted"
 SHUTDOWN_MARKER = "QAT-GUEST: power button pressed, powering off"
 ERROR_MARKER = "QAT-GUEST: error"
 CIDATA_MARKER = "QAT-GUEST: cidata"
+DISK_MARKER = "QAT-GUEST: disk"
 
 IP_MARKER = "QAT-GUEST: ip="
 RNG_MARKER = "QAT-GUEST: hwrng="
@@ -616,6 +618,8 @@ for dev in /dev/vd?; do
       echo "{CIDATA_MARKER} dev=$dev instance-id=$id marker=$marker"
     fi
     umount /mnt
+  else
+    echo "{DISK_MARKER} dev=$dev head=$(head -c 48 $dev | tr -dc 'A-Za-z0-9=:-')"
   fi
 done
 """

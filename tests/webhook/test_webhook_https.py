@@ -4,8 +4,10 @@ server: the certificate from the Secret the TLS keeper made, the gate from kubev
 from __future__ import annotations
 
 import copy
+import signal
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +23,19 @@ VMI_UID = "0b7f3c1e-5a2d-4c6b-9e51-6f0d2a9c8e47"
 CONTROLLER = "system:serviceaccount:qat-handler:qat-handler-controller"
 
 
+PERMITTED = "pciHostDevices:\n  - {pciVendorSelector: '10de:1db4', resourceName: nvidia.com/gpu}\n"
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeApiServer, Webhook, bytes]]:
+def permitted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("permitted") / "permitted.yaml"
+    path.write_text(PERMITTED)
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, permitted: Path) -> Iterator[tuple[FakeApiServer, Webhook, bytes]]:
     tmp = tmp_path_factory.mktemp("webhook")
-    permitted = tmp / "permitted.yaml"
-    permitted.write_text("pciHostDevices:\n  - {pciVendorSelector: '10de:1db4', resourceName: nvidia.com/gpu}\n")
     with FakeApiServer(bookmark_interval=0.2) as server:
         ca = issue_certificates(server)
         with webhook_process(server, tmp, "--permitted-devices", str(permitted)) as webhook:
@@ -143,6 +153,31 @@ def test_permitted_devices_come_from_the_same_file_the_agent_takes(stack: tuple[
     (cause,) = answer["status"]["details"]["causes"]
     assert cause["field"] == "spec.domain.devices.hostDevices[0].deviceName"
     assert "which no permitted device serves" in cause["message"]
+
+
+def test_sighup_re_reads_the_permitted_devices(stack: tuple[FakeApiServer, Webhook, bytes], permitted: Path) -> None:
+    _, webhook, ca = stack
+    gpu = request(vmi(hostDevices=[{"name": "gpu", "deviceName": "nvidia.com/gpu"}]))
+    assert webhook.review(ca, gpu)["allowed"] is True
+    permitted.write_text("pciHostDevices: []\n")
+    webhook.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: not webhook.review(ca, gpu)["allowed"], "the emptied list taking effect")
+    permitted.write_text("pciHostDevices: [oops\n")
+    webhook.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: "keeping the previous list" in webhook.log.read_text(), "the unreadable file reported")
+    assert not webhook.review(ca, gpu)["allowed"], "a broken file keeps the previous list"
+    permitted.write_text(PERMITTED)
+    webhook.process.send_signal(signal.SIGHUP)
+    wait_until(lambda: webhook.review(ca, gpu)["allowed"], "the restored list taking effect")
+
+
+def test_health_endpoints_answer_on_the_https_port(stack: tuple[FakeApiServer, Webhook, bytes]) -> None:
+    _, webhook, ca = stack
+    for path in ("/healthz", "/readyz"):
+        connection = webhook.connect(ca)
+        connection.request("GET", path)
+        assert connection.getresponse().status == 200
+        connection.close()
 
 
 def test_the_spec_is_immutable_except_for_the_stacks_service_accounts(

@@ -203,6 +203,17 @@ def node_object(spec: NodeSpec, devices: dict[str, str]) -> dict[str, Any]:
             "capacity": allocatable,
             "allocatable": allocatable,
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            "nodeInfo": {"kubeletVersion": "v1.33.0-fake", "operatingSystem": "linux", "architecture": "amd64"},
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": spec.name,
+                "containerRuntimeVersion": "fake://1",
+                "kernelVersion": "6.1.0",
+                "kubeProxyVersion": "",
+                "kubeletVersion": "v1.33.0-fake",
+                "machineID": spec.name,
+                "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+                "systemUUID": spec.name,
+            },
         },
     }

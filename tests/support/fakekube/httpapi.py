@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from . import openapi
+from . import openapi, tables
 from .admission import Admission
 from .errors import ApiError, bad_request, method_not_allowed, path_not_found
 from .patch import touched_paths
@@ -259,6 +259,8 @@ class ApiHandler(BaseHTTPRequestHandler):
                 self._watch(rt, ns, query, labels, fields)
             elif method == "GET":
                 items, rv = store.list_objects(rt, ns, labels, fields)
+                if self._send_table(rt, items, str(rv)):
+                    return
                 if not rt.custom:  # built-in lists do not repeat apiVersion/kind on items
                     items = [{k: v for k, v in i.items() if k not in ("apiVersion", "kind")} for i in items]
                 self._send_json(
@@ -281,7 +283,9 @@ class ApiHandler(BaseHTTPRequestHandler):
             return
         assert ns is not None
         if method == "GET":
-            self._send_json(200, store.get(rt, ns, name))
+            found = store.get(rt, ns, name)
+            if not self._send_table(rt, [found], str(found["metadata"].get("resourceVersion", ""))):
+                self._send_json(200, found)
             return
         self._refuse_dry_run(query)
         if method == "PUT":
@@ -292,6 +296,19 @@ class ApiHandler(BaseHTTPRequestHandler):
             self._send_json(200, store.delete(rt, ns, name, _delete_options(body, query)))
         else:
             raise method_not_allowed(method)
+
+    def _send_table(self, rt: ResourceType, items: list[Obj], rv: str) -> bool:
+        """A Table when the client asks for one and a stored CRD gives the custom type's columns."""
+        if not rt.custom or not tables.wants_table(self.headers.get("Accept")):
+            return False
+        registry, store = self.server.ctx.registry, self.server.ctx.store
+        crds = [c for c in store.list_objects(registry.by_plural("customresourcedefinitions"), None)[0]]
+        crd = next((c for c in crds if c["metadata"]["name"] == rt.group_resource), None)
+        columns = tables.columns_for(crd, rt)
+        if columns is None:
+            return False
+        self._send_json(200, tables.table(columns, items, rv))
+        return True
 
     @staticmethod
     def _refuse_dry_run(query: dict[str, str]) -> None:

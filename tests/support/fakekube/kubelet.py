@@ -18,7 +18,6 @@ it also answers kubelet's pod-resources API with the devices each pod holds.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import subprocess
 import threading
@@ -42,10 +41,12 @@ class PodRun:
     namespace: str
     name: str
     uid: str
+    containers: int = 0
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     started_at: str = ""
-    stopping: bool = False
+    grace: int | None = None
+    """The grace the processes were given when told to stop (None: still running)."""
     done: bool = False
 
 
@@ -122,18 +123,26 @@ class FakeKubelet:
             reason = "UnexpectedAdmissionError" if isinstance(error, AllocationFailed) else "CreateContainerConfigError"
             self._write_status(pod, failed_status(pod, reason, str(error)))
             return
-        run = PodRun(meta["namespace"], meta["name"], meta["uid"], started_at=now_rfc3339())
+        run = PodRun(meta["namespace"], meta["name"], meta["uid"], len(launches), started_at=now_rfc3339())
         with self._lock:
             self._runs[run.uid] = run
+        failed = []
         for launch, extra in zip(launches, device_vars, strict=True):
             with launch.log_path.open("ab") as log:
-                process = subprocess.Popen(
-                    launch.argv, env={**launch.env, **extra}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-                )
-            run.processes[launch.name] = process
-            threading.Thread(target=self._wait, args=(run, launch.name, process), daemon=True).start()
+                try:
+                    run.processes[launch.name] = subprocess.Popen(
+                        launch.argv, env={**launch.env, **extra}, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+                    )
+                except OSError as error:  # the runtime's StartError: the container never ran
+                    log.write(f"fake kubelet: cannot start {launch.argv[0]}: {error}\n".encode())
+                    failed.append(launch.name)
         self._publish_devices()
+        # Running first, then the waiters: a process that exits at once must not have its end overwritten.
         self._write_status(pod, running_status(pod, run.started_at, {n: p.pid for n, p in run.processes.items()}))
+        for name in failed:
+            self._exited(run, name, 128)
+        for name, process in run.processes.items():
+            threading.Thread(target=self._wait, args=(run, name, process), daemon=True).start()
 
     def _allocate(self, identity: tuple[str, str, str], container: Obj) -> dict[str, str]:
         wanted = Counter(
@@ -147,9 +156,12 @@ class FakeKubelet:
     # -- stopping ----------------------------------------------------------------------------
     def _wait(self, run: PodRun, container: str, process: subprocess.Popen[bytes]) -> None:
         code = process.wait()
+        self._exited(run, container, 128 - code if code < 0 else code)  # -9 -> 137, as a runtime reports
+
+    def _exited(self, run: PodRun, container: str, code: int) -> None:
         with self._lock:
-            run.exit_codes[container] = 128 - code if code < 0 else code  # -9 -> 137, as a runtime reports
-            run.done = len(run.exit_codes) == len(run.processes)
+            run.exit_codes[container] = code
+            run.done = len(run.exit_codes) == run.containers
         if not run.done:
             return
         self.devices.release(run.uid)
@@ -160,13 +172,17 @@ class FakeKubelet:
                 self._write_status(pod, terminated_status(pod, run.started_at, run.exit_codes))
 
     def _stop(self, run: PodRun, grace: int) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` s; a later, shorter grace (a second delete) cuts it short."""
         with self._lock:
-            if run.stopping or run.done:
+            if run.done or (run.grace is not None and run.grace <= grace):
                 return
-            run.stopping = True
+            first, run.grace = run.grace is None, grace
         for process in run.processes.values():
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM if grace > 0 else signal.SIGKILL)
+                if grace == 0:
+                    process.kill()
+                elif first:
+                    process.send_signal(signal.SIGTERM)
         if grace > 0:
             threading.Thread(target=self._kill_after, args=(run, grace), daemon=True).start()
 
@@ -185,7 +201,7 @@ class FakeKubelet:
             self._store.delete(self._pods, meta["namespace"], meta["name"], options)
         with self._lock:
             self._runs.pop(meta["uid"], None)
-        shutil.rmtree(self.pods_dir / meta["uid"], ignore_errors=True)
+        # The pod's directory (its logs) stays, for the test to read, until the test's tmp dir goes.
 
     def shutdown(self) -> None:
         """Kill every process (the test is over) and wait for them."""

@@ -141,6 +141,17 @@ def default_resources(
         ResourceType("", "v1", "configmaps", "ConfigMap", "configmap", short_names=("cm",)),
         ResourceType("", "v1", "secrets", "Secret", "secret"),
         ResourceType(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+            "CustomResourceDefinition",
+            "customresourcedefinition",
+            namespaced=False,
+            has_generation=True,
+            short_names=("crd", "crds"),
+            field_labels=frozenset({"metadata.name"}),
+        ),
+        ResourceType(
             "admissionregistration.k8s.io",
             "v1",
             "validatingwebhookconfigurations",

@@ -1,0 +1,114 @@
+"""`qat-handler controller` as a user types it: the --help examples, and its one-line errors."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from handler.cli.controller_cmd import EXAMPLES
+from handler.cli.main import build_parser
+from tests.support.fakekube import FakeApiServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def example_lines() -> list[list[str]]:
+    return [shlex.split(line.strip()) for line in EXAMPLES.splitlines() if line.strip().startswith("qat-handler ")]
+
+
+def environ(**extra: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KUBERNETES_", "KUBECONFIG", "POD_"))}
+    return {**base, **extra}
+
+
+def test_every_help_example_parses() -> None:
+    examples = example_lines()
+    assert len(examples) == 2
+    for argv in examples:
+        args = build_parser().parse_args(argv[1:])
+        assert args.command == "controller" and args.launcher_image == "qat-handler:0.1.0"
+
+
+def test_the_workstation_example_runs_against_a_cluster(tmp_path: Path) -> None:
+    (_, workstation) = example_lines()
+    with FakeApiServer() as server:
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handler", *workstation[1:]],
+            cwd=REPO,
+            env=environ(KUBECONFIG=str(kubeconfig)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not server.objects("leases", "qat-handler") and time.monotonic() < deadline:
+                assert process.poll() is None
+                time.sleep(0.1)
+            (lease,) = server.objects("leases", "qat-handler")
+            assert lease["spec"]["holderIdentity"], "the identity is the hostname plus a random suffix"
+        finally:
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0, output
+        assert "leading" in output and "Traceback" not in output
+
+
+def test_no_credentials_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "controller", "--launcher-image", "qat-handler:0.1.0"],
+        cwd=REPO,
+        env=environ(KUBECONFIG=str(tmp_path / "absent")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("qat-handler: no Kubernetes credentials") and "fix:" in line
+
+
+def test_an_empty_launcher_image_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "controller", "--launcher-image", " "],
+        cwd=REPO,
+        env=environ(KUBECONFIG=str(tmp_path / "absent")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "qat-handler: --launcher-image is empty; fix: pass the qat-handler image, e.g. qat-handler:0.1.0"
+    ]
+
+
+def test_a_leader_that_cannot_renew_exits_so_that_only_the_new_leader_acts(tmp_path: Path) -> None:
+    with FakeApiServer() as server:
+        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "handler", "controller", "--launcher-image", "qat-handler:0.1.0"],
+            cwd=REPO,
+            env=environ(KUBECONFIG=str(kubeconfig), POD_NAME="controller-0"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while not server.objects("leases", "qat-handler") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            server.fail_next("*", "/leases/", 503, times=10_000)
+            output, _ = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 1
+    assert "lost leadership; exiting so that only the new leader acts" in output
