@@ -95,6 +95,9 @@ class Connection:
         """
         with self._lock:
             conn = self._spares.pop() if self._spares else None
+        if conn is not None and conn.isAlive() != 1:  # kept across a libvirtd restart: useless now
+            _close_quietly(conn)
+            conn = None
         if conn is None:
             try:
                 conn = libvirt.open(self.uri)

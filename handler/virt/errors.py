@@ -54,10 +54,11 @@ def classify(error: libvirt.libvirtError) -> ErrorKind:
         return ErrorKind.WRONG_STATE
     if code in _CONNECTION_CODES:
         return ErrorKind.CONNECTION
-    if code == libvirt.VIR_ERR_SYSTEM_ERROR and error.get_error_domain() in (
+    if code in (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_ERR_INTERNAL_ERROR) and error.get_error_domain() in (
         libvirt.VIR_FROM_RPC,
         libvirt.VIR_FROM_REMOTE,
     ):
+        # The client side of the transport ("client socket is closed" after libvirtd restarted).
         return ErrorKind.CONNECTION
     if code in _UNSUPPORTED_CODES:
         return ErrorKind.UNSUPPORTED

@@ -88,12 +88,6 @@ def outage(world: ChaosWorld, port: int, down_seconds: float, label: str) -> flo
     return reconnect
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connection defect (branch rel, issue 11): after libvirtd restarts, destroys at the grace limit "
-    "keep failing on the destroy lane's spare connection ('internal error: client socket is closed' is not "
-    "classed as a connection error, so that connection is never dropped), and the removed guest's domain stays",
-)
 def test_the_agent_rides_out_libvirtd_restarts(world: ChaosWorld) -> None:
     port = free_port()
     print(f"\nR2: seed {SEED}, private libvirtd {world.uri}")

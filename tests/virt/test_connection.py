@@ -91,7 +91,7 @@ def hypervisor(clock: FakeClock) -> tuple[LibvirtHypervisor, list[str]]:
 @pytest.mark.parametrize(
     ("code", "domain"),
     [
-        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC),  # wrong code: not a connection error
+        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_QEMU),  # the daemon's own failure, passed on
         (libvirt.VIR_ERR_OPERATION_INVALID, libvirt.VIR_FROM_QEMU),
     ],
 )
@@ -114,6 +114,7 @@ def test_other_failures_keep_the_connection(daemon: Libvirtd, code: int, domain:
         (libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_FROM_NONE),
         (libvirt.VIR_ERR_RPC, libvirt.VIR_FROM_RPC),
         (libvirt.VIR_ERR_SYSTEM_ERROR, libvirt.VIR_FROM_RPC),  # "End of file while reading data"
+        (libvirt.VIR_ERR_INTERNAL_ERROR, libvirt.VIR_FROM_RPC),  # "client socket is closed" (after a restart)
     ],
 )
 def test_a_connection_class_failure_drops_the_connection(daemon: Libvirtd, code: int, domain: int) -> None:
@@ -165,3 +166,14 @@ def test_reopening_backs_off_while_libvirtd_is_down(daemon: Libvirtd) -> None:
     daemon.opened[-1].alive = False  # a new outage starts over from an immediate attempt
     hv.connect()
     assert len(daemon.opened) == 3
+
+
+def test_a_spare_connection_that_died_with_libvirtd_is_replaced(daemon: Libvirtd) -> None:
+    """The destroy lane's spare connections outlive a libvirtd restart only as dead objects."""
+    conn = Connection("qemu:///system", lambda _e: None, lambda: None, FakeClock())
+    with conn.spare() as first:
+        pass
+    first.alive = False  # libvirtd restarted while the spare sat idle
+    with conn.spare() as second:
+        assert second is not first and second.isAlive() == 1
+    assert first.closed
