@@ -17,7 +17,6 @@ import structlog
 from handler.agent.claims import DeviceClaims
 from handler.agent.device_gate import DeviceGate
 from handler.agent.echo_filter import EchoFilter
-from handler.agent.first_read import FirstRead
 from handler.agent.guest_networks import gate_networks, observe_addresses
 from handler.agent.ports import (
     AddressProbe,
@@ -99,7 +98,6 @@ class Reconciler:
         self._phases: dict[str, tuple[str, bool]] = {}
         """Last written phase per VMI and whether it is in sync: for STATUS= lines and metrics."""
         self._halting = False
-        self.first_read = FirstRead()
 
     @property
     def claims(self) -> DeviceClaims:
@@ -130,11 +128,7 @@ class Reconciler:
                 self.metrics.observe_reconcile(time.perf_counter() - started)
 
     def _reconcile(self, key: str) -> Outcome:
-        put_off, found = self.first_read.look(key, lambda: self.source.desired(key))
-        if put_off:
-            log.debug("waiting for the first read of every manifest", vmi=key)
-            return Outcome(None)
-        desired = found or Desired(key, Intent.REMOVE, None)
+        desired = self.source.desired(key) or Desired(key, Intent.REMOVE, None)
         if self._halting and desired.intent is Intent.RUN:
             desired = replace(desired, intent=Intent.HALT)
         name = desired.domain_name

@@ -52,14 +52,7 @@ class DirectorySource:
     # -- reading ----------------------------------------------------------------------
     def scan(self) -> None:
         """Read every manifest now; the watcher keeps the picture current afterwards."""
-        self.read(self.listing())
-
-    def listing(self) -> set[Path]:
-        """The manifests in the directory now; OSError if it cannot be listed."""
-        return {path for path in self.directory.iterdir() if is_manifest(path)}
-
-    def read(self, present: set[Path]) -> None:
-        """Read these manifests (in name order) and drop what is no longer among them."""
+        present = {path for path in self.directory.iterdir() if is_manifest(path)}
         for path in sorted(present):
             self.reload(path)
         with self._lock:

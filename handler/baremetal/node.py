@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import structlog
 
@@ -51,9 +50,6 @@ class BareMetalNode:
             ),
         )
         self.synced = threading.Event()
-        self.read = threading.Event()
-        """Set once the first read of every manifest is complete."""
-        self._reader: threading.Thread | None = None
 
     @property
     def hypervisor(self) -> LibvirtHypervisor:
@@ -68,29 +64,13 @@ class BareMetalNode:
         return self.runtime.engine
 
     def start(self) -> None:
-        """Connect, start reconciling and read every manifest meanwhile; raises VirtError if libvirt
-        is unreachable, OSError if the manifest directory cannot be listed."""
+        """Connect, read every manifest and start reconciling; raises VirtError if libvirt is unreachable."""
         self.runtime.connect()
         self.store.start()
-        self.source.start()  # watching first: a manifest written from now on is not missed
-        manifests = self.source.listing()
-        self.reconciler.first_read.begin()
+        self.source.scan()
+        self.allocator.adopt(self.reconciler.owned_domains(), set(self.source.keys()))
         self.runtime.start()
-        self._reader = threading.Thread(target=self._read_all, args=(manifests,), name="first-read", daemon=True)
-        self._reader.start()
-
-    def _read_all(self, manifests: set[Path]) -> None:
-        """The first read, beside the workers; each VMI is queued as it is read."""
-        try:
-            self.source.read(manifests)
-            self.allocator.adopt(self.reconciler.owned_domains(), set(self.source.keys()))
-        except Exception:  # the read stays incomplete: no unread VMI is ever taken for removed
-            log.exception("reading the manifests failed; VMIs not read yet are left alone")
-            return
-        # Every adopted domain was queued at engine start; those looked at too early come back.
-        for key in self.reconciler.first_read.done():
-            self.engine.enqueue(key)
-        self.read.set()
+        self.source.start()
         log.info(
             "agent started",
             connect=self.settings.connect,
@@ -99,8 +79,8 @@ class BareMetalNode:
         )
 
     def wait_synced(self, timeout: float) -> bool:
-        """True once every manifest has been read and every VMI has had its first pass."""
-        done = self.read.wait(timeout) and self.engine.wait_idle(timeout)
+        """True once every VMI known at start has had its first pass."""
+        done = self.engine.wait_idle(timeout)
         if done:
             self.synced.set()
         return done
@@ -110,19 +90,13 @@ class BareMetalNode:
 
     def reload(self) -> None:
         """SIGHUP: re-read the manifest directory; running guests are untouched unless their manifest changed."""
-        self._join_reader()
         self.source.scan()
         self.engine.resync()
 
     def shutdown(self, policy: StopPolicy) -> None:
-        self._join_reader()
         self.source.stop()
         self.runtime.stop(policy)
         self.store.close()
-
-    def _join_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.join()
 
     def _changed(self, key: str) -> None:
         self.engine.enqueue(key)
