@@ -95,6 +95,11 @@ class Connection:
         """
         with self._lock:
             conn = self._spares.pop() if self._spares else None
+        if conn is not None and conn.isAlive() != 1:
+            # libvirtd restarted while it was idle: its calls would fail with "client socket is
+            # closed", an internal error that does not count as a connection failure.
+            _close_quietly(conn)
+            conn = None
         if conn is None:
             try:
                 conn = libvirt.open(self.uri)

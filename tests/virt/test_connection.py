@@ -165,3 +165,16 @@ def test_reopening_backs_off_while_libvirtd_is_down(daemon: Libvirtd) -> None:
     daemon.opened[-1].alive = False  # a new outage starts over from an immediate attempt
     hv.connect()
     assert len(daemon.opened) == 3
+
+
+def test_a_spare_connection_that_died_while_idle_is_replaced(daemon: Libvirtd) -> None:
+    """A libvirtd restart leaves idle spares dead; the next long call gets a fresh one."""
+    connection = Connection("qemu:///system", lambda _e: None)
+    with connection.spare() as first:
+        pass
+    first.alive = False  # type: ignore[attr-defined]
+    with connection.spare() as second:
+        assert second is not first and second.isAlive() == 1
+    assert first.closed  # type: ignore[attr-defined]
+    with connection.spare() as third:
+        assert third is second, "a live spare is reused"
