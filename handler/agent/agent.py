@@ -74,6 +74,8 @@ class Engine:
         # A define/undefine of a domain that is not one of our VMIs may change which VFs are taken.
         if kind in ("defined", "undefined") and not self.reconciler.knows(key):
             self.reconciler.devices.foreign.invalidate()
+        if self.reconciler.echoes.swallow(domain_name, kind):
+            return  # the pass that made the call has already seen what it did
         self.queue.add(key)
 
     def resync(self) -> None:
@@ -90,12 +92,14 @@ class Engine:
         managed = self.reconciler.owned_domains()
         self.reconciler.adopt(managed)
         log.info("adopted existing domains", count=len(managed))
+        # Queued before any worker runs, so a key already queued by the source is not handed
+        # to a worker and then marked for a second pass.
+        self.resync()
         for index in range(self.settings.workers):
             thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
             self.pulse.register(thread.name)
             thread.start()
             self._threads.append(thread)
-        self.resync()
 
     def wait_idle(self, timeout: float) -> bool:
         return self.queue.wait_idle(timeout)

@@ -16,6 +16,7 @@ import structlog
 
 from handler.agent.claims import DeviceClaims
 from handler.agent.device_gate import DeviceGate
+from handler.agent.echo_filter import EchoFilter
 from handler.agent.guest_networks import gate_networks, observe_addresses
 from handler.agent.ports import (
     AddressProbe,
@@ -89,6 +90,8 @@ class Reconciler:
         self.guest_files = guest_files
         self.devices = DeviceGate(hypervisor, settings.render.owner, requeue, inspector, allocator)
         self.stops = StopTracker(lambda name: self.hypervisor.destroy(name), requeue, clock, metrics)
+        self.echoes = EchoFilter(clock)
+        """The events our own define and start will cause; the engine drops them."""
         self._memory_lock = threading.Lock()
         self._address_polls: dict[str, int] = {}
         """Lease look-ups made so far per running guest whose NIC has no address yet (for backoff)."""
@@ -200,10 +203,10 @@ class Reconciler:
             case ClaimVMI():
                 self.sink.claim(key)
             case DefineDomain(name=name, xml=xml):
-                self.hypervisor.define(xml)
+                self._echoing(name, "defined", lambda: self.hypervisor.define(xml))
                 bound.debug("domain defined")
             case StartDomain(name=name):
-                self.hypervisor.start(name)
+                self._echoing(name, "started", lambda: self.hypervisor.start(name))
                 bound.info("domain started")
             case RequestShutdown(name=name, attempt=attempt):
                 self.hypervisor.request_shutdown(name)
@@ -239,6 +242,16 @@ class Reconciler:
                 self.devices.release(key)
                 with self._memory_lock:
                     self._address_polls.pop(key, None)
+
+    def _echoing(self, name: str, kind: str, call: Callable[[], None]) -> None:
+        """Make a call whose lifecycle event would only bring this VMI back for a pass with
+        nothing to do. Expected before the call, as libvirt may deliver it before the call returns."""
+        self.echoes.expect(name, kind)
+        try:
+            call()
+        except BaseException:
+            self.echoes.withdraw(name, kind)
+            raise
 
     def _count_address_poll(self, key: str, desired: Desired, result: Plan) -> None:
         polling = desired.intent is Intent.RUN and desired.vmi is not None and bool(desired.vmi.interfaces)

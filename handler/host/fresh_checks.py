@@ -1,4 +1,11 @@
-"""Device checks that always read the host as it is now (no cache), safe from many threads."""
+"""Device checks that read the host as it is now, safe from many threads.
+
+Every check reads the function's files and follows its own links (the bus entry, driver,
+physfn, IOMMU group, group members, VFIO node) afresh. Only the real paths of the directories
+those links lead into are kept between checks: sysfs directories such as ``/sys/bus/pci/devices``
+or a PF's folder are made by the kernel and never turn into links, and resolving them again,
+one ``readlink`` per path component, was more than half the links a check followed.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +17,26 @@ from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
 from handler.host.pci import read_pci_function
 
+MAX_KEPT_DIRS = 8192
+"""Directories whose real path is kept; past this (VFs coming and going for weeks) start over."""
+
 
 class FreshDeviceChecks:
     def __init__(self, host_root: Path, permitted: PermittedDevices | None = None) -> None:
         self.host_root = host_root
         self.permitted = permitted or PermittedDevices()
         self._rules = host_rules(self.permitted)
+        self._dirs: dict[str, str] = {}
+        """Shared by the checks of every worker: a dict's single get and set are atomic."""
 
     def use(self, permitted: PermittedDevices) -> None:
         """Switch to a re-read permitted-devices list (SIGHUP); one assignment, so checks in
-        flight see either the old rules or the new ones."""
+        flight see either the old rules or the new ones. Directories are resolved anew too."""
         self.permitted = permitted
         self._rules = host_rules(permitted)
+        self._dirs = {}
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
-        return check_device(read_pci_function(self.host_root, bdf), resource, self._rules)
+        if len(self._dirs) > MAX_KEPT_DIRS:
+            self._dirs = {}
+        return check_device(read_pci_function(self.host_root, bdf, self._dirs), resource, self._rules)

@@ -32,11 +32,14 @@ class Escape(Exception):
 
 
 class HostTree:
-    def __init__(self, host_root: Path) -> None:
+    def __init__(self, host_root: Path, dirs: dict[str, str] | None = None) -> None:
+        """``dirs``: real paths of directories resolved by earlier trees over the same root, to
+        share (see ``ResolvedDirs``); links and files are still read fresh."""
         self.root = os.path.realpath(host_root)
         self._prefix = self.root.rstrip("/") + "/"
-        self._dirs: dict[str, str] = {self.root: self.root}
+        self._dirs: dict[str, str] = dirs if dirs is not None else {}
         """Real paths of directories already resolved (and checked), so siblings share the work."""
+        self._dirs.setdefault(self.root, self.root)
         self._busy: set[str] = set()
         self._listed: dict[str, dict[str, bool]] = {}
         """Directories listed once, by real path: entry name -> is a link."""

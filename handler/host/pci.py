@@ -19,14 +19,14 @@ GROUPS = "sys/kernel/iommu_groups"
 VFIO_MODULE = "sys/module/vfio_pci"
 
 
-def read_pci_function(host_root: Path, bdf: Bdf) -> PciFunction:
-    """One function, read fresh."""
-    return PciReader(host_root).function(bdf)
+def read_pci_function(host_root: Path, bdf: Bdf, dirs: dict[str, str] | None = None) -> PciFunction:
+    """One function, read fresh; ``dirs`` as for ``HostTree``."""
+    return PciReader(host_root, dirs).function(bdf)
 
 
 class PciReader:
-    def __init__(self, host_root: Path) -> None:
-        self.tree = HostTree(host_root)
+    def __init__(self, host_root: Path, dirs: dict[str, str] | None = None) -> None:
+        self.tree = HostTree(host_root, dirs)
         self._facts: HostFacts | None = None
         self._devices: dict[str, bool] | None = None
         """/sys/bus/pci/devices, listed only for a scan: a single read need not list 1,000 entries."""

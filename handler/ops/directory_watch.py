@@ -11,13 +11,38 @@ from collections.abc import Callable
 from pathlib import Path
 
 import structlog
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 log = structlog.get_logger("qat_handler.watch")
 
 _IGNORED = ("opened", "closed_no_write")
+_CHANGES = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileDeletedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    DirCreatedEvent,
+    DirModifiedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+]
+"""Asked of inotify: without it, every read of a watched file (the agent's own reads of 1,000
+manifests among them) would wake the watcher twice for an event it then ignores."""
 
 
 class DirectoryWatch:
@@ -29,7 +54,7 @@ class DirectoryWatch:
 
     def start(self) -> None:
         observer = Observer()
-        observer.schedule(_Handler(self.on_path), str(self.directory), recursive=self.recursive)
+        observer.schedule(_Handler(self.on_path), str(self.directory), recursive=self.recursive, event_filter=_CHANGES)
         observer.daemon = True
         observer.start()
         self._observer = observer

@@ -1,0 +1,63 @@
+"""Device checks keep only directories' real paths between checks: every check still sees the
+device's own links and files as they are now, and judges exactly as a check from scratch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from handler.core.bdf import Bdf
+from handler.core.device_rules import check_device
+from handler.core.refusal import Refusal
+from handler.host.fresh_checks import FreshDeviceChecks
+from handler.host.pci import read_pci_function
+from tests.host.trees import build, c62x
+
+
+def from_scratch(checks: FreshDeviceChecks, root: Path, bdf: Bdf) -> Refusal | None:
+    return check_device(read_pci_function(root, bdf), None, checks._rules)
+
+
+def sysfs(root: Path, relative: str) -> Path:
+    return root / "sys" / relative
+
+
+def test_every_vf_is_judged_as_from_scratch(tmp_path: Path) -> None:
+    vfs = build(tmp_path, c62x(vfs=4))
+    checks = FreshDeviceChecks(tmp_path)
+    for _ in range(2):  # the second round uses what the first one kept
+        for vf in vfs:
+            assert checks.check(vf, None) == from_scratch(checks, tmp_path, vf)
+    assert all(checks.check(vf, None) is None for vf in vfs)
+
+
+def test_a_driver_change_between_checks_is_seen(tmp_path: Path) -> None:
+    vf = build(tmp_path, c62x(vfs=1))[0]
+    checks = FreshDeviceChecks(tmp_path)
+    assert checks.check(vf, None) is None
+    folder = (sysfs(tmp_path, f"bus/pci/devices/{vf}")).resolve()
+    os.unlink(folder / "driver")
+    os.symlink("../../../bus/pci/drivers/c6xxvf", folder / "driver")
+    refusal = checks.check(vf, None)
+    assert refusal is not None and refusal == from_scratch(checks, tmp_path, vf)
+
+
+def test_a_vf_that_went_away_between_checks_is_seen(tmp_path: Path) -> None:
+    vf = build(tmp_path, c62x(vfs=2))[0]
+    checks = FreshDeviceChecks(tmp_path)
+    assert checks.check(vf, None) is None
+    os.unlink(sysfs(tmp_path, f"bus/pci/devices/{vf}"))
+    refusal = checks.check(vf, None)
+    assert refusal is not None and refusal == from_scratch(checks, tmp_path, vf)
+
+
+def test_a_device_entry_turned_into_a_link_out_of_the_root_is_caught_on_the_next_check(tmp_path: Path) -> None:
+    vf = build(tmp_path, c62x(vfs=1))[0]
+    checks = FreshDeviceChecks(tmp_path)
+    assert checks.check(vf, None) is None
+    entry = sysfs(tmp_path, f"bus/pci/devices/{vf}")
+    os.unlink(entry)
+    os.symlink("/sys", entry)
+    refusal = checks.check(vf, None)
+    assert refusal is not None and "/sys" in refusal.line()
+    assert refusal == from_scratch(checks, tmp_path, vf)
