@@ -54,7 +54,9 @@ def bare_xml(workspace: Workspace, manifest: Path, name: str) -> tuple[str, Path
     document["metadata"]["uid"] = str(uuid.uuid4())
     log_dir = workspace.state_dir / "logs"
     vmi = parse_vmi(document)
-    return render_domain(vmi, (), RenderSettings(domain_type="qemu", log_dir=str(log_dir))), log_dir
+    # An owner of its own: a domain with none counts as everyone's, and the running agent would clean it up.
+    settings = RenderSettings(domain_type="qemu", log_dir=str(log_dir), owner="bench/bare")
+    return render_domain(vmi, (), settings), log_dir
 
 
 def p5_agent(workspace: Workspace, image: object, events: LifecycleEvents, round_no: int) -> float:
