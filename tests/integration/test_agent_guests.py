@@ -395,15 +395,16 @@ def test_stop_while_booting_lands_a_resent_press(
     assert agent.wait_exit(STOP_TIMEOUT + 10) == 0, agent.tail()
     serial = ws.serial("early")
     # The shutdown line comes from acpid's power-button handler, so a press arrived once acpid
-    # listened. (It may even precede the boot line: /init prints that only after seeing acpid ready.)
-    assert BOOT_MARKER in serial and SHUTDOWN_MARKER in serial, serial
+    # listened. The boot line may come after it, or never: /init prints it only after seeing acpid
+    # ready, and a press landing in that moment powers the guest off first.
+    assert SHUTDOWN_MARKER in serial, serial
     assert domain_state(libvirt_conn, dom) == (SHUTOFF, libvirt.VIR_DOMAIN_SHUTOFF_SHUTDOWN)
     presses = agent.find("ACPI shutdown requested", vmi=key_of("early"))
     assert len(presses) >= 2, f"expected the press to be repeated; got {len(presses)}\n{agent.tail()}"
     row = status_rows(ws.state_dir)[key_of("early")]
     assert row["phase"] == "Succeeded", row
     took = events.wait_for(dom, EV_STOPPED, 1, since=signalled_at).at - signalled_at
-    uptime = serial[serial.index(BOOT_MARKER) :].split("uptime=", 1)[-1].split()[0]
+    uptime = serial.split(BOOT_MARKER, 1)[1].split("uptime=", 1)[-1].split()[0] if BOOT_MARKER in serial else "?"
     print(f"\nbooting guest (acpid up at guest uptime {uptime}s): SIGTERM -> SHUTOFF in {took:.2f}s,", end=" ")
     print(f"{len(presses)} presses")
 
