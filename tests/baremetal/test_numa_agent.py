@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from handler.core.vmi_parse import parse_vmi
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedNumaNode, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
+from tests.integration.agent_harness import wait_until
 
 NAMESPACE = "numa-agent"
 
@@ -44,16 +44,6 @@ def manifest(name: str) -> dict[str, Any]:
 def conditions(state: Path, key: str) -> dict[str, tuple[str, str]]:
     entry = read_status_file(state).get(key) or {}
     return {c["type"]: (str(c["status"]), c.get("reason", "")) for c in entry.get("conditions", [])}
-
-
-def wait_for(probe, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.05)
-    pytest.fail(f"timed out; last: {probe()!r}")
 
 
 @pytest.mark.parametrize("policy", [NumaPolicy.STRICT, NumaPolicy.PREFERRED])
@@ -83,19 +73,31 @@ def test_agent_pins_aligned_guests_and_handles_split_ones_by_policy(tmp_path: Pa
     node = BareMetalNode(settings, FreshDeviceChecks(host))
     node.start()
     try:
-        wait_for(lambda: conditions(state, f"{NAMESPACE}/aligned").get("NUMAAligned") == ("True", "PinnedToDeviceNode"))
+        wait_until(
+            "the NUMA outcome in status.json",
+            lambda: conditions(state, f"{NAMESPACE}/aligned").get("NUMAAligned") == ("True", "PinnedToDeviceNode"),
+            20,
+        )
         xml = keeper.lookupByName(f"{NAMESPACE}_aligned").XMLDesc()
         assert "cpuset='4-7'" in xml and "nodeset='1'" in xml
         split = f"{NAMESPACE}/split"
         if policy is NumaPolicy.STRICT:
-            wait_for(lambda: conditions(state, split).get("Synchronized") == ("False", "NumaPlacement"))
+            wait_until(
+                "the NUMA outcome in status.json",
+                lambda: conditions(state, split).get("Synchronized") == ("False", "NumaPlacement"),
+                20,
+            )
             assert read_status_file(state)[split]["phase"] == "Scheduled"
             message = next(
                 c["message"] for c in read_status_file(state)[split]["conditions"] if c["type"] == "Synchronized"
             )
             assert "\n" not in message and "several NUMA nodes" in message and "--numa-placement" in message
         else:
-            wait_for(lambda: conditions(state, split).get("NUMAAligned") == ("False", "DevicesOnSeveralNodes"))
+            wait_until(
+                "the NUMA outcome in status.json",
+                lambda: conditions(state, split).get("NUMAAligned") == ("False", "DevicesOnSeveralNodes"),
+                20,
+            )
             assert read_status_file(state)[split]["phase"] == "Running"
             assert "numatune" not in keeper.lookupByName(f"{NAMESPACE}_split").XMLDesc()
     finally:
