@@ -20,6 +20,7 @@ from handler.ops.logs import configure_logging
 
 if TYPE_CHECKING:
     from handler.controller.controller import Controller
+    from handler.controller.health import ControllerHealth
     from handler.controller.lease import LeaderElector
 
 EXAMPLES = """\
@@ -29,6 +30,9 @@ examples:
 
   # from a workstation, against the cluster in $KUBECONFIG
   qat-handler controller --launcher-image qat-handler:0.1.0 --lease-namespace qat-handler --log-format console
+
+  # with /metrics, /healthz and /readyz (the Deployment's probes use port 9472)
+  qat-handler controller --launcher-image qat-handler:0.1.0 --metrics-address 127.0.0.1:9472
 
 Only the replica holding the Lease acts; the others wait and take over within 15 s.
 The controller refuses to start where KubeVirt itself runs.
@@ -66,6 +70,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="the agents' --run-dir on the nodes: launcher pods mount their slot of <run-dir>/pods",
     )
     parser.add_argument("--workers", type=int, default=4, help="VMIs handled at once")
+    parser.add_argument(
+        "--metrics-address",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve /metrics, /healthz and /readyz here (off when not given)",
+    )
     parser.add_argument("--log-format", choices=("auto", "console", "json", "journal"), default="auto")
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     parser.set_defaults(run=run)
@@ -73,13 +83,21 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def run(args: argparse.Namespace) -> int:
     from handler.controller.controller import Controller, ControllerSettings
+    from handler.controller.health import ControllerHealth
     from handler.controller.lease import LeaderElector, default_identity
     from handler.core.launcher_pod import LauncherPodSettings
     from handler.kube.client import KubeConfigError, api_client
+    from handler.ops.controller_metrics import ControllerMetrics
+    from handler.ops.health_server import HealthServer, parse_address
 
     configure_logging(args.log_format, args.log_level)
     if not args.launcher_image.strip():
         return fail("--launcher-image is empty; fix: pass the qat-handler image, e.g. qat-handler:0.1.0")
+    if args.metrics_address is not None:
+        try:
+            parse_address(args.metrics_address)
+        except ValueError as error:
+            return fail(f"--metrics-address {args.metrics_address}: {error}; fix: use HOST:PORT, e.g. 0.0.0.0:9472")
     try:
         api = api_client()
     except KubeConfigError as error:
@@ -88,13 +106,28 @@ def run(args: argparse.Namespace) -> int:
     if refused is not None:
         return fail(refused)
     settings = ControllerSettings(LauncherPodSettings(args.launcher_image, args.run_dir), workers=args.workers)
-    controller = Controller(api, settings)
-    elector = LeaderElector(api, args.lease_namespace, args.lease_name, default_identity())
+    identity = default_identity()
+    metrics = ControllerMetrics()
+    controller = Controller(api, settings, metrics=metrics, identity=identity)
+    elector = LeaderElector(api, args.lease_namespace, args.lease_name, identity)
+    health = ControllerHealth(controller, elector)
+    server = None
+    if args.metrics_address is not None:
+        server = HealthServer(args.metrics_address, metrics, live=health.alive, ready=health.ready)
+        try:
+            port = server.start()
+        except OSError as error:
+            return fail(f"--metrics-address {args.metrics_address}: {error.strerror}; fix: pick a free port")
+        log.info("serving metrics and health", address=args.metrics_address, port=port)
     tls = WebhookTlsSettings(namespace=args.lease_namespace)
-    return serve(controller, elector, Background(lambda: maintain_webhook_tls(api, tls)))
+    try:
+        return serve(controller, elector, Background(lambda: maintain_webhook_tls(api, tls)), health)
+    finally:
+        if server is not None:
+            server.stop()
 
 
-def serve(controller: Controller, elector: LeaderElector, upkeep: Background) -> int:
+def serve(controller: Controller, elector: LeaderElector, upkeep: Background, health: ControllerHealth) -> int:
     """Try for the lease every retry period; act while leading; exit 1 if the lease is lost.
     The leader runs ``upkeep`` (the webhook's certificates) on taking over and at every resync."""
     stop = threading.Event()
@@ -110,6 +143,11 @@ def serve(controller: Controller, elector: LeaderElector, upkeep: Background) ->
     leading, code, since_resync = False, 0, 0.0
     while not stop.is_set():
         now_leading = elector.try_once()
+        controller.metrics.set_leading(now_leading)
+        controller.metrics.count_lease_round(
+            "failed" if elector.round_failed else ("leading" if now_leading else "standby")
+        )
+        health.turned()
         if now_leading and not leading:
             controller.lead()
             upkeep()
@@ -125,6 +163,7 @@ def serve(controller: Controller, elector: LeaderElector, upkeep: Background) ->
             controller.resync()
             upkeep()
             since_resync = 0.0
+    controller.metrics.set_leading(False)
     controller.stop()
     upkeep.join(timeout=30)
     if code == 0:

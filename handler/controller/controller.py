@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from handler.agent.keyed_queue import KeyedQueue
+from handler.agent.worker_pulse import WorkerPulse
 from handler.core.launcher_pod import APP_LABEL, APP_VALUE, CREATED_BY_LABEL, ID_LABEL, LauncherPodSettings
 from handler.core.vmi_lifecycle import (
     PENDING,
@@ -34,12 +36,16 @@ from handler.core.vmi_lifecycle import (
     status_patch,
 )
 from handler.kube.client import GROUP, PLURAL, VERSION, raw
+from handler.kube.event_recorder import EventRecorder
 from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings, object_key
 from handler.kube.timestamps import now_iso
+from handler.ops.controller_metrics import ControllerMetrics
 
 log = structlog.get_logger("qat_handler.controller")
 
 LAUNCHER_SELECTOR = f"{APP_LABEL}={APP_VALUE}"
+COMPONENT = "qat-handler-controller"
+API_ERRORS = (ApiException, urllib3.exceptions.HTTPError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +65,14 @@ class Controller:
         settings: ControllerSettings,
         watch_settings: WatchSettings = DEFAULT_WATCH,
         clock: Callable[[], float] = time.monotonic,
+        metrics: ControllerMetrics | None = None,
+        identity: str = COMPONENT,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or ControllerMetrics()
+        self.pulse = WorkerPulse(clock)
+        """Which worker is busy with one VMI since when: /healthz fails on one stuck in a call."""
+        self._events = EventRecorder(api, identity, component=COMPONENT)
         self._custom = client.CustomObjectsApi(api)
         self._core = client.CoreV1Api(api)
         self._lock = threading.Lock()
@@ -73,6 +85,7 @@ class Controller:
         self._leading = threading.Event()
         self._stop = threading.Event()
         self.queue = KeyedQueue(clock)
+        self.metrics.track_queue(self.queue.pending)
 
         def vmis(**options: Any) -> object:
             return self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
@@ -93,12 +106,21 @@ class Controller:
         self.vmis.start()
         self.pods.start()
         for index in range(max(1, self.settings.workers)):
-            thread = threading.Thread(target=self._work, name=f"controller-{index}", daemon=True)
+            name = f"controller-{index}"
+            self.pulse.register(name)
+            thread = threading.Thread(target=self._work, args=(name,), name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def wait_synced(self, timeout: float) -> bool:
         return self.vmis.synced.wait(timeout) and self.pods.synced.wait(timeout)
+
+    def threads_down(self) -> list[str]:
+        """Workers and informers whose thread has ended while the controller runs (a bug: /healthz fails)."""
+        if self._stop.is_set() or not self._threads:
+            return []  # not started yet, or stopping
+        down = [t.name for t in self._threads if not t.is_alive()]
+        return down + [f"informer-{i.name}" for i in (self.vmis, self.pods) if not i.running]
 
     def lead(self) -> None:
         """Called on winning the lease: list pods afresh (the last leader may have made some the cache
@@ -157,26 +179,29 @@ class Controller:
             self.queue.add(f"{meta.get('namespace')}/{name}")
 
     def _index_fresh_pods(self) -> None:
-        listing = raw(self._list_pods(label_selector=LAUNCHER_SELECTOR, _preload_content=False))
+        with self._calling("list_pods"):
+            listing = raw(self._list_pods(label_selector=LAUNCHER_SELECTOR, _preload_content=False))
         for pod in listing.get("items") or []:
             self._pod_changed("ADDED", pod)
 
     # -- the work loop ----------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, name: str) -> None:
         while not self._stop.is_set():
             key = self.queue.get(timeout=0.5)
             if key is None:
                 continue
+            self.pulse.working(name)
             try:
                 if self._leading.is_set():
                     self._reconcile(key)
                     self._failures.pop(key, None)
-            except (ApiException, urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+            except (*API_ERRORS, ValueError) as error:
                 failures = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(self.settings.retry_initial * 2 ** (failures - 1), self.settings.retry_max)
                 log.warning("reconcile failed; retrying", vmi=key, error=str(error)[:300], retry_in=delay)
                 self.queue.add(key, delay)
             finally:
+                self.pulse.waiting(name)
                 self.queue.done(key)
 
     def _reconcile(self, key: str) -> None:
@@ -208,7 +233,8 @@ class Controller:
         if isinstance(step, CreatePod):
             body: Any = step.pod  # the client builds its V1Pod model from this camelCase dict
             try:
-                created = raw(self._core.create_namespaced_pod(namespace, body, _preload_content=False))
+                with self._calling("create_pod"):
+                    created = raw(self._core.create_namespaced_pod(namespace, body, _preload_content=False))
             except ApiException as error:
                 if vmi is not None and error.status is not None and 400 <= error.status < 500:
                     self._set_status(namespace, name, vmi, failed_create(error))
@@ -216,10 +242,13 @@ class Controller:
             with self._lock:
                 if uid not in self._pods:
                     self._asked[uid] = str(created["metadata"]["name"])
+            self.metrics.count_pod("created")
             log.info("launcher pod created", vmi=key, uid=uid, pod=created["metadata"]["name"])
         elif isinstance(step, DeletePod):
             try:
-                self._core.delete_namespaced_pod(step.name, step.namespace)
+                with self._calling("delete_pod"):
+                    self._core.delete_namespaced_pod(step.name, step.namespace)
+                self.metrics.count_pod("deleted")
                 log.info("launcher pod deleted", vmi=key, pod=step.name)
             except ApiException as error:
                 if error.status != 404:
@@ -238,9 +267,26 @@ class Controller:
                 log.debug("VMI changed meanwhile; looking again", vmi=f"{namespace}/{name}")
                 return  # the watch brings the newer VMI, which queues it again
             if error.status != 404:
+                self.metrics.count_api_error("patch_vmi")
                 raise
             return
+        except API_ERRORS:
+            self.metrics.count_api_error("patch_vmi")
+            raise
+        if (vmi.get("status") or {}).get("phase") != step.phase:
+            self.metrics.count_phase(step.phase)
         log.info("VMI phase set", vmi=f"{namespace}/{name}", phase=step.phase, reason=step.reason or None)
+        if step.warn and step.condition is not None:
+            self._events.record(dict(vmi), step.reason, step.condition.message, warning=True)
+
+    @contextmanager
+    def _calling(self, call: str) -> Iterator[None]:
+        """Count an API call that fails for the metrics, then let the error go on (404/409 count too)."""
+        try:
+            yield
+        except API_ERRORS:
+            self.metrics.count_api_error(call)
+            raise
 
 
 def failed_create(error: ApiException) -> SetStatus:

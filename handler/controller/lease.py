@@ -53,6 +53,12 @@ class LeaderElector:
         self._clock = clock
         self._seen: tuple[LeaseRecord | None, float] = (None, clock())
         self._renewed_at: float | None = None
+        self.round_failed = False
+        """The last round could not read or write the Lease (the API server did not answer, or refused)."""
+
+    def since_renewal(self) -> float | None:
+        """Seconds since this replica last created, renewed or took the Lease; None while it does not hold it."""
+        return None if self._renewed_at is None else self._clock() - self._renewed_at
 
     @property
     def leading(self) -> bool:
@@ -60,8 +66,10 @@ class LeaderElector:
 
     def try_once(self) -> bool:
         """One round: read, then create, renew or take the Lease when due. True while this replica leads."""
+        self.round_failed = True
         try:
             self._attempt()
+            self.round_failed = False
         except ApiException as error:
             log.warning("lease round failed", lease=f"{self.lease_namespace}/{self.name}", status=error.status)
         except (urllib3.exceptions.HTTPError, OSError) as error:

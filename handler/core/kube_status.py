@@ -14,6 +14,7 @@ from typing import Any
 
 from handler.core.device_codec import from_annotation, to_annotation
 from handler.core.interface_status import interfaces_from_json, interfaces_to_json
+from handler.core.launcher_failure import failed_by_controller, kept_failure
 from handler.core.status import Condition, Phase, VMIStatus
 
 FINALIZER = "qat-handler/domain-cleanup"
@@ -27,7 +28,8 @@ def status_body(
     now: str,
     previous: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """The ``status`` object; a condition keeps its lastTransitionTime while its status holds."""
+    """The ``status`` object; a condition keeps its lastTransitionTime while its status holds.
+    A Failed the controller wrote for a lost launcher pod stays (``launcher_failure``)."""
     before = {c.get("type"): c for c in (previous or {}).get("conditions") or [] if isinstance(c, Mapping)}
     conditions = []
     for condition in status.conditions:
@@ -47,7 +49,7 @@ def status_body(
     body: dict[str, Any] = {"phase": str(status.phase), "nodeName": node_name, "conditions": conditions}
     body["reason"] = status.reason or None
     body["interfaces"] = interfaces_to_json(status.interfaces) or None
-    return body
+    return kept_failure(body, previous) if previous and failed_by_controller(previous) else body
 
 
 def status_annotations(status: VMIStatus) -> dict[str, str]:

@@ -3,9 +3,10 @@
 Phases move as KubeVirt moves them: Pending while there is no pod, Scheduling once the pod
 exists (its ``PodScheduled=False`` condition mirrored onto the VMI), Scheduled once the pod
 is bound and running (label ``kubevirt.io/nodeName`` and ``status.nodeName`` set; the node's
-agent takes over from there), and Failed when the pod fails or disappears before the guest
-is done. The agent's finalizer marks a guest that is not done: while it is on the VMI the
-agent owns the domain, and the controller neither fails the VMI nor deletes its pod.
+agent takes over from there), and Failed when the pod fails, ends or disappears before the
+VMI is final, Running included (the agent then stops the guest: ``launcher_failure``). The
+agent's finalizer marks a domain that is not cleaned up yet: while it is on a deleted VMI
+the controller does not delete the pod.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from handler.core.kube_status import FINALIZER
+from handler.core.launcher_failure import POD_FAILED, POD_GONE
 from handler.core.launcher_pod import LauncherPodSettings, render_launcher_pod
 from handler.core.refusal import Refused
 from handler.core.vmi import NODE_LABEL
@@ -23,9 +25,7 @@ PENDING, SCHEDULING, SCHEDULED = "Pending", "Scheduling", "Scheduled"
 BEFORE_POD = ("", PENDING)
 CONTROLLER_PHASES = (*BEFORE_POD, SCHEDULING)
 TERMINAL = ("Succeeded", "Failed")
-POD_FAILED, POD_GONE = "PodFailed", "PodDisappeared"
-LAUNCHER_FAILURES = frozenset((POD_FAILED, POD_GONE))
-"""Failure reasons the controller writes; the agent never starts a guest for such a VMI."""
+POD_ENDED = ("Failed", "Succeeded")
 
 Obj = Mapping[str, Any]
 
@@ -58,6 +58,8 @@ class SetStatus:
     reason: str = ""
     condition: VMICondition | None = None
     node_name: str = ""
+    warn: bool = False
+    """Also announce it as a Warning Event (reason and message of the condition), once written."""
 
 
 Step = CreatePod | DeletePod | SetStatus
@@ -82,8 +84,8 @@ def decide(vmi: Obj, pods: Sequence[Obj], asked: bool, settings: LauncherPodSett
             return ()
         if phase in BEFORE_POD:
             return _create(vmi, settings, status)
-        return () if agent_holds else (_failed(POD_GONE, "its launcher pod disappeared before the guest was done"),)
-    return _follow(pod, phase, agent_holds, status)
+        return (_failed(POD_GONE, f"its launcher pod disappeared while the VMI was {phase}"),)
+    return _follow(pod, phase, status)
 
 
 def _create(vmi: Obj, settings: LauncherPodSettings, status: Obj) -> tuple[Step, ...]:
@@ -95,12 +97,15 @@ def _create(vmi: Obj, settings: LauncherPodSettings, status: Obj) -> tuple[Step,
         return () if _already(status, wanted) else (wanted,)
 
 
-def _follow(pod: Obj, phase: str, agent_holds: bool, status: Obj) -> tuple[Step, ...]:
+def _follow(pod: Obj, phase: str, status: Obj) -> tuple[Step, ...]:
     pod_status = pod.get("status") or {}
     pod_phase = pod_status.get("phase")
-    if pod_phase == "Failed" and not agent_holds:
-        why = pod_status.get("message") or pod_status.get("reason") or "its container exited"
-        return (_failed(POD_FAILED, f"launcher pod {_name(pod)} failed: {why}"),)
+    if pod_phase in POD_ENDED:
+        # The launcher holds its pod until the guest is off, so an ended pod under a VMI that is
+        # not final means the launcher died (SIGKILL, OOM, a crash) with the guest still wanted.
+        why = pod_status.get("message") or pod_status.get("reason") or _exit_codes(pod_status)
+        verb = "failed" if pod_phase == "Failed" else "ended"
+        return (_failed(POD_FAILED, f"launcher pod {_name(pod)} {verb} while the VMI was {phase or PENDING}: {why}"),)
     if phase not in CONTROLLER_PHASES:
         return ()  # Scheduled and on: the agent's
     node = str((pod.get("spec") or {}).get("nodeName") or "")
@@ -119,7 +124,17 @@ def _follow(pod: Obj, phase: str, agent_holds: bool, status: Obj) -> tuple[Step,
 
 
 def _failed(reason: str, message: str) -> SetStatus:
-    return SetStatus("Failed", reason, VMICondition("Ready", "False", reason, message))
+    message += "; the node's agent stops the guest and releases its devices; fix: create the VMI again to rerun it"
+    return SetStatus("Failed", reason, VMICondition("Ready", "False", reason, message), warn=True)
+
+
+def _exit_codes(pod_status: Obj) -> str:
+    codes = [
+        f"{c.get('name')} exited with code {term.get('exitCode')}"
+        for c in pod_status.get("containerStatuses") or []
+        if (term := (c.get("state") or {}).get("terminated"))
+    ]
+    return ", ".join(codes) or "its container exited"
 
 
 def _delete_all(pods: Sequence[Obj]) -> tuple[Step, ...]:

@@ -21,9 +21,10 @@ MESSAGE_LIMIT = 1024
 
 
 class EventRecorder:
-    def __init__(self, api: client.ApiClient, node_name: str) -> None:
+    def __init__(self, api: client.ApiClient, node_name: str, component: str = COMPONENT) -> None:
         self._core = client.CoreV1Api(api)
         self._node = node_name
+        self._component = component
         self._lock = threading.Lock()
         self._seen: dict[tuple[str, str, str], tuple[str, int]] = {}
 
@@ -57,8 +58,8 @@ class EventRecorder:
                 "reason": reason,
                 "message": message,
                 "type": "Warning" if warning else "Normal",
-                "source": {"component": COMPONENT, "host": self._node},
-                "reportingComponent": COMPONENT,
+                "source": {"component": self._component, "host": self._node},
+                "reportingComponent": self._component,
                 "reportingInstance": self._node,
                 "firstTimestamp": stamp,
                 "lastTimestamp": stamp,

@@ -123,6 +123,11 @@ class Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Its thread is up (False before start and after it ended)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         self._stop.set()
         current = self._watch

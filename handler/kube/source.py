@@ -14,10 +14,11 @@ from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import AssignedDevice, resolve_devices
 from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal
+from handler.core.kube_status import FINALIZER
+from handler.core.launcher_failure import failed_by_controller
 from handler.core.planner import WAITING_FOR_LAUNCHER
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
-from handler.core.vmi_lifecycle import LAUNCHER_FAILURES
 from handler.core.vmi_parse import parse_vmi
 from handler.kube.client import GROUP, PLURAL, VERSION
 from handler.kube.gate_watch import GateWatch
@@ -108,8 +109,11 @@ class KubeSource:
             return Desired(key, Intent.RUN, None, blocked=refused.refusal)
         if vmi.deletion_requested:
             return Desired(key, Intent.REMOVE, vmi)
-        if _failed_by_controller(obj):
-            return Desired(key, Intent.STOP, vmi)
+        if failed_by_controller(obj.get("status")):
+            # Its launcher pod is gone: let the guest go as if the VMI were deleted (stop it,
+            # undefine it, drop the finalizer), but keep the VMI and its Failed status.
+            holds = FINALIZER in ((obj.get("metadata") or {}).get("finalizers") or [])
+            return Desired(key, Intent.REMOVE if holds else Intent.STOP, vmi)
         if any(request.field.startswith("spec.domain.devices.qats") for request in vmi.devices):
             refusal = gate_refusal(self.enabled_gates())
             if refusal is not None:
@@ -208,9 +212,3 @@ class KubeSource:
         key = self._uid_to_key.get(vmi_uid)
         if key is not None:
             self.on_change(key)
-
-
-def _failed_by_controller(obj: Obj) -> bool:
-    """The controller failed this VMI because its launcher pod failed or vanished: it never starts here."""
-    status = obj.get("status") or {}
-    return status.get("phase") == "Failed" and status.get("reason") in LAUNCHER_FAILURES

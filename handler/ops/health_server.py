@@ -10,11 +10,15 @@ import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import cast
-
-from handler.ops.metrics import Metrics
+from typing import Protocol, cast
 
 Probe = Callable[[], tuple[bool, str]]
+
+
+class Exposition(Protocol):
+    """Metrics that render themselves for a scrape (the agent's, the controller's)."""
+
+    def render(self, accept: str = "") -> tuple[bytes, str]: ...
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -29,7 +33,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], metrics: Metrics, live: Probe, ready: Probe) -> None:
+    def __init__(self, address: tuple[str, int], metrics: Exposition, live: Probe, ready: Probe) -> None:
         self.metrics = metrics
         self.probes = {"/healthz": live, "/readyz": ready}
         super().__init__(address, _Handler)
@@ -74,7 +78,7 @@ def _run(probe: Probe) -> tuple[bool, str]:
 
 
 class HealthServer:
-    def __init__(self, address: str, metrics: Metrics, live: Probe, ready: Probe) -> None:
+    def __init__(self, address: str, metrics: Exposition, live: Probe, ready: Probe) -> None:
         self._address = parse_address(address)
         self._metrics = metrics
         self._live = live

@@ -43,11 +43,7 @@ class Metrics:
         )
         for outcome in SHUTDOWN_OUTCOMES:
             self._shutdowns.labels(outcome=outcome)
-        info = Gauge("qat_handler_build_info", "Always 1; labels carry the build.", ["version", "python"], registry=reg)
-        info.labels(version=version, python=platform.python_version()).set(1)
-        ProcessCollector(registry=reg)
-        PlatformCollector(registry=reg)
-        GCCollector(registry=reg)
+        add_process_metrics(reg, version)
         self._phases: set[str] = set()
 
     def set_phase_counts(self, counts: Mapping[str, int]) -> None:
@@ -77,6 +73,21 @@ class Metrics:
         self._shutdowns.labels(outcome=outcome).inc()
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
-        """The exposition for a scrape and its content type, negotiated from the Accept header."""
-        encoder, content_type = choose_encoder(accept)
-        return encoder(self.registry), content_type
+        return render(self.registry, accept)
+
+
+def add_process_metrics(registry: CollectorRegistry, version: str) -> None:
+    """What every qat-handler process serves: its build, and the process, platform and GC collectors."""
+    info = Gauge(
+        "qat_handler_build_info", "Always 1; labels carry the build.", ["version", "python"], registry=registry
+    )
+    info.labels(version=version, python=platform.python_version()).set(1)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
+def render(registry: CollectorRegistry, accept: str = "") -> tuple[bytes, str]:
+    """The exposition for a scrape and its content type, negotiated from the Accept header."""
+    encoder, content_type = choose_encoder(accept)
+    return encoder(registry), content_type

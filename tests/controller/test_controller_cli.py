@@ -28,14 +28,14 @@ def environ(**extra: str) -> dict[str, str]:
 
 def test_every_help_example_parses() -> None:
     examples = example_lines()
-    assert len(examples) == 2
+    assert len(examples) == 3
     for argv in examples:
         args = build_parser().parse_args(argv[1:])
         assert args.command == "controller" and args.launcher_image == "qat-handler:0.1.0"
 
 
 def test_the_workstation_example_runs_against_a_cluster(tmp_path: Path) -> None:
-    (_, workstation) = example_lines()
+    (_, workstation, _) = example_lines()
     with FakeApiServer() as server:
         kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
         process = subprocess.Popen(

@@ -88,10 +88,43 @@ def test_pod_failure_or_loss_before_the_guest_is_done_fails_the_vmi() -> None:
     assert isinstance(step, SetStatus) and (step.phase, step.reason) == ("Failed", "PodDisappeared")
 
 
-def test_while_the_agent_holds_its_finalizer_the_guest_is_its_business() -> None:
-    held = vmi("Running", finalizers=[FINALIZER])
-    assert decide(held, [], False, SETTINGS) == ()
-    assert decide(held, [pod("Failed")], False, SETTINGS) == ()
+def test_a_running_vmi_whose_launcher_pod_is_gone_fails_even_while_the_agent_holds_it() -> None:
+    """As KubeVirt does: the pod is the VMI's life. The agent's finalizer no longer shields it;
+    the agent, seeing the Failed, stops the guest and lets go of the domain."""
+    for phase in ("Scheduled", "Running"):
+        held = vmi(phase, finalizers=[FINALIZER])
+        (step,) = decide(held, [], False, SETTINGS)
+        assert isinstance(step, SetStatus) and step.warn
+        assert (step.phase, step.reason) == ("Failed", "PodDisappeared")
+        assert step.condition is not None and (step.condition.type, step.condition.status) == ("Ready", "False")
+        assert f"disappeared while the VMI was {phase}" in step.condition.message
+        assert "stops the guest" in step.condition.message and "fix:" in step.condition.message
+
+
+def test_a_launcher_pod_that_ended_under_a_running_vmi_fails_it_with_the_exit_code() -> None:
+    killed = pod("Failed", node="node01")
+    killed["status"]["containerStatuses"] = [{"name": "compute", "state": {"terminated": {"exitCode": 137}}}]
+    (step,) = decide(vmi("Running", finalizers=[FINALIZER]), [killed], False, SETTINGS)
+    assert isinstance(step, SetStatus) and (step.phase, step.reason) == ("Failed", "PodFailed")
+    assert step.condition is not None
+    assert "virt-launcher-vmi-qat-abcde failed while the VMI was Running: compute exited with code 137" in (
+        step.condition.message
+    )
+    (step,) = decide(vmi("Running"), [pod("Succeeded", node="node01")], False, SETTINGS)
+    assert isinstance(step, SetStatus) and step.reason == "PodFailed"
+    assert step.condition is not None and " ended while the VMI was Running" in step.condition.message
+
+
+def test_a_final_vmi_stays_final_whatever_its_pod_does() -> None:
+    for phase in ("Succeeded", "Failed"):
+        for pods in ([], [pod("Failed", node="n")], [pod("Succeeded", node="n")]):
+            assert decide(vmi(phase, finalizers=[FINALIZER]), pods, False, SETTINGS) == ()
+
+
+def test_a_launcher_pod_being_deleted_gracefully_does_not_fail_the_vmi() -> None:
+    """The launcher forwards SIGTERM and holds its pod until the agent has the guest off."""
+    leaving = pod("Running", node="node01", deletionTimestamp="2026-12-01T00:00:00Z")
+    assert decide(vmi("Running", finalizers=[FINALIZER]), [leaving], False, SETTINGS) == ()
 
 
 def test_a_deleted_vmi_loses_its_pod_only_after_the_agent_let_go() -> None:

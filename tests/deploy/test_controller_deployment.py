@@ -4,6 +4,7 @@ it hands to pods, and a restricted, non-root pod."""
 from __future__ import annotations
 
 from handler.core.leader_lease import LeaseTiming
+from handler.ops.health_server import parse_address
 from tests.deploy.manifests import cli_args, one, pod_spec
 
 DEPLOYMENT = one("Deployment", "qat-handler-controller")
@@ -39,3 +40,15 @@ def test_the_pod_is_restricted_and_non_root() -> None:
     assert context["readOnlyRootFilesystem"] is True
     assert context["capabilities"] == {"drop": ["ALL"]}
     assert not SPEC.get("volumes"), "the controller needs no volume: it only talks to the API server"
+
+
+def test_probes_and_scrapes_point_at_the_metrics_address() -> None:
+    host, port = parse_address(cli_args(CONTAINER, {"POD_NAMESPACE": "qat-handler"}).metrics_address)
+    assert host in ("0.0.0.0", "", "::"), "kubelet probes the pod IP; a loopback-only server fails every probe"
+    ports = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
+    for kind, path in {"livenessProbe": "/healthz", "readinessProbe": "/readyz"}.items():
+        probe = CONTAINER[kind]
+        assert probe["httpGet"]["path"] == path, f"{kind} path"
+        assert ports[probe["httpGet"]["port"]] == port, f"{kind} port"
+    annotations = DEPLOYMENT.body["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/port"], annotations["prometheus.io/path"]) == (str(port), "/metrics")

@@ -65,6 +65,8 @@ CONTROLLER_CLUSTER_WIDE = {
     ("", "pods", "watch"),
     ("", "pods", "create"),
     ("", "pods", "delete"),
+    ("", "events", "create"),
+    ("", "events", "patch"),
 }
 CONTROLLER_IN_KUBEVIRT_NAMESPACE = {
     ("kubevirt.io", "kubevirts", "list"),
