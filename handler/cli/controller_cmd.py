@@ -46,8 +46,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="create each VMI's launcher pod and move its phase (the virt-controller role)",
         description="For every VMI without a pod, create its launcher pod (the QAT resources, the guest's "
         "size, the VMI's scheduling fields); mirror the pod's scheduling onto the VMI; label the VMI with "
-        "its node once the pod runs there, for that node's agent; fail the VMI if its pod fails or "
-        "disappears first; delete the pod once the agent has shut the guest down.",
+        "its node once the pod runs there, for that node's agent; fail the VMI (with a Warning Event) if "
+        "its pod fails, ends or disappears before the VMI is final, Running included, so that the agent "
+        "stops the guest; delete the pod once the agent has shut the guest down.",
         epilog=EXAMPLES,
         formatter_class=Formatter,
     )

@@ -5,6 +5,7 @@ Never two pods for one VMI: pods are found by their ``kubevirt.io/created-by`` l
 this process asked for counts until the pod cache has shown it, and a new leader lists the
 pods afresh before it acts. Each VMI is one key of a work queue, so one VMI is never handled
 by two workers at once, and one that fails is retried with backoff while the others go on.
+What it does is counted in ``ControllerMetrics``; ``pulse`` and ``threads_down`` feed /healthz.
 """
 
 from __future__ import annotations
