@@ -145,16 +145,22 @@ def test_metrics_count_pods_phases_and_api_errors(server: FakeApiServer, replica
     assert wait_for("depth gauge served", lambda: leader.metric("qat_handler_controller_queue_depth") is not None)
 
 
-def test_not_ready_until_the_caches_have_their_first_list(
+def test_not_ready_until_the_caches_have_their_first_list_and_alive_through_api_faults(
     server: FakeApiServer, replicas: Callable[[str], Replica]
 ) -> None:
+    """An API server that fails every call is not the replica's fault: it stays alive (no
+    restart would help), is not ready, and counts its failed lease rounds."""
     server.fail_next("GET", VMIS_PATH, 503, times=1_000_000)
+    server.fail_next("*", "/leases/", 503, times=1_000_000)
     replica = replicas("controller-a")
-    assert wait_for("/healthz answering", lambda: replica.get("/healthz")[0] == 200)
+    failed = lambda: replica.metric("qat_handler_controller_lease_rounds_total", outcome="failed") or 0  # noqa: E731
+    assert wait_for("failed lease rounds counted", lambda: failed() >= 2)
+    assert replica.get("/healthz") == (200, "ok\n")
     status, body = replica.get("/readyz")
     assert (status, body) == (503, "the VMI and launcher pod caches have not had their first list yet\n")
+    assert replica.metric("qat_handler_controller_leading") == 0.0
     server.clear_faults()
-    assert wait_for("/readyz 200 once listed", lambda: replica.get("/readyz")[0] == 200)
+    assert wait_for("/readyz 200 once listed", lambda: replica.get("/readyz") == (200, "leading\n"))
 
 
 def test_a_bad_metrics_address_is_one_line(tmp_path: Path) -> None:
