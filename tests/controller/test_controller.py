@@ -202,3 +202,70 @@ def test_a_new_leader_sees_pods_its_cache_has_not_shown_yet(server: FakeApiServe
         server.resume_watches()
         standby.stop()
     assert len(pods_of(server, uid)) == 1
+
+
+def running_with_the_agent(server: FakeApiServer, name: str) -> tuple[str, dict[str, Any]]:
+    """A VMI through Scheduled, then Running with the agent's finalizer, as the node's agent leaves it."""
+    uid = create_vmi(server, vmi(name))["metadata"]["uid"]
+    pod = one_pod(server, uid)
+    set_pod(server, pod, node="node01", phase="Running")
+    wait_for("Scheduled", lambda: phase(server, name) == "Scheduled")
+    obj = server.get_object("virtualmachineinstances", "default", name)
+    assert obj is not None
+    obj["metadata"]["finalizers"] = [FINALIZER]
+    obj["status"]["phase"] = "Running"
+    server.put_object(obj)
+    return uid, pod
+
+
+def events_of(server: FakeApiServer, name: str) -> list[tuple[str, str, str]]:
+    return [
+        (e["reason"], e["type"], e["source"]["component"])
+        for e in server.objects("events", "default", group="")
+        if e["involvedObject"]["name"] == name
+    ]
+
+
+def test_a_running_vmi_whose_launcher_was_killed_fails_once_with_a_warning_event(
+    server: FakeApiServer, controller: Controller
+) -> None:
+    _, pod = running_with_the_agent(server, "killed")
+    killed = [{"name": "compute", "state": {"terminated": {"exitCode": 137, "reason": "Error"}}}]
+    set_pod(server, pod, phase="Failed", containerStatuses=killed)
+    wait_for("Failed", lambda: phase(server, "killed") == "Failed")
+    obj = server.get_object("virtualmachineinstances", "default", "killed")
+    assert obj is not None and obj["status"]["reason"] == "PodFailed"
+    assert obj["metadata"]["finalizers"] == [FINALIZER], "the finalizer is the agent's to remove"
+    (ready,) = obj["status"]["conditions"]
+    assert "failed while the VMI was Running: compute exited with code 137" in ready["message"]
+    assert controller.wait_idle(30)
+    assert events_of(server, "killed") == [("PodFailed", "Warning", "qat-handler-controller")]
+
+
+def test_a_running_vmi_whose_pod_is_force_deleted_fails(server: FakeApiServer, controller: Controller) -> None:
+    uid, pod = running_with_the_agent(server, "forced")
+    server.remove_object("pods", "default", pod["metadata"]["name"])
+    wait_for("Failed", lambda: phase(server, "forced") == "Failed")
+    obj = server.get_object("virtualmachineinstances", "default", "forced")
+    assert obj is not None and obj["status"]["reason"] == "PodDisappeared"
+    assert controller.wait_idle(30)
+    assert pods_of(server, uid) == [], "a Failed VMI gets no new pod"
+    assert events_of(server, "forced") == [("PodDisappeared", "Warning", "qat-handler-controller")]
+
+
+def test_a_launcher_pod_being_deleted_gracefully_leaves_the_vmi_to_the_agent(
+    server: FakeApiServer, controller: Controller
+) -> None:
+    """`kubectl delete pod`: the launcher forwards the stop and holds its pod until the guest is off."""
+    _, pod = running_with_the_agent(server, "stopping")
+    leaving = server.get_object("pods", "default", pod["metadata"]["name"])
+    assert leaving is not None
+    leaving["metadata"]["deletionTimestamp"] = "2026-12-01T00:00:00Z"
+    server.put_object(leaving)
+    key = f"default/{leaving['metadata']['name']}"
+    wait_for(
+        "the deletion in the pod cache", lambda: (controller.pods.get(key) or {})["metadata"].get("deletionTimestamp")
+    )
+    assert controller.wait_idle(30)
+    assert phase(server, "stopping") == "Running"
+    assert events_of(server, "stopping") == []
