@@ -159,3 +159,36 @@ def test_a_vmi_the_controller_failed_never_starts_here(cluster: Cluster) -> None
     eventually(lambda: cluster.phase("control") == "Running", what="the control VMI running")
     assert cluster.domain("pod-lost") is None
     assert cluster.phase("pod-lost") == "Failed"
+
+
+def test_a_running_guest_whose_vmi_the_controller_failed_is_stopped_and_let_go(cluster: Cluster) -> None:
+    """Its launcher pod is gone (the controller wrote Failed/PodDisappeared): the guest is shut
+    down, the domain undefined and the finalizer removed, and the controller's Failed stays."""
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    vmi = cluster.create_vmi("orphaned", grace=2)
+    cluster.launch(vmi, cluster.usable_vfs[0])
+    eventually(lambda: cluster.phase("orphaned") == "Running", what="Running")
+    assert cluster.has_finalizer("orphaned")
+    message = "its launcher pod disappeared while the VMI was Running; the node's agent stops the guest"
+    body = cluster.vmi("orphaned")
+    assert body is not None
+    body["status"] = {
+        **body["status"],
+        "phase": "Failed",
+        "reason": "PodDisappeared",
+        "conditions": [{"type": "Ready", "status": "False", "reason": "PodDisappeared", "message": message}],
+    }
+    cluster.server.put_object(body)  # what the controller writes
+    control = cluster.create_vmi("control")
+    cluster.launch(control, cluster.usable_vfs[1])
+
+    eventually(lambda: cluster.domain("orphaned") is None, timeout=30, what="the domain undefined")
+    eventually(lambda: not cluster.has_finalizer("orphaned"), what="the finalizer removed")
+    after = cluster.vmi("orphaned")
+    assert after is not None
+    assert (after["status"]["phase"], after["status"]["reason"]) == ("Failed", "PodDisappeared")
+    assert cluster.message("orphaned", "Ready") == message
+    assert "ShuttingDown" in cluster.event_reasons(after["metadata"]["uid"])
+    eventually(lambda: cluster.phase("control") == "Running", what="the control VMI running meanwhile")
+    assert cluster.domain_running("control")
