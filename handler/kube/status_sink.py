@@ -65,15 +65,12 @@ class KubeStatusSink:
         obj = self._vmis.get(key)
         if obj is None:
             return
-        body = status_body(status, self._node, now_iso(), obj.get("status"))
-        annotations = {"metadata": {"annotations": status_annotations(status)}}
         namespace, name = key.split("/", 1)
         version = version_of(obj)
-        if self._status_subresource:
+        self._patch_status(key, status, obj, version)
+        if self._status_subresource:  # after the status: the guard above is the version we read
+            annotations = {"metadata": {"annotations": status_annotations(status)}}
             self._patch(namespace, name, annotations, status_only=False, version=version)
-            self._patch(namespace, name, {"status": body}, status_only=True, version=version)
-        else:
-            self._patch(namespace, name, {**annotations, "status": body}, status_only=False, version=version)
         with self._lock:
             self._written[key] = (_uid(obj), status)
         self._on_status(key, status)
@@ -92,7 +89,36 @@ class KubeStatusSink:
             self._written.pop(key, None)
 
     # -- API calls ------------------------------------------------------------------------
-    def _patch(self, namespace: str, name: str, body: dict[str, Any], status_only: bool, version: str) -> None:
+    def _patch_status(self, key: str, status: VMIStatus, obj: dict[str, Any], version: str) -> None:
+        """Patch the status computed from the object as last seen, guarded by its resourceVersion.
+
+        The body merges into what the VMI carried (the controller's Failed, its conditions), so
+        it is only valid for that version: on a conflict the VMI is read afresh and the body made
+        again from it, never sent blind over a newer status.
+        """
+        namespace, name = key.split("/", 1)
+        for attempt in range(1, ATTEMPTS + 1):
+            body: dict[str, Any] = {"status": status_body(status, self._node, now_iso(), obj.get("status"))}
+            if not self._status_subresource:
+                body["metadata"] = {"annotations": status_annotations(status)}
+            guard = (obj.get("metadata") or {}).get("resourceVersion")
+            if guard:
+                body.setdefault("metadata", {})["resourceVersion"] = guard
+            try:
+                self._patch(namespace, name, body, status_only=self._status_subresource, version=version, retry=False)
+                return
+            except _Conflict:
+                if attempt == ATTEMPTS:
+                    raise KubeApiError(f"patch {key}: 409 Conflict {ATTEMPTS} times; retried next pass") from None
+                log.info("status patch conflicted; reading the VMI afresh", vmi=key, attempt=attempt)
+                fresh = self._get(key)
+                if fresh is None:
+                    return  # the VMI is gone; nothing left to report on
+                obj = fresh
+
+    def _patch(
+        self, namespace: str, name: str, body: dict[str, Any], status_only: bool, version: str, retry: bool = True
+    ) -> None:
         call = (
             self._custom.patch_namespaced_custom_object_status
             if status_only
@@ -107,26 +133,33 @@ class KubeStatusSink:
             except ApiException as error:
                 if error.status == 404:
                     return  # the VMI is gone; nothing left to report on
+                if error.status == 409 and not retry:
+                    raise _Conflict() from None
                 if error.status != 409 or attempt == ATTEMPTS:
                     raise _api_error(error, f"patch {namespace}/{name}") from None
                 log.info("status patch conflicted; retrying", vmi=f"{namespace}/{name}", attempt=attempt)
                 time.sleep(0.05 * attempt)
 
+    def _get(self, key: str) -> dict[str, Any] | None:
+        namespace, name = key.split("/", 1)
+        try:
+            # Annotated as object: a custom object is served as its decoded JSON, a dict.
+            return cast(
+                "dict[str, Any]", self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            )
+        except TRANSPORT_ERRORS as error:
+            raise _transport_error(error, f"get {key}") from None
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise _api_error(error, f"get {key}") from None
+
     def _edit_finalizers(self, key: str, add: bool) -> None:
         namespace, name = key.split("/", 1)
         for attempt in range(1, ATTEMPTS + 1):
-            try:
-                # Annotated as object: a custom object is served as its decoded JSON, a dict.
-                current: dict[str, Any] = cast(
-                    "dict[str, Any]",
-                    self._custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name),
-                )
-            except TRANSPORT_ERRORS as error:
-                raise _transport_error(error, f"get {key}") from None
-            except ApiException as error:
-                if error.status == 404:
-                    return
-                raise _api_error(error, f"get {key}") from None
+            current = self._get(key)
+            if current is None:
+                return
             meta = current.get("metadata") or {}
             finalizers = list(meta.get("finalizers") or [])
             if (FINALIZER in finalizers) == add:
@@ -144,6 +177,10 @@ class KubeStatusSink:
                     return
                 if error.status != 409 or attempt == ATTEMPTS:
                     raise _api_error(error, f"update finalizers of {key}") from None
+
+
+class _Conflict(Exception):
+    """A guarded patch met a newer resourceVersion."""
 
 
 class KubeApiError(PortError):

@@ -93,7 +93,35 @@ def test_conflicting_status_patch_is_retried(any_cluster: Cluster) -> None:
     eventually(lambda: cluster.synchronized_reason("contested") == "WaitingForLauncher", what="the status to land")
     writes = [r for r in cluster.server.requests("PATCH", target) if any(p.startswith("status") for p in r.touched)]
     assert [r.status for r in writes[:3]] == [409, 409, 200]
-    assert writes[0].body == writes[1].body == writes[2].body, "the same patch again, at once"
+    guards = {r.body["metadata"]["resourceVersion"] for r in writes[:3]}
+    assert len(guards) == 1, "each try is guarded by the version the status was computed from"
+    rereads = [r for r in cluster.server.requests("GET", rf"/{VMIS}/contested$") if r.status == 200]
+    assert len(rereads) >= 2, "after each conflict the VMI is read afresh before the body is made again"
 
     cluster.write_handoff(pod_uid, vmi, {"QAT0": str(cluster.usable_vfs[0])})
     eventually(lambda: cluster.phase("contested") == "Running", what="Running")
+
+
+def test_status_made_from_a_stale_cache_is_remade_from_the_fresh_vmi(cluster: Cluster) -> None:
+    """The agent's cache is behind (its watch is cut) when someone else changes the VMI: its
+    guarded status patch conflicts for real, and the status is made again from the VMI as it is."""
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    vmi = cluster.create_vmi("stale")
+    pod_uid = cluster.create_pod(vmi)
+    eventually(lambda: cluster.synchronized_reason("stale") == "WaitingForLauncher", what="the first status")
+
+    hold_vmi_watches(cluster)
+    cluster.custom.patch_namespaced_custom_object(
+        GROUP, "v1", cluster.namespace, VMIS, "stale", {"metadata": {"annotations": {"example.org/touched": "yes"}}}
+    )
+    cluster.write_handoff(pod_uid, vmi, {"QAT0": str(cluster.usable_vfs[0])})
+
+    eventually(lambda: cluster.phase("stale") == "Running", what="Running, written over the newer version")
+    target = rf"/{VMIS}/stale(/status)?$"
+    writes = [r for r in cluster.server.requests("PATCH", target) if any(p.startswith("status") for p in r.touched)]
+    assert 409 in [r.status for r in writes], "the stale write met the newer resourceVersion"
+    assert writes[-1].status == 200
+    annotations = (cluster.vmi("stale") or {})["metadata"]["annotations"]
+    assert annotations["example.org/touched"] == "yes", "nothing of the other writer's change is lost"
+    cluster.server.clear_faults()
