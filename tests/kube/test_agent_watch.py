@@ -125,3 +125,24 @@ def test_status_made_from_a_stale_cache_is_remade_from_the_fresh_vmi(cluster: Cl
     annotations = (cluster.vmi("stale") or {})["metadata"]["annotations"]
     assert annotations["example.org/touched"] == "yes", "nothing of the other writer's change is lost"
     cluster.server.clear_faults()
+
+
+def test_a_healthy_agent_never_conflicts_with_itself(any_cluster: Cluster) -> None:
+    """Finalizer, status and annotation writes each make a new resourceVersion; the guarded
+    status patch goes first (with /status, the annotations follow it), so none of the agent's
+    own writes makes its next guard stale."""
+    cluster = any_cluster
+    cluster.set_configmap_gates("QAT")
+    cluster.start_agent()
+    for index in range(3):
+        vmi = cluster.create_vmi(f"quick-{index}", grace=5)
+        cluster.launch(vmi, cluster.usable_vfs[index])
+    for index in range(3):
+        eventually(lambda name=f"quick-{index}": cluster.phase(name) == "Running", what="Running")
+        cluster.delete_vmi(f"quick-{index}")
+    for index in range(3):
+        eventually(lambda name=f"quick-{index}": cluster.vmi(name) is None, what="the VMI to be gone")
+
+    patches = cluster.server.requests("PATCH", rf"/{VMIS}/quick-")
+    assert len(patches) >= 9
+    assert [r.path for r in patches if r.status == 409] == []
