@@ -85,7 +85,7 @@ class Engine:
         except Exception as error:  # libvirt down: the source's keys still get their turn
             log.warning("resync could not list domains", error=str(error))
         for key in keys:
-            self.queue.add(key)
+            self.queue.add(key, background=True)  # behind whatever just changed
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:

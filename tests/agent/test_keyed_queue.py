@@ -190,3 +190,50 @@ def test_never_two_workers_on_one_key() -> None:
     assert all(not thread.is_alive() for thread in workers)
     assert min(handled[k] for k in keys) >= 20, handled
     assert max(worst.values()) == 1, f"a key was worked on by two workers at once: {dict(worst)}"
+
+
+def test_background_keys_wait_until_no_other_key_is_due() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    for key in ("a", "b", "c"):
+        queue.add(key, background=True)
+    clock.now += 1
+    queue.add("new")
+    queue.add("later", delay=5)  # not due: does not hold the sweep back
+    assert drain(queue) == ["new", "a", "b", "c"]
+    clock.now += 5
+    assert drain(queue) == ["later"]
+
+
+def test_a_key_added_both_ways_is_a_foreground_key_with_the_earliest_time() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    queue.add("swept", background=True)
+    queue.add("x", background=True)
+    queue.add("changed")
+    queue.add("changed", background=True)  # the sweep does not demote it
+    clock.now += 1
+    queue.add("x")  # promoted, keeps its earlier due time
+    queue.add("y")
+    assert drain(queue) == ["changed", "x", "y", "swept"]  # x before y: it kept its time
+    assert queue.pending() == 0
+
+
+def test_an_in_flight_key_swept_again_comes_back_in_the_background() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    queue.add("busy")
+    assert queue.get(timeout=0) == "busy"
+    queue.add("busy", background=True)
+    queue.add("other")
+    queue.done("busy")
+    assert drain(queue) == ["other", "busy"]
+
+
+def test_wait_idle_counts_due_background_keys_as_work() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    queue.add("swept", background=True)
+    assert not queue.wait_idle(0)
+    assert drain(queue) == ["swept"]
+    assert queue.wait_idle(0)
