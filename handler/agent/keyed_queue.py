@@ -19,8 +19,9 @@ class KeyedQueue:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._cond = threading.Condition()
-        self._due: dict[str, tuple[float, bool]] = {}
-        """Key -> (due time, background)."""
+        self._due: dict[str, float] = {}
+        self._swept: set[str] = set()
+        """The keys of ``_due`` that are background keys."""
         self._heaps: tuple[list[tuple[float, str]], list[tuple[float, str]]] = ([], [])
         """Foreground and background keys by due time; entries that no longer match ``_due`` are stale."""
         self._active: set[str] = set()
@@ -33,8 +34,8 @@ class KeyedQueue:
             if key in self._active:
                 self._dirty[key] = _merge(self._dirty.get(key), when, background)
                 return
-            entry = _merge(self._due.get(key), when, background)
-            if entry != self._due.get(key):
+            entry = _merge(self._entry(key), when, background)
+            if entry != self._entry(key):
                 self._push(key, entry)
                 self._cond.notify()
 
@@ -60,8 +61,8 @@ class KeyedQueue:
         with self._cond:
             self._active.discard(key)
             if key in self._dirty:
-                entry = _merge(self._due.get(key), *self._dirty.pop(key))
-                if entry != self._due.get(key):
+                entry = _merge(self._entry(key), *self._dirty.pop(key))
+                if entry != self._entry(key):
                     self._push(key, entry)
             self._cond.notify_all()
 
@@ -91,9 +92,15 @@ class KeyedQueue:
                     return False
                 self._cond.wait(min(0.05, deadline - now))
 
+    def _entry(self, key: str) -> tuple[float, bool] | None:
+        """(due time, background) of a queued key."""
+        return (self._due[key], key in self._swept) if key in self._due else None
+
     def _push(self, key: str, entry: tuple[float, bool]) -> None:
-        self._due[key] = entry
-        heapq.heappush(self._heaps[entry[1]], (entry[0], key))
+        when, background = entry
+        self._due[key] = when
+        (self._swept.add if background else self._swept.discard)(key)
+        heapq.heappush(self._heaps[background], (when, key))
 
     def _take_due(self, now: float) -> str | None:
         """The first due foreground key, else the first due background key (marked active)."""
@@ -102,6 +109,7 @@ class KeyedQueue:
             if heap and heap[0][0] <= now:
                 _, key = heapq.heappop(heap)
                 del self._due[key]
+                self._swept.discard(key)
                 self._active.add(key)
                 return key
         return None
@@ -112,7 +120,7 @@ class KeyedQueue:
         return min(heap[0][0] for heap in self._heaps if heap)
 
     def _drop_stale(self, heap: list[tuple[float, str]], background: bool) -> None:
-        while heap and self._due.get(heap[0][1]) != (heap[0][0], background):
+        while heap and self._entry(heap[0][1]) != (heap[0][0], background):
             heapq.heappop(heap)
 
 
