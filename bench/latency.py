@@ -210,7 +210,7 @@ def main() -> int:
 
 def _label(rate: str, others: int) -> str:
     if rate == "50+resync":
-        return f"agent, 50/s, resync {others}/s"
+        return f"agent, 50/s, resyncing {others}"
     return f"agent, {'all at once' if rate == '0' else rate + '/s'}"
 
 
