@@ -4,7 +4,8 @@ Adding a key that is being worked on marks it dirty; it comes back as soon as th
 worker calls done(). Each key keeps only its earliest due time.
 
 Keys added as ``background`` (the periodic resync's sweep over every VMI) are handed out only
-when no other key is due: a VMI that just changed never waits behind a sweep of 1,000 others.
+when no other key is due, and to one worker at a time: a VMI that just changed never waits
+behind a sweep of 1,000 others, nor shares the interpreter with several workers sweeping.
 A key added both ways counts as a foreground one.
 """
 
@@ -16,8 +17,10 @@ from collections.abc import Callable
 
 
 class KeyedQueue:
-    def __init__(self, clock: Callable[[], float]) -> None:
+    def __init__(self, clock: Callable[[], float], background_workers: int = 1) -> None:
         self._clock = clock
+        self._background_workers = background_workers
+        """At most this many background keys are worked on at once."""
         self._cond = threading.Condition()
         self._due: dict[str, float] = {}
         self._swept: set[str] = set()
@@ -25,6 +28,8 @@ class KeyedQueue:
         self._heaps: tuple[list[tuple[float, str]], list[tuple[float, str]]] = ([], [])
         """Foreground and background keys by due time; entries that no longer match ``_due`` are stale."""
         self._active: set[str] = set()
+        self._sweeping: set[str] = set()
+        """The active keys that were handed out as background keys."""
         self._dirty: dict[str, tuple[float, bool]] = {}
         self._closed = False
 
@@ -48,7 +53,8 @@ class KeyedQueue:
                 key = self._take_due(now)
                 if key is not None:
                     return key
-                wait = self._next_due() - now if self._due else None
+                due = self._next_due(self._may_sweep())
+                wait = None if due is None else due - now
                 if deadline is not None:
                     left = deadline - now
                     if left <= 0:
@@ -60,6 +66,7 @@ class KeyedQueue:
     def done(self, key: str) -> None:
         with self._cond:
             self._active.discard(key)
+            self._sweeping.discard(key)
             if key in self._dirty:
                 entry = _merge(self._entry(key), *self._dirty.pop(key))
                 if entry != self._entry(key):
@@ -85,7 +92,8 @@ class KeyedQueue:
         with self._cond:
             while True:
                 now = self._clock()
-                busy = self._active or (self._due and self._next_due() <= now)
+                due = self._next_due(True)
+                busy = self._active or (due is not None and due <= now)
                 if not busy:
                     return True
                 if now >= deadline:
@@ -104,20 +112,27 @@ class KeyedQueue:
 
     def _take_due(self, now: float) -> str | None:
         """The first due foreground key, else the first due background key (marked active)."""
-        for background, heap in enumerate(self._heaps):
+        for background, heap in enumerate(self._heaps[: 2 if self._may_sweep() else 1]):
             self._drop_stale(heap, bool(background))
             if heap and heap[0][0] <= now:
                 _, key = heapq.heappop(heap)
                 del self._due[key]
                 self._swept.discard(key)
                 self._active.add(key)
+                if background:
+                    self._sweeping.add(key)
                 return key
         return None
 
-    def _next_due(self) -> float:
-        for background, heap in enumerate(self._heaps):
-            self._drop_stale(heap, bool(background))
-        return min(heap[0][0] for heap in self._heaps if heap)
+    def _may_sweep(self) -> bool:
+        return len(self._sweeping) < self._background_workers
+
+    def _next_due(self, background: bool) -> float | None:
+        """The earliest due time of a queued key (of a foreground key only, unless ``background``)."""
+        heaps = self._heaps[: 2 if background else 1]
+        for index, heap in enumerate(heaps):
+            self._drop_stale(heap, bool(index))
+        return min((heap[0][0] for heap in heaps if heap), default=None)
 
     def _drop_stale(self, heap: list[tuple[float, str]], background: bool) -> None:
         while heap and self._entry(heap[0][1]) != (heap[0][0], background):

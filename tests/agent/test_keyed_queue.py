@@ -237,3 +237,36 @@ def test_wait_idle_counts_due_background_keys_as_work() -> None:
     assert not queue.wait_idle(0)
     assert drain(queue) == ["swept"]
     assert queue.wait_idle(0)
+
+
+def test_one_background_key_at_a_time_while_foreground_keys_go_to_every_worker() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    for key in ("s1", "s2", "s3"):
+        queue.add(key, background=True)
+    assert queue.get(timeout=0) == "s1"
+    assert queue.get(timeout=0) is None, "a second worker does not sweep too"
+    queue.add("f1")
+    queue.add("f2")
+    assert [queue.get(timeout=0), queue.get(timeout=0)] == ["f1", "f2"], "changed keys go to the idle workers"
+    queue.done("s1")
+    assert queue.get(timeout=0) == "s2"
+    assert not queue.wait_idle(0), "a capped background key still counts as work"
+    for key in ("f1", "f2", "s2"):
+        queue.done(key)
+    assert drain(queue) == ["s3"]
+
+
+def test_a_worker_waiting_behind_the_background_cap_is_woken_when_the_sweeper_finishes() -> None:
+    queue = KeyedQueue(time.monotonic)
+    queue.add("s1", background=True)
+    queue.add("s2", background=True)
+    assert queue.get(timeout=0) == "s1"
+    got: list[str | None] = []
+    waiter = threading.Thread(target=lambda: got.append(queue.get(timeout=10)))
+    waiter.start()
+    time.sleep(0.05)  # the waiter blocks: s2 is due but capped
+    assert got == []
+    queue.done("s1")
+    waiter.join(timeout=10)
+    assert got == ["s2"]
