@@ -178,7 +178,10 @@ def main() -> int:
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     ensure_event_loop()  # the agent's own loop; both connections here deliver through it
     work = Path(tempfile.mkdtemp(prefix="qat-bench-latency-", dir="/var/tmp"))
-    host_parent = Path("/dev/shm") if Path("/dev/shm").is_dir() else work
+    # The simulated hosts live in memory, as sysfs does, in one folder removed at the end.
+    host_parent = Path(
+        tempfile.mkdtemp(prefix="qat-bench-latency-hosts-", dir="/dev/shm" if Path("/dev/shm").is_dir() else work)
+    )
     agents: dict[str, dict[str, float]] = {}
     try:
         baseline = baseline_burst(Path(tempfile.mkdtemp(dir=host_parent)), args.burst)
@@ -193,6 +196,7 @@ def main() -> int:
             agents["50+resync"] = agent_burst(run_dir, host, args.burst, 50.0, args.resync_vmis)
     finally:
         sys.stdout = real_stdout
+        shutil.rmtree(host_parent, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
     report = {"burst": args.burst, "agent_ms_by_rate": agents, "baseline_ms": baseline, "goal_p95_ms": GOAL_P95_MS}
     if args.json:
