@@ -78,14 +78,15 @@ class Engine:
             return  # the pass that made the call has already seen what it did
         self.queue.add(key)
 
-    def resync(self) -> None:
+    def resync(self, background: bool = True) -> None:
+        """Queue every VMI; a background sweep yields to changed VMIs and uses one worker at a time."""
         keys = set(self.reconciler.source.keys())
         try:
             keys |= {d.identity.key for d in self.reconciler.owned_domains() if d.identity}
         except Exception as error:  # libvirt down: the source's keys still get their turn
             log.warning("resync could not list domains", error=str(error))
         for key in keys:
-            self.queue.add(key)
+            self.queue.add(key, background=background)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> None:
@@ -94,7 +95,7 @@ class Engine:
         log.info("adopted existing domains", count=len(managed))
         # Queued before any worker runs, so a key already queued by the source is not handed
         # to a worker and then marked for a second pass.
-        self.resync()
+        self.resync(background=False)  # every VMI's first pass is urgent
         for index in range(self.settings.workers):
             thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
             self.pulse.register(thread.name)

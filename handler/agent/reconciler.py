@@ -193,11 +193,18 @@ class Reconciler:
         bound: structlog.typing.FilteringBoundLogger,
         uid: str | None = None,
     ) -> None:
+        # One info line per transition: a start whose Started event follows says it there.
+        announced = any(isinstance(action, RecordEvent) and action.reason == "Started" for action in actions)
         for action in actions:
-            self._apply(key, action, bound, uid)
+            self._apply(key, action, bound, uid, announced)
 
     def _apply(
-        self, key: str, action: Action, bound: structlog.typing.FilteringBoundLogger, uid: str | None = None
+        self,
+        key: str,
+        action: Action,
+        bound: structlog.typing.FilteringBoundLogger,
+        uid: str | None = None,
+        announced: bool = False,
     ) -> None:
         match action:
             case ClaimVMI():
@@ -207,7 +214,7 @@ class Reconciler:
                 bound.debug("domain defined")
             case StartDomain(name=name):
                 self._echoing(name, "started", lambda: self.hypervisor.start(name))
-                bound.info("domain started")
+                (bound.debug if announced else bound.info)("domain started")
             case RequestShutdown(name=name, attempt=attempt):
                 self.hypervisor.request_shutdown(name)
                 self.stops.pressed(key, attempt)

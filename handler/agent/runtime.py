@@ -149,7 +149,7 @@ class NodeRuntime:
 
     def _reopened(self) -> None:
         log.warning("libvirt connection re-established; resyncing", connect=self.settings.connect)
-        self.engine.resync()
+        self.engine.resync(background=False)  # what changed during the outage is seen at once
 
     def _dispatch(self) -> None:
         while True:

@@ -25,6 +25,8 @@ from handler.ops.atomic_file import write_atomically
 STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
 EVENTS_KEPT = 10
+_HEAD = f'{{"version": {FORMAT_VERSION}, "vmis": {{\n'.encode()
+_TAIL = b"\n}}\n"
 
 log = structlog.get_logger("qat_handler.status")
 
@@ -35,7 +37,7 @@ class _Record:
     created: float
     transitions: dict[str, float] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
-    encoded: str | None = None
+    encoded: bytes | None = None
     """This record's line of the status file, kept until it changes: a flush encodes only what changed."""
 
 
@@ -109,8 +111,9 @@ class StatusStore:
         with self._lock:
             self._dirty.clear()
             lines = [self._line(key, record) for key, record in sorted(self._records.items())]
-        document = f'{{"version": {FORMAT_VERSION}, "vmis": {{\n' + ",\n".join(lines) + "\n}}\n"
-        write_atomically(self.path, document.encode())
+        # Written in three pieces: joining the lines into the whole document, then encoding that,
+        # copied the file's ~0.7 MB (1,000 VMIs) three more times on every flush.
+        write_atomically(self.path, (_HEAD, b",\n".join(lines), _TAIL))
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -132,9 +135,9 @@ class StatusStore:
                 time.sleep(1.0)
 
     @classmethod
-    def _line(cls, key: str, record: _Record) -> str:
+    def _line(cls, key: str, record: _Record) -> bytes:
         if record.encoded is None:
-            record.encoded = f"{json.dumps(key)}: {json.dumps(cls._encode(record), sort_keys=True)}"
+            record.encoded = f"{json.dumps(key)}: {json.dumps(cls._encode(record), sort_keys=True)}".encode()
         return record.encoded
 
     @staticmethod

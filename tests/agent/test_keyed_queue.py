@@ -190,3 +190,83 @@ def test_never_two_workers_on_one_key() -> None:
     assert all(not thread.is_alive() for thread in workers)
     assert min(handled[k] for k in keys) >= 20, handled
     assert max(worst.values()) == 1, f"a key was worked on by two workers at once: {dict(worst)}"
+
+
+def test_background_keys_wait_until_no_other_key_is_due() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    for key in ("a", "b", "c"):
+        queue.add(key, background=True)
+    clock.now += 1
+    queue.add("new")
+    queue.add("later", delay=5)  # not due: does not hold the sweep back
+    assert drain(queue) == ["new", "a", "b", "c"]
+    clock.now += 5
+    assert drain(queue) == ["later"]
+
+
+def test_a_key_added_both_ways_is_a_foreground_key_with_the_earliest_time() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    queue.add("swept", background=True)
+    queue.add("x", background=True)
+    queue.add("changed")
+    queue.add("changed", background=True)  # the sweep does not demote it
+    clock.now += 1
+    queue.add("x")  # promoted, keeps its earlier due time
+    queue.add("y")
+    assert drain(queue) == ["changed", "x", "y", "swept"]  # x before y: it kept its time
+    assert queue.pending() == 0
+
+
+def test_an_in_flight_key_swept_again_comes_back_in_the_background() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    queue.add("busy")
+    assert queue.get(timeout=0) == "busy"
+    queue.add("busy", background=True)
+    queue.add("other")
+    queue.done("busy")
+    assert drain(queue) == ["other", "busy"]
+
+
+def test_wait_idle_counts_due_background_keys_as_work() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    queue.add("swept", background=True)
+    assert not queue.wait_idle(0)
+    assert drain(queue) == ["swept"]
+    assert queue.wait_idle(0)
+
+
+def test_one_background_key_at_a_time_while_foreground_keys_go_to_every_worker() -> None:
+    clock = FakeClock()
+    queue = KeyedQueue(clock)
+    for key in ("s1", "s2", "s3"):
+        queue.add(key, background=True)
+    assert queue.get(timeout=0) == "s1"
+    assert queue.get(timeout=0) is None, "a second worker does not sweep too"
+    queue.add("f1")
+    queue.add("f2")
+    assert [queue.get(timeout=0), queue.get(timeout=0)] == ["f1", "f2"], "changed keys go to the idle workers"
+    queue.done("s1")
+    assert queue.get(timeout=0) == "s2"
+    assert not queue.wait_idle(0), "a capped background key still counts as work"
+    for key in ("f1", "f2", "s2"):
+        queue.done(key)
+    assert drain(queue) == ["s3"]
+
+
+def test_a_worker_waiting_behind_the_background_cap_is_woken_when_the_sweeper_finishes() -> None:
+    queue = KeyedQueue(time.monotonic)
+    queue.add("s1", background=True)
+    queue.add("s2", background=True)
+    assert queue.get(timeout=0) == "s1"
+    got: list[str | None] = []
+    waiter = threading.Thread(target=lambda: got.append(queue.get(timeout=10)))
+    waiter.start()
+    time.sleep(0.05)  # the waiter blocks: s2 is due but capped
+    assert got == []
+    queue.done("s1")
+    waiter.join(timeout=10)
+    assert got == ["s2"]
