@@ -28,6 +28,7 @@ from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, Handoff, handoff_to_
 from handler.core.kube_status import FINALIZER
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import NODE_LABEL
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.kube.informer import WatchSettings
@@ -106,7 +107,11 @@ class Cluster:
             state_dir=self.state_dir,
             run_dir=self.run_dir,
             host_root=self.host_root,
-            render=RenderSettings(log_dir=str(self.state_dir / "logs"), files_dir=str(self.state_dir / "guests")),
+            render=RenderSettings(
+                log_dir=str(self.state_dir / "logs"),
+                files_dir=str(self.state_dir / "guests"),
+                templates=load_templates(),
+            ),
         )
 
     def start_agent(self) -> KubeNode:
