@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from handler.core.vmi_parse import parse_vmi
 from handler.host.domain_templates import ENV_OVERRIDE, load_templates
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vmis"
 MANIFEST = {
     "apiVersion": "kubevirt.io/v1",
     "kind": "VirtualMachineInstance",
@@ -35,6 +39,22 @@ def test_the_override_directory_wins(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(ENV_OVERRIDE, str(tmp_path))
     xml = render_domain(parse_vmi(MANIFEST), (), RenderSettings(templates=load_templates()))
     assert '<clock offset="localtime"/>' in xml
+
+
+def test_render_command_uses_the_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a user types it: QAT_HANDLER_TEMPLATES=DIR qat-handler render VMI_FILE."""
+    shutil.copytree(REPO_TEMPLATES, tmp_path / "templates")
+    skeleton = tmp_path / "templates" / "domain.xml"
+    skeleton.write_text(skeleton.read_text().replace("<on_crash>destroy</on_crash>", "<on_crash>preserve</on_crash>"))
+    done = subprocess.run(
+        [sys.executable, "-m", "handler", "render", str(EXAMPLES / "vmi-qat.yaml")],
+        env={**os.environ, ENV_OVERRIDE: str(tmp_path / "templates")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "<on_crash>preserve</on_crash>" in done.stdout, done.stdout
 
 
 def test_a_missing_directory_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
