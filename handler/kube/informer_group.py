@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypedDict, Unpack
 
 from handler.kube.informer import DEFAULT_WATCH, Informer, ListCall, Obj, WatchSettings
+
+
+class Selection(TypedDict, total=False):
+    """What one informer of a group watches, beyond its list call (see ``Informer``)."""
+
+    label_selector: str
+    field_selector: str
+    optional: bool
 
 
 class InformerGroup:
@@ -16,25 +25,11 @@ class InformerGroup:
         self.informers: list[Informer] = []
 
     def add(
-        self,
-        name: str,
-        list_call: ListCall,
-        on_change: Callable[[str, Obj], None],
-        *,
-        label_selector: str | None = None,
-        field_selector: str | None = None,
-        optional: bool = False,
+        self, name: str, list_call: ListCall, on_change: Callable[[str, Obj], None], **options: Unpack[Selection]
     ) -> Informer:
         """A new informer of the group; it starts with the group."""
         informer = Informer(
-            name,
-            list_call,
-            on_change,
-            label_selector=label_selector,
-            field_selector=field_selector,
-            settings=self.watch_settings,
-            on_restart=self.on_restart,
-            optional=optional,
+            name, list_call, on_change, settings=self.watch_settings, on_restart=self.on_restart, **options
         )
         self.informers.append(informer)
         return informer
