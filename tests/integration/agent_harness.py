@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import libvirt
 
 from handler.virt.event_loop import ensure_event_loop
 from tests.support.guest_image import GuestImage, read_serial
+from tests.support.polling import wait_until
 
 # libvirt prints every error (e.g. a lookup of a domain already gone) to stderr; the tests
 # look at the exceptions instead, as the agent does.
@@ -165,18 +166,6 @@ def status_rows(state_dir: Path) -> dict[str, dict[str, Any]]:
 
 def condition(row: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in row.get("conditions", []) if c.get("type") == kind), None)
-
-
-def wait_until(what: str | Callable[[], str], check: Callable[[], Any], timeout: float, poll: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` (or ``what()``) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
-        time.sleep(poll)
 
 
 # --------------------------------------------------------------------------- the agent

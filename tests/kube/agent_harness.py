@@ -12,8 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +36,7 @@ from handler.ops.atomic_file import write_atomically
 from handler.settings import AgentSettings
 from handler.virt.event_loop import ensure_event_loop
 from tests.support.fakekube import FakeApiServer
+from tests.support.polling import eventually
 
 NODE = "node01"
 GROUP, VERSION, VMIS = "kubevirt.io", "v1", "virtualmachineinstances"
@@ -46,18 +45,6 @@ HOST_KEPT_VF = 0
 """Index of the one VF the simulated host keeps on its QAT host driver (c6xxvf), not vfio-pci."""
 WATCH = WatchSettings(watch_seconds=5, inactivity_seconds=5, backoff=Backoff(0.2, 1.0))
 _namespaces = itertools.count(1)
-
-
-def eventually(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy and return that; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.05)
 
 
 @dataclass
