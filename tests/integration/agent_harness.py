@@ -269,30 +269,6 @@ def log_time(line: dict[str, Any]) -> float:
     return dt.datetime.fromisoformat(line["timestamp"]).timestamp()
 
 
-def other_agents(mine: Iterable[int] = ()) -> dict[int, str]:
-    """qat-handler agents on qemu:///system that this test process did not start: pid -> command line.
-
-    An agent manages every domain carrying qat-handler metadata on its libvirtd, so another one
-    (a benchmark, a second test run) shuts down and undefines this test's domains as removed
-    VMIs, and this test's agents do the same to its domains. They cannot share a libvirtd.
-    """
-    skip = {os.getpid(), *mine}
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in skip:
-            continue
-        try:
-            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "--vmi-dir" not in argv or "agent" not in argv:  # `demo` runs on test:///default
-            continue
-        connect = argv[argv.index("--connect") + 1] if "--connect" in argv[:-1] else LIBVIRT_URI
-        if connect == LIBVIRT_URI:
-            found[int(entry.name)] = " ".join(argv).strip()
-    return found
-
-
 # --------------------------------------------------------------------------- libvirt events
 
 
