@@ -11,6 +11,9 @@ from pathlib import Path
 from handler.core.templates import SKELETONS, DomainTemplates
 
 ENV_OVERRIDE = "QAT_HANDLER_TEMPLATES"
+INSTALLED = ("share/qat_handler/templates", "share/qat-handler/templates")
+"""Where a non-editable install puts the skeletons under its data prefix (setup.cfg's data_files;
+setuptools versions differ on whether the dash survives)."""
 
 
 def load_templates() -> DomainTemplates:
@@ -30,9 +33,8 @@ def _find_templates(override: str | None) -> Path:
     candidates = [
         Path(override) if override else None,
         Path(__file__).resolve().parents[2] / "templates",
-        Path(sys.prefix) / "share" / "qat-handler" / "templates",
-        # Debian's python installs data files under /usr/local, not sys.prefix (/usr).
-        Path(sysconfig.get_path("data")) / "share" / "qat-handler" / "templates",
+        # Debian's python installs data files under /usr/local (its data path), not sys.prefix (/usr).
+        *(Path(prefix) / where for prefix in (sys.prefix, sysconfig.get_path("data")) for where in INSTALLED),
     ]
     for candidate in candidates:
         if candidate is not None and (candidate / "domain.xml").is_file():

@@ -14,7 +14,7 @@ from handler.core.domain_xml import render_domain
 from handler.core.render_settings import RenderSettings
 from handler.core.templates import SKELETONS, DomainTemplates
 from handler.core.vmi_parse import parse_vmi
-from handler.host.domain_templates import ENV_OVERRIDE, load_templates
+from handler.host.domain_templates import ENV_OVERRIDE, INSTALLED, load_templates
 
 REPO_TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vmis"
@@ -76,3 +76,14 @@ def test_each_copy_is_the_callers_own() -> None:
 def test_rendering_without_templates_says_how_to_give_them() -> None:
     with pytest.raises(LookupError, match=r"domain template domain\.xml was not loaded; fix: pass load_templates"):
         render_domain(parse_vmi(MANIFEST), (), RenderSettings())
+
+
+def test_an_installed_copy_has_every_skeleton_where_the_loader_looks() -> None:
+    """setup.cfg's data_files, as setuptools reads them, install every skeleton into a directory the
+    loader searches (setuptools may rewrite the key, so this reads it through setuptools itself)."""
+    from setuptools.config.setupcfg import read_configuration
+
+    (target, files), *others = read_configuration(REPO_TEMPLATES.parent / "setup.cfg")["options"]["data_files"]
+    assert not others
+    assert target in INSTALLED
+    assert sorted(files) == sorted(f"templates/{name}" for name in SKELETONS)
