@@ -44,6 +44,7 @@ from handler.core.device_env import AssignedDevice
 from handler.core.domain_xml import render_domain
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi_parse import parse_vmi
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.ops.logs import configure_logging
 from handler.settings import AgentSettings
@@ -97,7 +98,7 @@ def agent_burst(work: Path, host_root: Path, burst: int, rate: float, others: in
         vmi_dir=vmi_dir,
         state_dir=state,
         host_root=host_root,
-        render=RenderSettings(log_dir=str(state / "logs")),
+        render=RenderSettings(log_dir=str(state / "logs"), templates=load_templates()),
         on_stop="keep",
         log_level="warning",
     )
@@ -143,7 +144,7 @@ def _resync_every_second(node: BareMetalNode, stop: threading.Event) -> None:
 
 def baseline_burst(host_root: Path, burst: int) -> dict[str, float]:
     vfs = build_host(host_root)
-    settings = RenderSettings(log_dir="/var/tmp/qat-bench-logs")
+    settings = RenderSettings(log_dir="/var/tmp/qat-bench-logs", templates=load_templates())
     xmls = []
     for index in range(burst):
         name = f"base-{index:03d}"

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 from handler.core.domain_xml import render_domain  # noqa: E402
 from handler.core.render_settings import RenderSettings  # noqa: E402
 from handler.core.vmi_parse import parse_vmi  # noqa: E402
+from handler.host.domain_templates import load_templates  # noqa: E402
 from tests.integration.agent_harness import (  # noqa: E402
     AgentProcess,
     LifecycleEvents,
@@ -55,7 +56,7 @@ def bare_xml(workspace: Workspace, manifest: Path, name: str) -> tuple[str, Path
     log_dir = workspace.state_dir / "logs"
     vmi = parse_vmi(document)
     # An owner of its own: a domain with none counts as everyone's, and the running agent would clean it up.
-    settings = RenderSettings(domain_type="qemu", log_dir=str(log_dir), owner="bench/bare")
+    settings = RenderSettings(domain_type="qemu", log_dir=str(log_dir), owner="bench/bare", templates=load_templates())
     return render_domain(vmi, (), settings), log_dir
 
 

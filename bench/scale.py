@@ -25,10 +25,12 @@ import libvirt
 import machine
 import restart
 import throughput
-from private_libvirtd import private_libvirtd
 from workload import write_plain_workload, write_throughput_workload
 
 from handler.settings import AgentSettings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' private libvirtd serves here too
+from tests.support.private_libvirtd import private_libvirtd
 
 TARGET_SECONDS = 1.0
 TARGET_PEAK_MB = 120.0
@@ -45,7 +47,7 @@ def main() -> int:
         with contextlib.ExitStack() as stack:
             uri = None if args.skip_restart else args.restart_connect
             if uri is not None and args.private_libvirtd:
-                uri = stack.enter_context(private_libvirtd(work))
+                uri = stack.enter_context(private_libvirtd(work)).uri
             report = run(args, work, host_root, uri)
         print(json.dumps(report, indent=2) if args.json else _summary_text(report))
     except KeyboardInterrupt:

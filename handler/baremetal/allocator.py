@@ -42,11 +42,10 @@ class VfAllocator:
     def __init__(self, state_dir: Path, host_root: Path, permitted: PermittedDevices | None = None) -> None:
         self.path = state_dir / ALLOCATIONS_FILE
         self.host_root = host_root
-        self.permitted = permitted or PermittedDevices()
         self._lock = threading.Lock()
         self._records: dict[str, tuple[str, tuple[AssignedDevice, ...]]] = {}
-        self._inspector = HostInspector(host_root, self.permitted)
-        self._fresh = FreshDeviceChecks(host_root, self.permitted)
+        self._fresh = FreshDeviceChecks(host_root, permitted)
+        self._inspector = HostInspector(self._fresh)
         self._scanned_at = float("-inf")
         self._numa: NumaTopology | None = None
         state_dir.mkdir(parents=True, exist_ok=True)

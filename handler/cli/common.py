@@ -8,6 +8,7 @@ from pathlib import Path
 
 from handler.core.permitted_devices import PermitMode, PermittedDevices
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.permitted_file import load_permitted_devices
 from handler.settings import AgentSettings
 
@@ -90,6 +91,7 @@ def render_settings(args: argparse.Namespace, owner: str = "") -> RenderSettings
         cpu_mode=args.cpu_mode,
         default_network=getattr(args, "default_network", "default"),
         owner=owner,
+        templates=load_templates(),
     )
 
 

@@ -22,6 +22,7 @@ from handler.cli import status_cmd
 from handler.cli.common import Formatter, agent_owner, fail
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.ops.logs import configure_logging
@@ -88,6 +89,7 @@ def _demo(args: argparse.Namespace, work: Path) -> int:
             log_dir=str(state_dir / "logs"),
             files_dir=str(state_dir / "guests"),
             owner=agent_owner(state_dir, None),
+            templates=load_templates(),
         ),
         on_stop=StopPolicy.SHUTDOWN.value,
     )

@@ -38,7 +38,9 @@ from handler.core.vmi_lifecycle import (
 )
 from handler.kube.client import GROUP, PLURAL, VERSION, raw
 from handler.kube.event_recorder import EventRecorder
-from handler.kube.informer import DEFAULT_WATCH, Informer, Obj, WatchSettings, object_key
+from handler.kube.informer import DEFAULT_WATCH, Obj, WatchSettings, object_key
+from handler.kube.informer_group import InformerGroup
+from handler.kube.list_calls import all_pods, cluster_vmis
 from handler.kube.timestamps import now_iso
 from handler.ops.controller_metrics import ControllerMetrics
 
@@ -88,24 +90,18 @@ class Controller:
         self.queue = KeyedQueue(clock)
         self.metrics.track_queue(self.queue.pending)
 
-        def vmis(**options: Any) -> object:
-            return self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
-
-        def pods(**options: Any) -> object:
-            return self._core.list_pod_for_all_namespaces(**options)
-
-        self.vmis = Informer("vmis", vmis, self._vmi_changed, settings=watch_settings)
-        self.pods = Informer(
-            "launcher-pods", pods, self._pod_changed, label_selector=LAUNCHER_SELECTOR, settings=watch_settings
+        self.watches = InformerGroup(watch_settings)
+        self.vmis = self.watches.add("vmis", cluster_vmis(self._custom), self._vmi_changed)
+        self._list_pods: Callable[..., object] = all_pods(self._core)
+        self.pods = self.watches.add(
+            "launcher-pods", self._list_pods, self._pod_changed, label_selector=LAUNCHER_SELECTOR
         )
-        self._list_pods: Callable[..., object] = pods
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
         """Fill the caches; act only after ``lead()``."""
-        self.vmis.start()
-        self.pods.start()
+        self.watches.start()
         for index in range(max(1, self.settings.workers)):
             name = f"controller-{index}"
             self.pulse.register(name)
@@ -114,7 +110,7 @@ class Controller:
             self._threads.append(thread)
 
     def wait_synced(self, timeout: float) -> bool:
-        return self.vmis.synced.wait(timeout) and self.pods.synced.wait(timeout)
+        return self.watches.wait_synced(timeout)
 
     def threads_down(self) -> list[str]:
         """Workers and informers whose thread has ended while the controller runs (a bug: /healthz fails)."""
@@ -138,8 +134,7 @@ class Controller:
         self._leading.clear()
         self._stop.set()
         self.queue.close()
-        self.vmis.stop()
-        self.pods.stop()
+        self.watches.stop()
         for thread in self._threads:
             thread.join(timeout=5)
 

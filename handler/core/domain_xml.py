@@ -14,7 +14,7 @@ from handler.core.domain_identity import DomainIdentity, identity_element
 from handler.core.guest_devices import add_guest_devices
 from handler.core.numa import UNPINNED, Placement
 from handler.core.render_settings import RenderSettings
-from handler.core.templates import template
+from handler.core.templates import DomainTemplates
 from handler.core.vmi import VMI, HostDisk
 
 ALIAS_PREFIX = "ua-qat-"
@@ -59,7 +59,7 @@ def render_domain(
 ) -> str:
     """``attachments`` say where each NIC is plugged in (None: the bare-metal defaults); ``placement``
     pins the guest to a NUMA node."""
-    root = template("domain.xml")
+    root = settings.templates.template("domain.xml")
     root.set("type", settings.domain_type)
     _text(root, "name", vmi.domain_name)
     _text(root, "uuid", vmi.uid)
@@ -83,12 +83,12 @@ def render_domain(
     per_bus: dict[str, int] = {}
     for disk in vmi.disks:
         index = per_bus[disk.bus] = per_bus.get(disk.bus, -1) + 1  # vda, vdb... and sda, sdb... apart
-        serial.addprevious(_disk(disk, index, disk_file(vmi, disk, settings)))
+        serial.addprevious(_disk(disk, index, disk_file(vmi, disk, settings), settings.templates))
     for device in devices:
         serial.addprevious(_hostdev(device, settings))
     if attachments is None:
         attachments = default_attachments(vmi, settings.default_network)
-    add_guest_devices(serial, vmi, attachments)
+    add_guest_devices(serial, vmi, attachments, settings.templates)
     etree.indent(root, space="  ")
     return str(etree.tostring(root, encoding="unicode")) + "\n"
 
@@ -103,7 +103,7 @@ def _pin(root: etree._Element, placement: Placement) -> None:
 
 
 def _hostdev(device: AssignedDevice, settings: RenderSettings) -> etree._Element:
-    element = template("hostdev.xml")
+    element = settings.templates.template("hostdev.xml")
     element.set("managed", "yes" if settings.managed_hostdevs else "no")
     address = _one(element, "source/address")
     bdf = device.bdf
@@ -122,8 +122,8 @@ def disk_file(vmi: VMI, disk: HostDisk, settings: RenderSettings) -> str:
     return disk.path
 
 
-def _disk(disk: HostDisk, index: int, path: str) -> etree._Element:
-    element = template("disk.xml")
+def _disk(disk: HostDisk, index: int, path: str, templates: DomainTemplates) -> etree._Element:
+    element = templates.template("disk.xml")
     element.set("device", disk.device)
     _one(element, "driver").set("type", disk_format(disk.source))
     _one(element, "source").set("file", path)

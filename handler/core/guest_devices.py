@@ -8,26 +8,28 @@ from lxml import etree
 
 from handler.core.attachments import Attachment
 from handler.core.bdf import Bdf
-from handler.core.templates import template
+from handler.core.templates import DomainTemplates
 from handler.core.vmi import VMI
 from handler.core.vmi_networks import Interface
 
 NIC_ALIAS_PREFIX = "ua-net-"
 
 
-def add_guest_devices(anchor: etree._Element, vmi: VMI, attachments: Sequence[Attachment]) -> None:
+def add_guest_devices(
+    anchor: etree._Element, vmi: VMI, attachments: Sequence[Attachment], templates: DomainTemplates
+) -> None:
     """Insert the devices before ``anchor`` (the serial port), in a fixed order."""
     by_name = {attachment.interface: attachment for attachment in attachments}
     for interface in vmi.interfaces:
-        anchor.addprevious(_interface(interface, by_name[interface.name]))
+        anchor.addprevious(_interface(interface, by_name[interface.name], templates))
     if vmi.rng:
-        anchor.addprevious(template("rng.xml"))
+        anchor.addprevious(templates.template("rng.xml"))
     if vmi.interfaces:
-        anchor.addprevious(template("guest-agent.xml"))
+        anchor.addprevious(templates.template("guest-agent.xml"))
 
 
-def _interface(interface: Interface, attachment: Attachment) -> etree._Element:
-    element = template("interface.xml")
+def _interface(interface: Interface, attachment: Attachment, templates: DomainTemplates) -> etree._Element:
+    element = templates.template("interface.xml")
     element.set("type", attachment.kind)
     _child(element, "mac").set("address", interface.mac)
     _child(element, "source").set(attachment.kind, attachment.source)

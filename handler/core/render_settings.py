@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from handler.core.templates import NO_TEMPLATES, DomainTemplates
+
 
 @dataclass(frozen=True, slots=True)
 class RenderSettings:
@@ -25,6 +27,9 @@ class RenderSettings:
     owner: str = ""
     """Written into each domain's metadata: which agent instance manages it (bare metal: its state
     directory; Kubernetes: its node). Not part of the fingerprint: it never changes a guest."""
+    templates: DomainTemplates = NO_TEMPLATES
+    """The domain XML skeletons, read from ``templates/`` by the shell (handler/host/domain_templates.py).
+    Needed to render; settings that only plan stops or compare digests can leave them out."""
 
     def fingerprint(self) -> str:
         return f"{self.domain_type}|{self.managed_hostdevs}|{self.cpu_mode}|{self.machine}|{self.log_dir}"

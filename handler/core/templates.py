@@ -1,46 +1,43 @@
-"""Where the domain XML skeletons live and how they are loaded (once, then copied)."""
+"""The domain XML skeletons as values: parsed once from the texts the shell read, then copied per use."""
 
 from __future__ import annotations
 
 import copy
-import os
-import sys
-import sysconfig
-from functools import cache
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from lxml import etree
 
-ENV_OVERRIDE = "QAT_HANDLER_TEMPLATES"
+SKELETONS = ("domain.xml", "hostdev.xml", "disk.xml", "interface.xml", "rng.xml", "guest-agent.xml")
+"""The files of the ``templates/`` directory that rendering needs."""
 
 
-def templates_dir() -> Path:
-    """The repository's ``templates/`` for a source checkout, else the installed data copy."""
-    return _find_templates(os.environ.get(ENV_OVERRIDE) or None)
+@dataclass(frozen=True, slots=True)
+class DomainTemplates:
+    """Compared by their texts; the parsed trees are a cache the caller never sees."""
+
+    texts: tuple[tuple[str, str], ...]
+    """(file name, XML text) pairs, one per skeleton."""
+    _roots: dict[str, etree._Element] = field(init=False, default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        parser = etree.XMLParser(remove_blank_text=True, remove_comments=True, resolve_entities=False)
+        for name, text in self.texts:
+            self._roots[name] = etree.fromstring(text.encode(), parser)
+
+    @classmethod
+    def of(cls, texts: Mapping[str, str]) -> DomainTemplates:
+        return cls(tuple(sorted(texts.items())))
+
+    def template(self, name: str) -> etree._Element:
+        """A fresh copy of ``templates/<name>`` that the caller may change freely."""
+        root = self._roots.get(name)
+        if root is None:
+            raise LookupError(
+                f"domain template {name} was not loaded; fix: pass load_templates() as RenderSettings.templates"
+            )
+        return copy.deepcopy(root)
 
 
-@cache
-def _find_templates(override: str | None) -> Path:
-    """Looked up once per override: every rendered domain needs it, and the lookup resolves paths."""
-    candidates = [
-        Path(override) if override else None,
-        Path(__file__).resolve().parents[2] / "templates",
-        Path(sys.prefix) / "share" / "qat-handler" / "templates",
-        # Debian's python installs data files under /usr/local, not sys.prefix (/usr).
-        Path(sysconfig.get_path("data")) / "share" / "qat-handler" / "templates",
-    ]
-    for candidate in candidates:
-        if candidate is not None and (candidate / "domain.xml").is_file():
-            return candidate
-    raise FileNotFoundError(f"domain templates not found; set {ENV_OVERRIDE} to the templates/ directory")
-
-
-@cache
-def _parsed(name: str, directory: str) -> etree._Element:
-    parser = etree.XMLParser(remove_blank_text=True, remove_comments=True, resolve_entities=False)
-    return etree.parse(str(Path(directory) / name), parser).getroot()
-
-
-def template(name: str) -> etree._Element:
-    """A fresh copy of ``templates/<name>`` that the caller may change freely."""
-    return copy.deepcopy(_parsed(name, str(templates_dir())))
+NO_TEMPLATES = DomainTemplates(())
+"""What settings that never render carry."""

@@ -15,6 +15,7 @@ from handler.core.doctor_report import Check, Report
 from handler.core.pci_function import VFIO_PCI, HostFacts, PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.host_tree import Escape, HostTree, noting_escapes
 from handler.host.inspector import HostInspector
 from handler.host.inventory import Inventory, QatPf
@@ -31,7 +32,7 @@ def run_doctor(
     domain_type: str = "kvm",
 ) -> Report:
     """Every check, in the order an operator should work through them."""
-    inspector = HostInspector(host_root, permitted or PermittedDevices())
+    inspector = HostInspector(FreshDeviceChecks(host_root, permitted))
     inventory = inspector.snapshot()
     refusals = {vf.bdf: inspector.check(vf.bdf) for vf in inventory.vfs}
     tree = HostTree(host_root)

@@ -1,4 +1,8 @@
-"""Device checks that read the host as it is now, safe from many threads.
+"""Whether a PCI function may be passed through: the permitted list, its rules, and fresh reads.
+
+This is the one place that judges devices. ``check`` reads the function as it is now, safe
+from many threads; ``judge`` applies the same rules to a function already read (the cached
+scan of ``HostInspector``, the doctor's inventory).
 
 Every check reads the function's files and follows its own links (the bus entry, driver,
 physfn, IOMMU group, group members, VFIO node) afresh. Only the real paths of the directories
@@ -9,10 +13,12 @@ one ``readlink`` per path component, was more than half the links a check follow
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from handler.core.bdf import Bdf
-from handler.core.device_rules import check_device, host_rules
+from handler.core.device_rules import DeviceRule, check_device, host_rules
+from handler.core.pci_function import PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
 from handler.host.pci import read_pci_function
@@ -37,6 +43,13 @@ class FreshDeviceChecks:
         self._dirs = {}
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
+        """Why ``bdf`` may not serve ``resource`` (None: any permitted resource) as the host is now."""
         if len(self._dirs) > MAX_KEPT_DIRS:
             self._dirs = {}
         return check_device(read_pci_function(self.host_root, bdf, self._dirs), resource, self._rules)
+
+    def judge(
+        self, function: PciFunction, resource: str | None, extra_rules: Sequence[DeviceRule] = ()
+    ) -> Refusal | None:
+        """The same rules for a function read elsewhere; ``extra_rules`` run after them."""
+        return check_device(function, resource, (*self._rules, *extra_rules) if extra_rules else self._rules)

@@ -1,43 +1,41 @@
-"""``HostInspector``: the reconciler's view of the host's passthrough devices.
+"""``HostInspector``: the whole host scanned once per pass, judged by ``FreshDeviceChecks``.
 
 Reads are cached until ``refresh()``, with no hidden expiry: call it at the start of each
-reconcile pass (and after binding drivers), then ``check``/``usable_vfs`` as often as needed.
-Not thread-safe: give each worker its own, or use ``read_pci_function`` (no shared state).
+pass, then ``snapshot``/``check``/``usable_vfs`` as often as needed. The permitted list and
+the rules belong to the checks it is given (so a SIGHUP that switches them reaches both).
+Not thread-safe: give each worker its own, or use ``FreshDeviceChecks.check``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from handler.core.bdf import Bdf
-from handler.core.device_rules import DeviceRule, check_device, host_rules
+from handler.core.device_rules import DeviceRule
 from handler.core.pci_function import PciFunction
-from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inventory import Inventory, scan_inventory
 from handler.host.pci import PciReader
 
 
 class HostInspector:
-    def __init__(self, host_root: Path, permitted: PermittedDevices) -> None:
-        self.host_root = host_root
-        self.permitted = permitted
-        self.rules: tuple[DeviceRule, ...] = host_rules(permitted)
-        self._reader = PciReader(host_root)
+    def __init__(self, checks: FreshDeviceChecks) -> None:
+        self.checks = checks
+        self._reader = PciReader(checks.host_root)
         self._inventory: Inventory | None = None
         self._functions: dict[Bdf, PciFunction] = {}
 
     def refresh(self) -> None:
         """Forget every read; the next call sees the host as it is now."""
-        self._reader = PciReader(self.host_root)
+        self._reader = PciReader(self.checks.host_root)
         self._inventory = None
         self._functions = {}
 
     def snapshot(self) -> Inventory:
         """The whole host, scanned once per refresh."""
         if self._inventory is None:
-            self._inventory = scan_inventory(self._reader, self.permitted)
+            self._inventory = scan_inventory(self._reader, self.checks.permitted)
             self._functions.update((vf.bdf, vf) for vf in self._inventory.vfs)
         return self._inventory
 
@@ -49,13 +47,13 @@ class HostInspector:
         return function
 
     def check(self, bdf: Bdf, resource: str | None = None, extra_rules: Sequence[DeviceRule] = ()) -> Refusal | None:
-        """Why ``bdf`` may not serve ``resource`` (None: any permitted resource), or None if it may.
+        """``FreshDeviceChecks.judge`` on this pass's read of ``bdf``.
 
         ``extra_rules`` run after the host rules: the in-use and pod-resources rules go there.
         """
-        return check_device(self.function(bdf), resource, (*self.rules, *extra_rules))
+        return self.checks.judge(self.function(bdf), resource, extra_rules)
 
     def usable_vfs(self, resource: str | None = None, extra_rules: Sequence[DeviceRule] = ()) -> tuple[Bdf, ...]:
         """Candidate functions that pass every rule for ``resource``, sorted by BDF."""
-        rules = (*self.rules, *extra_rules)
-        return tuple(vf.bdf for vf in self.snapshot().vfs if check_device(vf, resource, rules) is None)
+        judge = self.checks.judge
+        return tuple(vf.bdf for vf in self.snapshot().vfs if judge(vf, resource, extra_rules) is None)

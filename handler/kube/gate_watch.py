@@ -10,10 +10,11 @@ from typing import Unpack
 from kubernetes import client
 
 from handler.core.feature_gates import CONFIGMAP_NAME, gates_from_configmap, gates_from_kubevirt_cr
-from handler.kube.informer import DEFAULT_WATCH, Informer, ListOptions, Obj, WatchSettings
+from handler.kube.informer import DEFAULT_WATCH, ListOptions, Obj, WatchSettings
+from handler.kube.informer_group import InformerGroup
 
 
-class GateWatch:
+class GateWatch(InformerGroup):
     def __init__(
         self,
         api: client.ApiClient,
@@ -22,6 +23,7 @@ class GateWatch:
         on_change: Callable[[str, Obj], None] = lambda _kind, _obj: None,
         on_restart: Callable[[str], None] = lambda _name: None,
     ) -> None:
+        super().__init__(settings, on_restart)
         custom = client.CustomObjectsApi(api)
         core = client.CoreV1Api(api)
 
@@ -32,30 +34,14 @@ class GateWatch:
             return custom.list_namespaced_custom_object("kubevirt.io", "v1", kubevirt_namespace, "kubevirts", **options)
 
         # Selected by name: the RBAC then grants this one ConfigMap (resourceNames), no other.
-        self.configmaps = Informer(
+        self.configmaps = self.add(
             "kubevirt-config",
             configmaps,
             on_change,
             field_selector=f"metadata.name={CONFIGMAP_NAME}",
-            settings=settings,
-            on_restart=on_restart,
         )
         # Clusters without KubeVirt's operator serve no KubeVirt CR; the ConfigMap alone then decides.
-        self.kubevirts = Informer(
-            "kubevirt-cr", kubevirts, on_change, optional=True, settings=settings, on_restart=on_restart
-        )
-        self.informers = (self.configmaps, self.kubevirts)
-
-    def start(self) -> None:
-        for informer in self.informers:
-            informer.start()
-
-    def stop(self) -> None:
-        for informer in self.informers:
-            informer.stop()
-
-    def wait_synced(self, timeout: float) -> bool:
-        return all(informer.synced.wait(timeout) for informer in self.informers)
+        self.kubevirts = self.add("kubevirt-cr", kubevirts, on_change, optional=True)
 
     def enabled(self) -> frozenset[str]:
         gates: set[str] = set()

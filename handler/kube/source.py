@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import Unpack
 
 import structlog
 from kubernetes import client
@@ -20,11 +19,12 @@ from handler.core.planner import WAITING_FOR_LAUNCHER
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import NODE_LABEL, VMI
 from handler.core.vmi_parse import parse_vmi
-from handler.kube.client import GROUP, PLURAL, VERSION
 from handler.kube.gate_watch import GateWatch
 from handler.kube.handoff_slots import HandoffSlots, Slot
-from handler.kube.informer import DEFAULT_WATCH, Informer, ListOptions, Obj, WatchSettings
+from handler.kube.informer import DEFAULT_WATCH, Obj, WatchSettings
+from handler.kube.informer_group import InformerGroup
 from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid
+from handler.kube.list_calls import all_pods, cluster_vmis
 from handler.kube.pod_resources import PodResourcesClient, PodResourcesUnavailable
 
 log = structlog.get_logger("qat_handler.kube")
@@ -49,48 +49,34 @@ class KubeSource:
         """kubelet's record of which devices each pod got; None when its socket is not reachable."""
         self.slots = slots
         self.on_change = on_change
-        custom = client.CustomObjectsApi(api)
-        core = client.CoreV1Api(api)
         self._uid_to_key: dict[str, str] = {}
         self._lock = threading.Lock()
-
-        def vmis(**options: Unpack[ListOptions]) -> object:
-            return custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, **options)
-
-        def pods(**options: Unpack[ListOptions]) -> object:
-            return core.list_pod_for_all_namespaces(**options)
-
-        self.vmis = Informer(
+        self.watches = InformerGroup(watch_settings, on_watch_restart)
+        self.vmis = self.watches.add(
             "vmis",
-            vmis,
+            cluster_vmis(client.CustomObjectsApi(api)),
             self._vmi_changed,
             label_selector=f"{NODE_LABEL}={node_name}",
-            settings=watch_settings,
-            on_restart=on_watch_restart,
         )
         self.gates = GateWatch(api, kubevirt_namespace, watch_settings, self._gates_changed, on_watch_restart)
+        self.watches.join(self.gates)
         self.configmaps, self.kubevirts = self.gates.configmaps, self.gates.kubevirts
-        self.pods = Informer(
+        self.pods = self.watches.add(
             "pods",
-            pods,
+            all_pods(client.CoreV1Api(api)),
             self._pod_changed,
             field_selector=f"spec.nodeName={node_name}",
             label_selector=CREATED_BY_LABEL,
-            settings=watch_settings,
-            on_restart=on_watch_restart,
         )
-        self.informers = (self.vmis, self.configmaps, self.kubevirts, self.pods)
 
     def start(self) -> None:
-        for informer in self.informers:
-            informer.start()
+        self.watches.start()
 
     def wait_synced(self, timeout: float) -> bool:
-        return all(informer.synced.wait(timeout) for informer in self.informers)
+        return self.watches.wait_synced(timeout)
 
     def stop(self) -> None:
-        for informer in self.informers:
-            informer.stop()
+        self.watches.stop()
 
     # -- the DesiredSource port -----------------------------------------------------------
     def knows(self, key: str) -> bool:

@@ -19,6 +19,7 @@ from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -127,7 +128,9 @@ def _node(tmp_path: Path) -> BareMetalNode:
         vmi_dir=tmp_path / "vmis",
         state_dir=tmp_path / "state",
         host_root=host,
-        render=RenderSettings(log_dir=str(tmp_path / "state/logs"), owner="state-dir/echoes"),
+        render=RenderSettings(
+            log_dir=str(tmp_path / "state/logs"), owner="state-dir/echoes", templates=load_templates()
+        ),
         on_stop="keep",
     )
     return BareMetalNode(settings, FreshDeviceChecks(host))

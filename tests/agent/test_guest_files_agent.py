@@ -19,6 +19,7 @@ from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -53,7 +54,10 @@ class Node:
             state_dir=self.state,
             host_root=host,
             render=RenderSettings(
-                domain_type="kvm", log_dir=str(self.state / "logs"), files_dir=str(self.state / "guests")
+                domain_type="kvm",
+                log_dir=str(self.state / "logs"),
+                files_dir=str(self.state / "guests"),
+                templates=load_templates(),
             ),
             on_stop=StopPolicy.KEEP.value,
         )

@@ -38,6 +38,7 @@ from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -100,7 +101,7 @@ class World:
             vmi_dir=self.vmi_dir,
             state_dir=state,
             host_root=self.host_root,
-            render=RenderSettings(domain_type="kvm", log_dir=str(state / "logs")),
+            render=RenderSettings(domain_type="kvm", log_dir=str(state / "logs"), templates=load_templates()),
             workers=3,
             acpi_resend_seconds=0.5,
             on_stop=StopPolicy.KEEP.value,

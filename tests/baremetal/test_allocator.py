@@ -23,6 +23,7 @@ from handler.core.refusal import Refused
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -164,7 +165,7 @@ def test_agent_allocates_and_hands_the_vf_on_when_released(tmp_path: Path, c62x_
         vmi_dir=vmis,
         state_dir=state,
         host_root=one_vf_host,
-        render=RenderSettings(log_dir=str(state / "logs")),
+        render=RenderSettings(log_dir=str(state / "logs"), templates=load_templates()),
         on_stop="keep",
     )
     node = BareMetalNode(settings, FreshDeviceChecks(one_vf_host))

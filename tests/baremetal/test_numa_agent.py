@@ -18,6 +18,7 @@ from handler.core.bdf import Bdf
 from handler.core.numa import NumaPolicy
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi_parse import parse_vmi
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedNumaNode, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -65,7 +66,7 @@ def test_agent_pins_aligned_guests_and_handles_split_ones_by_policy(tmp_path: Pa
         vmi_dir=vmis,
         state_dir=state,
         host_root=host,
-        render=RenderSettings(log_dir=str(state / "logs")),
+        render=RenderSettings(log_dir=str(state / "logs"), templates=load_templates()),
         on_stop="keep",
         numa_placement=policy,
     )

@@ -16,6 +16,7 @@ from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.domain_identity import METADATA_NS, read_identity_element
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -28,7 +29,7 @@ def agent(root: Path, owner: str, host: Path) -> BareMetalNode:
         vmi_dir=root / "vmis",
         state_dir=root / "state",
         host_root=host,
-        render=RenderSettings(log_dir=str(root / "state/logs"), owner=owner),
+        render=RenderSettings(log_dir=str(root / "state/logs"), owner=owner, templates=load_templates()),
         resync_seconds=0.5,
         on_stop="keep",
     )

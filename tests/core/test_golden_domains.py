@@ -38,7 +38,10 @@ from handler.core.env_text import parse_env_text
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
+from handler.host.domain_templates import load_templates
 from handler.virt.hypervisor import LibvirtHypervisor
+
+TEMPLATES = load_templates()
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "data" / "golden"
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
@@ -46,20 +49,20 @@ LOG_DIR = "/var/lib/qat-handler/logs"
 FILES_DIR = "/var/lib/qat-handler/guests"
 
 CASE_SETTINGS: dict[str, RenderSettings] = {
-    "qat-one-qatn": RenderSettings(log_dir=LOG_DIR),
-    "qat-two-shuffled": RenderSettings(log_dir=LOG_DIR),
-    "hostdevices-pci-resource": RenderSettings(log_dir=LOG_DIR),
-    "mixed-two-resources": RenderSettings(log_dir=LOG_DIR),
-    "kernel-boot": RenderSettings(domain_type="qemu", log_dir=LOG_DIR),
-    "host-disks": RenderSettings(log_dir=LOG_DIR),
-    "no-devices": RenderSettings(log_dir="/run/qat/logs/"),
-    "domain-qemu": RenderSettings(domain_type="qemu", log_dir=LOG_DIR),
-    "managed-hostdevs": RenderSettings(managed_hostdevs=True, log_dir=LOG_DIR),
-    "cpu-passthrough": RenderSettings(cpu_mode="host-passthrough", log_dir=LOG_DIR),
-    "network-pod": RenderSettings(log_dir=LOG_DIR),
-    "network-bridge": RenderSettings(log_dir=LOG_DIR),
-    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
-    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR),
+    "qat-one-qatn": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "qat-two-shuffled": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "hostdevices-pci-resource": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "mixed-two-resources": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "kernel-boot": RenderSettings(domain_type="qemu", log_dir=LOG_DIR, templates=TEMPLATES),
+    "host-disks": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "no-devices": RenderSettings(log_dir="/run/qat/logs/", templates=TEMPLATES),
+    "domain-qemu": RenderSettings(domain_type="qemu", log_dir=LOG_DIR, templates=TEMPLATES),
+    "managed-hostdevs": RenderSettings(managed_hostdevs=True, log_dir=LOG_DIR, templates=TEMPLATES),
+    "cpu-passthrough": RenderSettings(cpu_mode="host-passthrough", log_dir=LOG_DIR, templates=TEMPLATES),
+    "network-pod": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "network-bridge": RenderSettings(log_dir=LOG_DIR, templates=TEMPLATES),
+    "cloud-init": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR, templates=TEMPLATES),
+    "container-empty-disks": RenderSettings(log_dir=LOG_DIR, files_dir=FILES_DIR, templates=TEMPLATES),
 }
 HOST_BRIDGES = {"br-storage"}
 """Names the simulated host has as bridges; every other name is an active libvirt network."""

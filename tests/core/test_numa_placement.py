@@ -29,8 +29,11 @@ from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
+from handler.host.domain_templates import load_templates
 from handler.host.numa_topology import read_numa_topology
 from handler.host.simulated_host import SimulatedHost, SimulatedNumaNode, SimulatedPf, build_simulated_host
+
+TEMPLATES = load_templates()
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden-numa" / "pinned-node1.domain.xml"
 REGENERATE = os.environ.get("REGENERATE_GOLDEN") == "1"
@@ -140,7 +143,7 @@ def test_cpu_lists_round_trip() -> None:
 
 def test_pinning_changes_the_digest_only_when_pinned(host: tuple[Path, tuple[Bdf, ...]]) -> None:
     root, vfs = host
-    settings = RenderSettings()
+    settings = RenderSettings(templates=TEMPLATES)
     pinned = place(vmi(), [device(vfs[2])], read_numa_topology(root), NumaPolicy.PREFERRED)
     assert isinstance(pinned, Placement)
     plain = desired_digest(vmi(), [device(vfs[2])], settings)
@@ -153,7 +156,10 @@ def test_pinned_domain_matches_golden_validates_and_defines(host: tuple[Path, tu
     placement = place(vmi(), [device(vfs[2])], read_numa_topology(root), NumaPolicy.STRICT)
     assert isinstance(placement, Placement)
     xml = render_domain(
-        vmi(), [device(vfs[2])], RenderSettings(log_dir="/var/lib/qat-handler/logs"), placement=placement
+        vmi(),
+        [device(vfs[2])],
+        RenderSettings(log_dir="/var/lib/qat-handler/logs", templates=TEMPLATES),
+        placement=placement,
     )
     if REGENERATE:
         GOLDEN.parent.mkdir(exist_ok=True)

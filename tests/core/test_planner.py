@@ -34,6 +34,7 @@ from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
 from handler.core.sync_failure import sync_failed
 from handler.core.vmi import VMI
+from handler.host.domain_templates import load_templates
 
 KEY = "ns/vm"
 NAME = "ns_vm"
@@ -41,7 +42,9 @@ UID = "6a1f0c9e-0001-4d6b-9e51-000000000001"
 NOW = 1000.0
 GRACE = 30
 RESEND = 3.0
-SETTINGS = PlanSettings(render=RenderSettings(domain_type="qemu", log_dir="/logs"), acpi_resend_seconds=RESEND)
+SETTINGS = PlanSettings(
+    render=RenderSettings(domain_type="qemu", log_dir="/logs", templates=load_templates()), acpi_resend_seconds=RESEND
+)
 DEVICES = (AssignedDevice("qat0", "qat.intel.com/generic", Bdf(0, 0x3D, 1, 1), "QAT0..QATn"),)
 REFUSAL = Refusal("DeviceEnvInvalid", "QAT0", "'zz' is not a PCI address", "use the form 0000:3d:01.1")
 

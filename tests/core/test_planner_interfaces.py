@@ -14,9 +14,12 @@ from handler.core.planner import PlanSettings, plan
 from handler.core.render_settings import RenderSettings
 from handler.core.status import VMIStatus
 from handler.core.vmi_networks import Interface, Network
+from handler.host.domain_templates import load_templates
 from tests.core.test_planner import KEY, NAME, NOW, UID, make_vmi
 
-SETTINGS = PlanSettings(render=RenderSettings(domain_type="qemu", log_dir="/logs"), address_poll_seconds=7.0)
+SETTINGS = PlanSettings(
+    render=RenderSettings(domain_type="qemu", log_dir="/logs", templates=load_templates()), address_poll_seconds=7.0
+)
 POD = Network("default", "pod", field="spec.networks[0]")
 NIC = Interface("default", POD, "masquerade", "virtio", "02:00:00:00:00:01")
 VMI_ = replace(make_vmi(), interfaces=(NIC,))

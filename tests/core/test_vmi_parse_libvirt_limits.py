@@ -13,6 +13,7 @@ from handler.core.domain_xml import render_domain
 from handler.core.refusal import Refused
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi_parse import parse_vmi
+from handler.host.domain_templates import load_templates
 
 UID = "6a1f0c9e-0001-4d6b-9e51-000000000001"
 BASE: dict[str, Any] = {
@@ -95,7 +96,7 @@ def test_a_disk_name_that_is_no_alias_is_refused() -> None:
 
 def test_the_base_manifest_renders_with_its_strings_intact() -> None:
     """The refusals above are narrow: the ordinary values next to them still reach the XML."""
-    xml = render_domain(parse_vmi(BASE), (), RenderSettings(log_dir="/state/logs"))
+    xml = render_domain(parse_vmi(BASE), (), RenderSettings(log_dir="/state/logs", templates=load_templates()))
     root = etree.fromstring(xml.encode())
     assert root.findtext("os/cmdline") == "console=ttyS0"
     assert root.findtext("devices/disk/serial") == "S-1"

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +15,6 @@ from tests.support.fakekube.cluster import QAT_GENERIC
 REPO = Path(__file__).resolve().parents[2]
 LAUNCHER_EXAMPLE = REPO / "deploy" / "examples" / "launcher-pod.yaml"
 VMIS = ("kubevirt.io", "v1", "virtualmachineinstances")
-
-
-def eventually(condition: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
-    """Poll until ``condition()`` is truthy and return it (generous: the machine is shared and slow)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.05)
 
 
 def sleeper_pod(name: str, qats: int = 1, **spec: Any) -> dict[str, Any]:
@@ -53,6 +39,27 @@ def get_pod(api: Any, name: str, namespace: str = "default") -> Any:
 
 def condition(pod: Any, kind: str) -> Any:
     return next((c for c in pod.status.conditions or [] if c.type == kind), None) if pod is not None else None
+
+
+def vmi_manifest(name: str, device: str = "qat0", namespace: str = "default") -> str:
+    """A VMI asking for one generic QAT VF, as the YAML a user gives ``kubectl apply``."""
+    return f"""apiVersion: kubevirt.io/v1
+kind: VirtualMachineInstance
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  terminationGracePeriodSeconds: 5
+  domain:
+    cpu:
+      cores: 1
+    memory:
+      guest: 256Mi
+    devices:
+      qats:
+        - name: {device}
+          deviceName: {QAT_GENERIC}
+"""
 
 
 def create_vmi(api: Any, name: str, grace: int = 30, namespace: str = "default") -> dict[str, Any]:

@@ -16,36 +16,17 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.fakekube.objects import eventually
+from tests.fakekube.objects import vmi_manifest
 from tests.fakekube.test_with_agent import start_agent
 from tests.kube.test_agent_launcher import qat_handler
 from tests.support.fakekube.cluster import QAT_GENERIC, FakeCluster, NodeSpec
+from tests.support.polling import eventually
 
 KUBECTL = shutil.which("kubectl")
 VMIS = ("kubevirt.io", "virtualmachineinstances")
 INSUFFICIENT = f"0/1 nodes are available: 1 Insufficient {QAT_GENERIC}."
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
-
-
-def vmi_manifest(name: str) -> str:
-    return f"""apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: {name}
-  namespace: default
-spec:
-  terminationGracePeriodSeconds: 5
-  domain:
-    cpu:
-      cores: 1
-    memory:
-      guest: 256Mi
-    devices:
-      qats:
-        - name: qat0
-          deviceName: {QAT_GENERIC}
-"""
 
 
 @pytest.fixture

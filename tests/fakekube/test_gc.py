@@ -6,8 +6,8 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.fakekube.objects import eventually
 from tests.support.fakekube.cluster import FakeCluster
+from tests.support.polling import eventually
 
 
 def configmap(api: Any, name: str, owners: list[Any] = (), finalizers: list[str] | None = None) -> Any:  # type: ignore[assignment]

@@ -6,8 +6,9 @@ from typing import Any
 
 from kubernetes import client
 
-from tests.fakekube.objects import create_pod, eventually, get_pod, sleeper_pod
+from tests.fakekube.objects import create_pod, get_pod, sleeper_pod
 from tests.support.fakekube.cluster import FakeCluster
+from tests.support.polling import eventually
 
 STUBBORN = ["sh", "-c", "trap '' TERM; exec sleep 600"]
 """Ignores SIGTERM (an ignored signal stays ignored across exec): only SIGKILL ends it."""

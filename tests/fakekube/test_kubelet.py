@@ -12,8 +12,9 @@ from kubernetes import client, watch
 
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, report_to_json
 from handler.kube.pod_resources import PodResourcesClient
-from tests.fakekube.objects import create_pod, create_vmi, eventually, get_pod, launcher_pod, sleeper_pod
+from tests.fakekube.objects import create_pod, create_vmi, get_pod, launcher_pod, sleeper_pod
 from tests.support.fakekube.cluster import QAT_GENERIC, FakeCluster, FakeNode, NodeSpec
+from tests.support.polling import eventually
 
 
 def slots_dir(node: FakeNode) -> Path:

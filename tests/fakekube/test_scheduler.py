@@ -9,10 +9,11 @@ from collections.abc import Callable
 import pytest
 from kubernetes import client
 
-from tests.fakekube.objects import condition, create_pod, eventually, get_pod, sleeper_pod
+from tests.fakekube.objects import condition, create_pod, get_pod, sleeper_pod
 from tests.support.fakekube.cluster import QAT_GENERIC, FakeCluster, NodeSpec, node_object
 from tests.support.fakekube.quantities import amount
 from tests.support.fakekube.scheduler import node_filter_reasons, unschedulable_message
+from tests.support.polling import eventually
 
 INSUFFICIENT_1 = f"0/1 nodes are available: 1 Insufficient {QAT_GENERIC}."
 

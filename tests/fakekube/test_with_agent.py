@@ -15,8 +15,9 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from tests.fakekube.objects import REPO, create_pod, eventually, get_pod, launcher_pod
+from tests.fakekube.objects import REPO, create_pod, get_pod, launcher_pod
 from tests.support.fakekube.cluster import QAT_GENERIC, FakeCluster, NodeSpec
+from tests.support.polling import eventually
 
 
 def start_agent(cluster: FakeCluster, kubeconfig: Path) -> subprocess.Popen[str]:

@@ -10,6 +10,7 @@ from handler.core.device_rules import DeviceRule, Violation, check_device, host_
 from handler.core.pci_function import HostFacts, PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
 from handler.host.simulated_host import EscapingLink, SimulatedDevice
 from tests.host.trees import C62X_PF, GEN4_PF, NIC, bridge, build, c62x, gen4, nic
@@ -18,7 +19,7 @@ ANY = PermittedDevices()
 
 
 def refusal(root: Path, bdf: Bdf, resource: str | None = None) -> Refusal:
-    found = HostInspector(root, ANY).check(bdf, resource)
+    found = HostInspector(FreshDeviceChecks(root, ANY)).check(bdf, resource)
     assert found is not None, f"{bdf} was expected to be refused"
     assert found.reason == "DeviceRejected" and found.subject == str(bdf)
     return found
@@ -26,7 +27,7 @@ def refusal(root: Path, bdf: Bdf, resource: str | None = None) -> Refusal:
 
 def test_c62x_and_gen4_vfs_on_vfio_pci_are_usable(tmp_path: Path) -> None:
     vfs = build(tmp_path, c62x(vfs=3), gen4(vfs=3))
-    inspector = HostInspector(tmp_path, ANY)
+    inspector = HostInspector(FreshDeviceChecks(tmp_path, ANY))
     assert [inspector.check(vf, "qat.intel.com/generic") for vf in vfs] == [None] * 6
     assert inspector.usable_vfs("qat.intel.com/cy") == vfs
 
@@ -49,7 +50,7 @@ def test_a_group_shared_with_a_host_driver_is_not_viable(tmp_path: Path) -> None
 
 def test_a_group_shared_with_a_bridge_or_a_driverless_device_is_viable(tmp_path: Path) -> None:
     vf = build(tmp_path, c62x(vfs=1), extra_devices=(nic(None, Bdf(0, 0x3D, 1, 0)), bridge(NIC)))[0]
-    assert HostInspector(tmp_path, ANY).check(vf) is None
+    assert HostInspector(FreshDeviceChecks(tmp_path, ANY)).check(vf) is None
 
 
 def test_a_pre_gen4_vf_on_its_host_driver_is_blocked_by_the_denylist(tmp_path: Path) -> None:
@@ -150,7 +151,7 @@ def test_extra_rules_run_last_with_their_own_reason(tmp_path: Path) -> None:
         lambda fn, _resource: Violation("is in use by domain other", "wait") if fn.bdf == vfs[0] else None,
         reason="DeviceInUse",
     )
-    inspector = HostInspector(tmp_path, ANY)
+    inspector = HostInspector(FreshDeviceChecks(tmp_path, ANY))
     found = inspector.check(vfs[0], "qat.intel.com/generic", extra_rules=(in_use,))
     assert found == Refusal("DeviceInUse", str(vfs[0]), "is in use by domain other (rule not-in-use)", "wait")
     assert inspector.usable_vfs(extra_rules=(in_use,)) == vfs[1:]
@@ -174,7 +175,7 @@ def test_a_vf_whose_group_directory_is_missing_is_refused(tmp_path: Path) -> Non
     vfs = build(tmp_path, c62x(vfs=2))
     shutil.rmtree(tmp_path / "sys/kernel/iommu_groups/1")  # the first VF's; the second's is still there
     assert refusal(tmp_path, vfs[0]).problem == "has no IOMMU group (rule iommu-group-viable)"
-    assert HostInspector(tmp_path, ANY).check(vfs[1], None) is None
+    assert HostInspector(FreshDeviceChecks(tmp_path, ANY)).check(vfs[1], None) is None
     for group in (tmp_path / "sys/kernel/iommu_groups").iterdir():  # none left: links alone prove nothing
         shutil.rmtree(group)
     assert "the IOMMU is off" in refusal(tmp_path, vfs[1]).problem

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from handler.core.bdf import Bdf
 from handler.core.device_rules import check_device
+from handler.core.permitted_devices import PermitMode, parse_permitted_devices
 from handler.core.refusal import Refusal
 from handler.host.fresh_checks import FreshDeviceChecks
+from handler.host.inspector import HostInspector
 from handler.host.pci import read_pci_function
 from tests.host.trees import build, c62x
 
@@ -61,3 +63,18 @@ def test_a_device_entry_turned_into_a_link_out_of_the_root_is_caught_on_the_next
     refusal = checks.check(vf, None)
     assert refusal is not None and "/sys" in refusal.line()
     assert refusal == from_scratch(checks, tmp_path, vf)
+
+
+def test_a_scan_is_judged_by_the_same_checks_and_follows_their_switch(tmp_path: Path) -> None:
+    """The inspector's cached scan and the fresh checks share one permitted list and rule set."""
+    vfs = build(tmp_path, c62x(vfs=2))
+    checks = FreshDeviceChecks(tmp_path)
+    inspector = HostInspector(checks)
+    assert inspector.usable_vfs("qat.intel.com/generic") == tuple(vfs)
+    assert [inspector.check(vf, "qat.intel.com/generic") for vf in vfs] == [
+        checks.check(vf, "qat.intel.com/generic") for vf in vfs
+    ]
+    checks.use(parse_permitted_devices({"pciHostDevices": []}, PermitMode.REPLACE))  # as on SIGHUP
+    refused = inspector.check(vfs[0], "qat.intel.com/generic")
+    assert refused is not None and refused == checks.check(vfs[0], "qat.intel.com/generic")
+    assert inspector.usable_vfs() == ()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from handler.core.bdf import Bdf
 from handler.core.permitted_devices import PermittedDevices
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
 from handler.host.inventory import read_inventory
 from handler.host.simulated_host import EscapingLink, SimulatedHost, SimulatedPf, build_simulated_host
@@ -48,13 +49,13 @@ def test_an_escaping_device_entry_is_reported_and_skipped(tmp_path: Path) -> Non
 
 def test_usable_vfs_leave_out_refused_ones(tmp_path: Path) -> None:
     vfs = build(tmp_path, gen4(vfs=4, vf_drivers=((1, "4xxxvf"), (2, None))))
-    assert HostInspector(tmp_path, ANY).usable_vfs("qat.intel.com/generic") == (vfs[0], vfs[3])
-    assert HostInspector(tmp_path, ANY).usable_vfs("example.com/other") == ()
+    assert HostInspector(FreshDeviceChecks(tmp_path, ANY)).usable_vfs("qat.intel.com/generic") == (vfs[0], vfs[3])
+    assert HostInspector(FreshDeviceChecks(tmp_path, ANY)).usable_vfs("example.com/other") == ()
 
 
 def test_reads_are_cached_until_refresh(tmp_path: Path) -> None:
     vf = build(tmp_path, gen4(vfs=1))[0]
-    inspector = HostInspector(tmp_path, ANY)
+    inspector = HostInspector(FreshDeviceChecks(tmp_path, ANY))
     assert inspector.check(vf) is None
     driver = tmp_path / f"sys/bus/pci/devices/{vf}/driver"
     driver.unlink()
@@ -71,7 +72,7 @@ def test_a_snapshot_of_1024_vfs_then_1000_checks_read_sysfs_once(ram_path: Path)
     pass, and only a refresh sees it. (How fast is measured by bench/, not here.)"""
     pfs = tuple(SimulatedPf("4xxx", Bdf(0, 0x40 + i, 0, 0), 16) for i in range(64))
     vfs = build_simulated_host(ram_path, SimulatedHost(pfs))
-    inspector = HostInspector(ram_path, ANY)
+    inspector = HostInspector(FreshDeviceChecks(ram_path, ANY))
     assert len(inspector.snapshot().vfs) == 1024
     shutil.rmtree(ram_path / "sys")
     assert [inspector.check(vf, "qat.intel.com/generic") for vf in vfs[:1000]] == [None] * 1000

@@ -9,6 +9,7 @@ import pytest
 from handler.core.bdf import Bdf
 from handler.core.permitted_devices import PermitMode, parse_permitted_devices
 from handler.core.refusal import Refused
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
 from handler.host.simulated_host import SimulatedDevice
 from tests.host.trees import build, c62x, gen4
@@ -66,7 +67,7 @@ def test_a_bad_list_is_refused_naming_the_field(doc: object, subject: str) -> No
 
 def test_extend_adds_the_operator_devices_to_the_qat_table(tmp_path: Path) -> None:
     c62x_vf, gen4_vf = build(tmp_path, c62x(vfs=1), gen4(vfs=1), extra_devices=(EDU,))
-    inspector = HostInspector(tmp_path, parse_permitted_devices(OPERATOR, PermitMode.EXTEND))
+    inspector = HostInspector(FreshDeviceChecks(tmp_path, parse_permitted_devices(OPERATOR, PermitMode.EXTEND)))
     assert inspector.check(EDU.bdf, "example.com/edu") is None
     assert inspector.check(gen4_vf, "qat.intel.com/dc") is None
     assert inspector.check(c62x_vf, "qat.intel.com/cy") is None
@@ -76,7 +77,7 @@ def test_extend_adds_the_operator_devices_to_the_qat_table(tmp_path: Path) -> No
 
 def test_a_resource_name_only_matches_its_own_selector(tmp_path: Path) -> None:
     gen4_vf = build(tmp_path, gen4(vfs=1), extra_devices=(EDU,))[0]
-    inspector = HostInspector(tmp_path, parse_permitted_devices(OPERATOR, PermitMode.EXTEND))
+    inspector = HostInspector(FreshDeviceChecks(tmp_path, parse_permitted_devices(OPERATOR, PermitMode.EXTEND)))
     smuggled = inspector.check(gen4_vf, "example.com/edu")
     assert smuggled is not None
     assert smuggled.problem == (
@@ -88,7 +89,7 @@ def test_a_resource_name_only_matches_its_own_selector(tmp_path: Path) -> None:
 
 def test_replace_drops_the_builtin_table(tmp_path: Path) -> None:
     c62x_vf, gen4_vf = build(tmp_path, c62x(vfs=1), gen4(vfs=1), extra_devices=(EDU,))
-    inspector = HostInspector(tmp_path, parse_permitted_devices(OPERATOR, PermitMode.REPLACE))
+    inspector = HostInspector(FreshDeviceChecks(tmp_path, parse_permitted_devices(OPERATOR, PermitMode.REPLACE)))
     assert inspector.check(c62x_vf, "qat.intel.com/generic") is None
     narrowed = inspector.check(c62x_vf, "qat.intel.com/cy")
     assert narrowed is not None

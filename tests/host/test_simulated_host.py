@@ -10,6 +10,7 @@ import pytest
 
 from handler.core.bdf import Bdf
 from handler.core.permitted_devices import PermittedDevices
+from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
 from handler.host.simulated_host import (
     EscapingLink,
@@ -80,7 +81,7 @@ def test_escaping_link_points_out_of_the_tree(tmp_path: Path) -> None:
 def test_the_tree_can_be_moved(tmp_path: Path) -> None:
     vfs = build(tmp_path / "a", c62x(vfs=3))
     shutil.move(tmp_path / "a", tmp_path / "b")
-    assert HostInspector(tmp_path / "b", PermittedDevices()).usable_vfs() == vfs
+    assert HostInspector(FreshDeviceChecks(tmp_path / "b", PermittedDevices())).usable_vfs() == vfs
 
 
 def test_a_spec_that_builds_one_address_twice_is_refused(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import libvirt
 
 from handler.virt.event_loop import ensure_event_loop
 from tests.support.guest_image import GuestImage, read_serial
+from tests.support.polling import wait_until
 
 # libvirt prints every error (e.g. a lookup of a domain already gone) to stderr; the tests
 # look at the exceptions instead, as the agent does.
@@ -167,18 +168,6 @@ def condition(row: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return next((c for c in row.get("conditions", []) if c.get("type") == kind), None)
 
 
-def wait_until(what: str | Callable[[], str], check: Callable[[], Any], timeout: float, poll: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` (or ``what()``) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
-        time.sleep(poll)
-
-
 # --------------------------------------------------------------------------- the agent
 
 
@@ -278,30 +267,6 @@ def _die_with_parent() -> None:
 def log_time(line: dict[str, Any]) -> float:
     """The wall-clock time of a JSON log line (its ISO-8601 UTC ``timestamp``)."""
     return dt.datetime.fromisoformat(line["timestamp"]).timestamp()
-
-
-def other_agents(mine: Iterable[int] = ()) -> dict[int, str]:
-    """qat-handler agents on qemu:///system that this test process did not start: pid -> command line.
-
-    An agent manages every domain carrying qat-handler metadata on its libvirtd, so another one
-    (a benchmark, a second test run) shuts down and undefines this test's domains as removed
-    VMIs, and this test's agents do the same to its domains. They cannot share a libvirtd.
-    """
-    skip = {os.getpid(), *mine}
-    found = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) in skip:
-            continue
-        try:
-            argv = Path(f"/proc/{entry.name}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if "--vmi-dir" not in argv or "agent" not in argv:  # `demo` runs on test:///default
-            continue
-        connect = argv[argv.index("--connect") + 1] if "--connect" in argv[:-1] else LIBVIRT_URI
-        if connect == LIBVIRT_URI:
-            found[int(entry.name)] = " ".join(argv).strip()
-    return found
 
 
 # --------------------------------------------------------------------------- libvirt events

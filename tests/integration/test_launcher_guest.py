@@ -22,6 +22,7 @@ from kubernetes import client
 from handler.agent.agent import StopPolicy
 from handler.core.backoff import Backoff
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.kube.informer import WatchSettings
 from handler.kube.node import KubeNode
 from handler.settings import AgentSettings
@@ -42,7 +43,12 @@ def kube(libvirt_conn: libvirt.virConnect) -> Iterator[tuple[FakeApiServer, Kube
             connect="qemu:///system",
             state_dir=work.state_dir,
             run_dir=work.root / "run",
-            render=RenderSettings(domain_type="qemu", log_dir=str(work.state_dir / "logs"), owner=f"node/{NODE}"),
+            render=RenderSettings(
+                domain_type="qemu",
+                log_dir=str(work.state_dir / "logs"),
+                owner=f"node/{NODE}",
+                templates=load_templates(),
+            ),
             acpi_resend_seconds=2.0,
         )
         node = KubeNode(settings, api.api_client(), NODE, watch_settings=WatchSettings(5, 5, Backoff(0.2, 1.0)))

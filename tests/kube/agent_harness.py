@@ -12,8 +12,6 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, Handoff, handoff_to_
 from handler.core.kube_status import FINALIZER
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import NODE_LABEL
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.kube.informer import WatchSettings
@@ -37,6 +36,7 @@ from handler.ops.atomic_file import write_atomically
 from handler.settings import AgentSettings
 from handler.virt.event_loop import ensure_event_loop
 from tests.support.fakekube import FakeApiServer
+from tests.support.polling import eventually
 
 NODE = "node01"
 GROUP, VERSION, VMIS = "kubevirt.io", "v1", "virtualmachineinstances"
@@ -45,18 +45,6 @@ HOST_KEPT_VF = 0
 """Index of the one VF the simulated host keeps on its QAT host driver (c6xxvf), not vfio-pci."""
 WATCH = WatchSettings(watch_seconds=5, inactivity_seconds=5, backoff=Backoff(0.2, 1.0))
 _namespaces = itertools.count(1)
-
-
-def eventually(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    """Poll ``condition`` until it returns something truthy and return that; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(0.05)
 
 
 @dataclass
@@ -106,7 +94,11 @@ class Cluster:
             state_dir=self.state_dir,
             run_dir=self.run_dir,
             host_root=self.host_root,
-            render=RenderSettings(log_dir=str(self.state_dir / "logs"), files_dir=str(self.state_dir / "guests")),
+            render=RenderSettings(
+                log_dir=str(self.state_dir / "logs"),
+                files_dir=str(self.state_dir / "guests"),
+                templates=load_templates(),
+            ),
         )
 
     def start_agent(self) -> KubeNode:

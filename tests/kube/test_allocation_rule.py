@@ -19,6 +19,7 @@ from kubernetes import client
 from handler.agent.agent import StopPolicy
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.kube.informer import WatchSettings
@@ -46,7 +47,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[FakeApiServer, FakeKubelet, KubeNo
             state_dir=tmp_path / "state",
             run_dir=tmp_path / "run",
             host_root=tmp_path / "host",
-            render=RenderSettings(log_dir=str(tmp_path / "state" / "logs")),
+            render=RenderSettings(log_dir=str(tmp_path / "state" / "logs"), templates=load_templates()),
         )
         node = KubeNode(
             settings,

@@ -17,7 +17,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,9 @@ import yaml
 from handler.core.kube_status import DEVICES_ANNOTATION, FINALIZER
 from handler.core.vmi import NODE_LABEL
 from handler.core.webhook_settings import WebhookTlsSettings
+from tests.fakekube.objects import vmi_manifest
 from tests.support.fakekube.cluster import FakeCluster, NodeSpec
+from tests.support.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
@@ -48,39 +49,13 @@ pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installe
 
 
 def eventually(what: str, check: Callable[[], Any], timeout: float = WAIT) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return wait_until(what, check, timeout)
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def vmi_manifest(name: str) -> str:
-    return f"""apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata:
-  name: {name}
-  namespace: {NAMESPACE}
-spec:
-  terminationGracePeriodSeconds: 5
-  domain:
-    cpu:
-      cores: 1
-    memory:
-      guest: 256Mi
-    devices:
-      qats:
-        - name: qat1
-          deviceName: {RESOURCE}
-"""
 
 
 @dataclass
@@ -117,7 +92,7 @@ class Stack:
         return subprocess.run([KUBECTL, *args], input=stdin, env=env, capture_output=True, text=True, timeout=WAIT)
 
     def apply(self, name: str) -> subprocess.CompletedProcess[str]:
-        return self.kubectl("apply", "-f", "-", stdin=vmi_manifest(name))
+        return self.kubectl("apply", "-f", "-", stdin=vmi_manifest(name, "qat1", NAMESPACE))
 
     def vmi(self, name: str) -> dict[str, Any]:
         return self.cluster.server.get_object("virtualmachineinstances", NAMESPACE, name) or {}

@@ -1,52 +1,23 @@
-"""Taking the private libvirtd (bench/private_libvirtd.py) down and back, and what a guest can do
-meanwhile: power itself off through QEMU's own monitor socket, which nobody holds while
-libvirtd is away (libvirtd finds it off when it reconnects to QEMU)."""
+"""What a guest can do while the private libvirtd (tests/support/private_libvirtd.py) is down:
+power itself off through QEMU's own monitor socket, which nobody holds while libvirtd is away
+(libvirtd finds it off when it reconnects to QEMU); and the agent's probes meanwhile."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
-import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
-import libvirt
-
-from bench.private_libvirtd import PRIVATE, _stop
 from tests.reliability.chaos_world import ACPI_POWER_OFF
-
-
-def scratch_of(uri: str) -> Path:
-    """``qemu:///system?socket=<scratch>/run/libvirt-sock`` -> <scratch>."""
-    return Path(uri.split("socket=", 1)[1]).parent.parent
-
-
-def stop_libvirtd(uri: str) -> None:
-    _stop(scratch_of(uri) / "libvirtd.pid")
-
-
-def start_libvirtd(uri: str) -> None:
-    """libvirtd alone (virtlogd kept running), in a new mount namespace with the same binds."""
-    scratch = scratch_of(uri)
-    mounts = "".join(f"mount --bind {scratch / name} {target}\n" for target, name in PRIVATE.items())
-    script = mounts + f"libvirtd -d -p {scratch / 'libvirtd.pid'}\n"
-    subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script], check=True)
-
-
-def answers(uri: str) -> bool:
-    try:
-        libvirt.open(uri).close()
-        return True
-    except libvirt.libvirtError:
-        return False
+from tests.support.private_libvirtd import PrivateLibvirtd
 
 
 def power_off_behind_libvirt(uri: str, domain_name: str) -> None:
     """The guest's own power-off (ACPI PM1a write), sent over QEMU's QMP socket directly."""
-    sockets = list((scratch_of(uri) / "lib" / "qemu").glob(f"domain-*-{domain_name}/monitor.sock"))
+    sockets = list((PrivateLibvirtd.serving(uri).scratch / "lib" / "qemu").glob(f"domain-*-{domain_name}/monitor.sock"))
     assert len(sockets) == 1, f"no single monitor socket for {domain_name}: {sockets}"
     folder = os.open(sockets[0].parent, os.O_PATH)  # the full path is too long for AF_UNIX
     try:

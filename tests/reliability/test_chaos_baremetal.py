@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.private_libvirtd import private_libvirtd
 from tests.reliability import invariants
 from tests.reliability.chaos_world import ChaosWorld
+from tests.support.private_libvirtd import private_libvirtd
 
 pytestmark = [
     pytest.mark.chaos,
@@ -38,8 +38,8 @@ SETTLE_TIMEOUT = 600.0
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ChaosWorld]:
-    with private_libvirtd(tmp_path) as uri:
-        w = ChaosWorld(tmp_path, uri, SEED)
+    with private_libvirtd(tmp_path) as daemon:
+        w = ChaosWorld(tmp_path, daemon.uri, SEED)
         try:
             yield w
         finally:

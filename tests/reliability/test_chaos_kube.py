@@ -24,7 +24,6 @@ import libvirt
 import pytest
 from kubernetes import client
 
-from bench.private_libvirtd import private_libvirtd
 from handler.core.handoff import HANDOFF_FILE, Handoff, handoff_to_json
 from handler.core.kube_status import FINALIZER
 from handler.core.vmi import NODE_LABEL
@@ -32,6 +31,7 @@ from handler.host.simulated_host import build_simulated_host
 from handler.kube.launcher_pods import CREATED_BY_LABEL
 from tests.reliability.chaos_world import HOST, REPO
 from tests.support.fakekube import FakeApiServer
+from tests.support.private_libvirtd import private_libvirtd
 
 pytestmark = [
     pytest.mark.chaos,
@@ -141,8 +141,8 @@ class KubeChaos:
 
 @pytest.fixture
 def chaos(tmp_path: Path) -> Iterator[KubeChaos]:
-    with private_libvirtd(tmp_path) as uri, FakeApiServer(bookmark_interval=0.5) as server:
-        world = KubeChaos(tmp_path, uri, server)
+    with private_libvirtd(tmp_path) as daemon, FakeApiServer(bookmark_interval=0.5) as server:
+        world = KubeChaos(tmp_path, daemon.uri, server)
         try:
             yield world
         finally:

@@ -20,16 +20,10 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from bench.private_libvirtd import private_libvirtd
 from tests.reliability.chaos_world import ChaosWorld
-from tests.reliability.libvirtd_outage import (
-    answers,
-    power_off_behind_libvirt,
-    start_libvirtd,
-    stop_libvirtd,
-    wait_probe,
-)
+from tests.reliability.libvirtd_outage import power_off_behind_libvirt, wait_probe
 from tests.reliability.test_chaos_baremetal import settle
+from tests.support.private_libvirtd import PrivateLibvirtd, private_libvirtd
 
 pytestmark = [
     pytest.mark.chaos,
@@ -51,13 +45,13 @@ def free_port() -> int:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ChaosWorld]:
-    with private_libvirtd(tmp_path) as uri:
-        w = ChaosWorld(tmp_path, uri, SEED)
+    with private_libvirtd(tmp_path) as daemon:
+        w = ChaosWorld(tmp_path, daemon.uri, SEED)
         try:
             yield w
         finally:
-            if not answers(uri):
-                start_libvirtd(uri)  # so every domain can be removed
+            if not daemon.answers():
+                daemon.start()  # so every domain can be removed
             w.cleanup()
 
 
@@ -68,16 +62,15 @@ def outage(world: ChaosWorld, port: int, down_seconds: float, label: str) -> flo
     running = [n for n, v in sorted(world.vmis.items()) if not v.qats and not v.stopped_inside]
     victim = rng.choice(running)
     world.conn.close()
-    stop_libvirtd(world.uri)
+    daemon = PrivateLibvirtd.serving(world.uri)
+    daemon.stop()
     wait_probe(port, 0.0, 503, timeout=30 + LOAD_MARGIN)
     power_off_behind_libvirt(world.uri, world.domain_name(victim))
     world.vmis[victim].stopped_inside = True
     world.remove()
     world.add(101 + 5 * len(world.log))
     time.sleep(down_seconds)
-    start_libvirtd(world.uri)
-    while not answers(world.uri):
-        time.sleep(0.05)
+    daemon.start()  # returns once libvirtd answers
     reconnect = wait_probe(port, 1.0, 200, timeout=RECONNECT_SECONDS + LOAD_MARGIN)
     world.conn = libvirt.open(world.uri)
     took = settle(world, f"{label} (guest {victim} powered off while libvirtd was away)")

@@ -41,6 +41,7 @@ from handler.core.refusal import Refused
 from handler.core.render_settings import RenderSettings
 from handler.core.vmi import VMI
 from handler.core.vmi_schema import leaf_paths, node_at
+from handler.host.domain_templates import load_templates
 from tests.reliability import domain_checks
 from tests.reliability.profiles import EXAMPLES, PROFILE, PROFILE_SETTINGS, SMALL_SETTINGS
 from tests.reliability.side_inputs import env_texts, handoff_documents
@@ -49,7 +50,9 @@ from tests.reliability.strategies import manifests, valid_manifests
 pytestmark = pytest.mark.fuzz
 
 STATE_DIR = Path("/var/lib/qat-handler-fuzz")
-SETTINGS = RenderSettings(domain_type="kvm", log_dir=str(STATE_DIR / "logs"), owner=str(STATE_DIR))
+SETTINGS = RenderSettings(
+    domain_type="kvm", log_dir=str(STATE_DIR / "logs"), owner=str(STATE_DIR), templates=load_templates()
+)
 tally: Counter[str] = Counter()
 HANG_SECONDS = 20.0
 """Reading or rendering one manifest takes milliseconds; this long means it hangs."""

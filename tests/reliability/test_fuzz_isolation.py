@@ -27,6 +27,7 @@ from handler.baremetal.manifest_entry import read_entry
 from handler.baremetal.node import BareMetalNode
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
@@ -121,7 +122,7 @@ def test_a_bad_vmi_delays_the_good_ones_by_at_most_one_reconcile(
                 vmi_dir=vmi_dir,
                 state_dir=state,
                 host_root=host_root,
-                render=RenderSettings(domain_type="kvm", log_dir=str(state / "logs")),
+                render=RenderSettings(domain_type="kvm", log_dir=str(state / "logs"), templates=load_templates()),
                 workers=1,
             ),
             FreshDeviceChecks(host_root),

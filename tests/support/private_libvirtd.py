@@ -1,11 +1,13 @@
-"""A libvirtd of the test's own, which it may stop and start at will (the shared one it may not).
+"""A libvirtd of our own, which a test or benchmark may stop and start at will (the shared one it may not).
 
-The system's binaries in system mode, in a private mount namespace where libvirt's state
-directories are bind-mounted from a scratch directory (as bench/private_libvirtd.py does),
-reached as ``qemu:///system?socket=<scratch>/run/libvirt-sock``. virtlogd keeps the namespace
-alive, so libvirtd can be stopped and started again inside it (with nsenter), as a daemon
-restart would: running QEMU processes survive and the new libvirtd reattaches to them.
-Needs root, as qemu:///system does.
+On a machine others use (a test suite running agents on qemu:///system), an agent would adopt
+their qat-handler domains and theirs ours. This runs the system's binaries in system mode, in a
+private mount namespace where libvirt's state directories (and /etc/libvirt/qemu, where
+persistent domains live) are bind-mounted from a scratch directory, reached as
+``qemu:///system?socket=<scratch>/run/libvirt-sock``. virtlogd keeps the namespace alive, so
+libvirtd can be stopped and started again inside it (with nsenter), as a daemon restart would:
+running QEMU processes survive and the new libvirtd reattaches to them. Needs root, as
+qemu:///system does. The tests and bench/ (``scale.py --private-libvirtd``) both use this one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ class PrivateLibvirtd:
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
         self.uri = f"qemu:///system?socket={scratch}/run/libvirt-sock"
+
+    @classmethod
+    def serving(cls, uri: str) -> PrivateLibvirtd:
+        """The daemon behind ``qemu:///system?socket=<scratch>/run/libvirt-sock``."""
+        return cls(Path(uri.split("socket=", 1)[1]).parent.parent)
 
     def start_all(self) -> None:
         mounts = "".join(f"mount --bind {self.scratch / name} {target}\n" for target, name in PRIVATE.items())
@@ -67,7 +74,15 @@ class PrivateLibvirtd:
                 time.sleep(0.05)
             os.kill(pid, signal.SIGKILL)
 
+    def answers(self) -> bool:
+        try:
+            libvirt.open(self.uri).close()
+            return True
+        except libvirt.libvirtError:
+            return False
+
     def remove_domains(self) -> None:
+        """Everything on this daemon is ours; a stopped libvirtd would leave QEMU running."""
         with contextlib.suppress(libvirt.libvirtError):
             conn = libvirt.open(self.uri)
             for dom in conn.listAllDomains(0):

@@ -11,13 +11,13 @@ import dataclasses
 import datetime as dt
 import json
 import shlex
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.support.nested.l1 import EDU_BDF, L1Guest
+from tests.support.polling import wait_until
 
 T = TypeVar("T")
 
@@ -226,16 +226,9 @@ basename "$(readlink {device}/iommu_group)"
         )
 
 
-def wait_for(what: str | Callable[[], str], check: Callable[[], T | None], timeout: float, poll: float = 1.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what() if callable(what) else what}")
-        time.sleep(poll)
+def wait_for(what: str | Callable[[], str], check: Callable[[], T | None], timeout: float) -> T:
+    """``wait_until``, polling once a second: each check is a command over L1's channel."""
+    return wait_until(what, check, timeout, poll=1.0)
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
