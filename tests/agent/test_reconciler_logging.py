@@ -27,8 +27,9 @@ from handler.core.planner import PlanSettings
 from handler.core.render_settings import RenderSettings
 from handler.core.status import VMIStatus
 from handler.core.vmi import VMI
+from handler.host.domain_templates import load_templates
 
-SETTINGS = PlanSettings(RenderSettings(domain_type="qemu", log_dir="/logs"))
+SETTINGS = PlanSettings(RenderSettings(domain_type="qemu", log_dir="/logs", templates=load_templates()))
 VM = VMI("ns", "vm", "uid-vm", 1, (), False, 1, 2**28, (), None, (), 30, "0" * 16)
 
 
@@ -75,6 +76,9 @@ class Sink:
         self.events: list[str] = []
 
     def claim(self, key: str) -> None: ...
+    def keys(self) -> tuple[str, ...]:
+        return ()
+
     def last_status(self, key: str) -> VMIStatus | None:
         return self.statuses.get(key)
 
