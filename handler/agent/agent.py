@@ -95,6 +95,7 @@ class Engine:
         # Queued before any worker runs, so a key already queued by the source is not handed
         # to a worker and then marked for a second pass.
         self.resync()
+        self.reconciler.start_timers()
         for index in range(self.settings.workers):
             thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
             self.pulse.register(thread.name)
@@ -110,6 +111,7 @@ class Engine:
         else:
             log.info("agent stopping; guests keep running", policy=str(policy))
         self.queue.close()
+        self.reconciler.stop_timers()
         for thread in self._threads:
             thread.join(timeout=10)
 

@@ -89,7 +89,13 @@ class Reconciler:
         self.addresses = addresses
         self.guest_files = guest_files
         self.devices = DeviceGate(hypervisor, settings.render.owner, requeue, inspector, allocator)
-        self.stops = StopTracker(lambda name: self.hypervisor.destroy(name), requeue, clock, metrics)
+        self.stops = StopTracker(
+            lambda name: self.hypervisor.destroy(name),
+            requeue,
+            clock,
+            metrics,
+            lambda name: self.hypervisor.observe(name),
+        )
         self.echoes = EchoFilter(clock)
         """The events our own define and start will cause; the engine drops them."""
         self._memory_lock = threading.Lock()
@@ -105,6 +111,13 @@ class Reconciler:
 
     def knows(self, key: str) -> bool:
         return self.source.knows(key)
+
+    def start_timers(self) -> None:
+        """Start the grace deadline timer (the engine does, with its workers)."""
+        self.stops.timer.start()
+
+    def stop_timers(self) -> None:
+        self.stops.timer.close()
 
     def halt_guests(self) -> None:
         """The agent stops with the shutdown policy: from now on every guest that should run halts."""
@@ -208,12 +221,12 @@ class Reconciler:
             case StartDomain(name=name):
                 self._echoing(name, "started", lambda: self.hypervisor.start(name))
                 bound.info("domain started")
-            case RequestShutdown(name=name, attempt=attempt):
+            case RequestShutdown(name=name, attempt=attempt, grace_seconds=grace):
                 self.hypervisor.request_shutdown(name)
-                self.stops.pressed(key, attempt)
+                self.stops.pressed(key, attempt, grace)
                 bound.info("ACPI shutdown requested", attempt=attempt)
-            case DestroyDomain(name=name, after_seconds=after, deadline=deadline):
-                self.stops.destroy(key, name, after, deadline, bound)
+            case DestroyDomain(name=name, after_seconds=after, deadline=deadline, repeats=repeats):
+                self.stops.destroy(key, name, after, deadline, repeats, bound)
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
                 bound.info("domain undefined")
