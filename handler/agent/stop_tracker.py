@@ -62,7 +62,7 @@ class StopTracker:
             self.timer.arm(key, due)
 
     def destroy(
-        self, key: str, name: str, after_seconds: float, deadline: float, repeats: float | None, log: Logger
+        self, key: str, name: str, after_seconds: float, due: float, repeats: float | None, log: Logger
     ) -> None:
         """Record the destroy and issue it on its own thread; the VMI is requeued when it ends.
         Dropped if another destroy went out since the plan saw ``repeats`` (the timer's)."""
@@ -73,7 +73,7 @@ class StopTracker:
                 return
             progress = self._stops[key] = destroy_issued(old, after_seconds, self._clock())
         waited = progress.destroyed_after or 0.0
-        self._lane.submit(key, name, deadline, log.bind(after_seconds=round(waited, 1)))
+        self._lane.submit(key, name, due, log.bind(after_seconds=round(waited, 1)))
 
     def _at_deadline(self, key: str) -> None:
         """On the destroy lane's thread: destroy now if the grace ran out on a guest still running."""
