@@ -95,6 +95,7 @@ class Reconciler:
             clock,
             metrics,
             lambda name: self.hypervisor.observe(name),
+            lambda key: self._desired(key).intent,
         )
         self.echoes = EchoFilter(clock)
         """The events our own define and start will cause; the engine drops them."""
@@ -140,10 +141,15 @@ class Reconciler:
             if self.metrics is not None:
                 self.metrics.observe_reconcile(time.perf_counter() - started)
 
-    def _reconcile(self, key: str) -> Outcome:
+    def _desired(self, key: str) -> Desired:
+        """What the source wants for ``key``; a guest that should run halts while the agent stops."""
         desired = self.source.desired(key) or Desired(key, Intent.REMOVE, None)
         if self._halting and desired.intent is Intent.RUN:
             desired = replace(desired, intent=Intent.HALT)
+        return desired
+
+    def _reconcile(self, key: str) -> Outcome:
+        desired = self._desired(key)
         name = desired.domain_name
         bound = log.bind(vmi=key, domain=name, uid=desired.vmi.uid if desired.vmi else None)
         try:

@@ -16,7 +16,7 @@ import structlog
 
 from handler.agent.deadline_timer import DeadlineTimer
 from handler.agent.destroy_lane import DestroyLane
-from handler.core.desired import StopProgress
+from handler.core.desired import Intent, StopProgress
 from handler.core.domain_state import ObservedDomain
 from handler.core.port_error import PortError
 from handler.core.stop_progress import deadline, destroy_ended, destroy_issued, due_destroy, pressed
@@ -35,13 +35,15 @@ class StopTracker:
         clock: Callable[[], float],
         metrics: Metrics | None = None,
         observe: Callable[[str], ObservedDomain | None] = lambda _name: None,
+        intent: Callable[[str], Intent] = lambda _key: Intent.REMOVE,
     ) -> None:
-        """``observe`` looks the domain up when its deadline comes (the timer acts only on a
-        guest still running)."""
+        """``observe`` looks the domain up and ``intent`` asks the source what the VMI wants when
+        its deadline comes: the timer destroys only a guest still running that should stop."""
         self._requeue = requeue
         self._clock = clock
         self._metrics = metrics
         self._observe = observe
+        self._intent = intent
         self._lock = threading.Lock()
         self._stops: dict[str, StopProgress] = {}
         self._lane = DestroyLane(destroy, self._ended, clock)
@@ -81,13 +83,14 @@ class StopTracker:
         bound = log.bind(vmi=key, domain=name)
         try:
             domain = self._observe(name)
+            intent = self._intent(key)
         except PortError as error:  # libvirt unreachable: the reconcile pass retries
             bound.warning("deadline check failed", reason=error.reason, error=str(error))
             return
         with self._lock:
             progress = self._stops.get(key)
             now = self._clock()
-            action = due_destroy(progress, domain, now)
+            action = due_destroy(progress, domain, intent, now)
             if action is not None:
                 self._stops[key] = destroy_issued(progress, action.after_seconds, now)
         if action is not None:

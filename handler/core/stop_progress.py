@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from handler.core.actions import DestroyDomain
-from handler.core.desired import StopProgress
+from handler.core.desired import Intent, StopProgress
 from handler.core.domain_state import ObservedDomain
 
 DEADLINE_TICK = 0.001
@@ -31,12 +31,14 @@ def deadline(progress: StopProgress | None) -> float | None:
     return progress.started_at + progress.grace
 
 
-def due_destroy(progress: StopProgress | None, domain: ObservedDomain | None, now: float) -> DestroyDomain | None:
+def due_destroy(
+    progress: StopProgress | None, domain: ObservedDomain | None, intent: Intent, now: float
+) -> DestroyDomain | None:
     """The deadline timer's decision: the first destroy of a stop whose grace has run out, while
-    the guest still runs. Anything else (guest off, stop over or destroyed already) is the
-    reconcile pass's to handle, as before."""
+    the guest still runs and its VMI still asks for the stop. Anything else (guest off, VMI
+    wanted again, stop over or destroyed already) is the reconcile pass's to handle."""
     due = deadline(progress)
-    if progress is None or due is None or domain is None or not domain.active:
+    if progress is None or due is None or domain is None or not domain.active or intent is Intent.RUN:
         return None
     if now < due - DEADLINE_TICK:
         return None

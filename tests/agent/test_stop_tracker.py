@@ -8,6 +8,7 @@ import threading
 import structlog
 
 from handler.agent.stop_tracker import StopTracker
+from handler.core.desired import Intent
 from handler.core.domain_state import ObservedDomain, Power, StopCause
 
 KEY, NAME = "ns/vm", "ns_vm"
@@ -30,6 +31,7 @@ class Libvirt:
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.power = Power.RUNNING
+        self.intent = Intent.REMOVE
         self.destroys: list[float] = []
         self.requeued: list[str] = []
         self._cond = threading.Condition()
@@ -54,7 +56,10 @@ class Libvirt:
 def tracker() -> tuple[StopTracker, Libvirt, Clock]:
     clock = Clock()
     libvirt = Libvirt(clock)
-    return StopTracker(libvirt.destroy, libvirt.requeue, clock, observe=libvirt.observe), libvirt, clock
+    stops = StopTracker(
+        libvirt.destroy, libvirt.requeue, clock, observe=libvirt.observe, intent=lambda _k: libvirt.intent
+    )
+    return stops, libvirt, clock
 
 
 def settle() -> None:
@@ -119,3 +124,13 @@ def test_a_grace_raised_mid_stop_moves_the_deadline() -> None:
     assert stops.timer.fire_due() == 1, "armed again for the new one"
     settle()
     assert libvirt.destroys == [20.0]
+
+
+def test_the_timer_leaves_a_guest_whose_vmi_is_wanted_again_before_its_pass_ran() -> None:
+    stops, libvirt, clock = tracker()
+    stops.pressed(KEY, 1, GRACE)
+    libvirt.intent = Intent.RUN  # the manifest came back; its pass has not run yet
+    clock.now = GRACE
+    assert stops.timer.fire_due() == 1
+    settle()
+    assert libvirt.destroys == []

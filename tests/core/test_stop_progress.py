@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from handler.core.actions import DestroyDomain
-from handler.core.desired import StopProgress
+from handler.core.desired import Intent, StopProgress
 from handler.core.domain_state import ObservedDomain, Power, StopCause
 from handler.core.stop_progress import deadline, destroy_ended, destroy_issued, due_destroy, pressed
 
+GONE = Intent.REMOVE
 RUNNING = ObservedDomain("ns_vm", "uuid", Power.RUNNING, None, None)
 OFF = ObservedDomain("ns_vm", "uuid", Power.SHUTOFF, StopCause.GUEST_POWEROFF, None)
 
@@ -32,19 +33,22 @@ def test_the_deadline_follows_the_grace_of_the_last_press_until_a_destroy_goes_o
 
 def test_the_deadline_timer_destroys_a_running_guest_once_its_grace_ran_out() -> None:
     stop = pressed(None, 1, 10.0, 30.0)
-    assert due_destroy(stop, RUNNING, 39.9) is None, "not before the deadline"
-    assert due_destroy(stop, RUNNING, 40.0) == DestroyDomain("ns_vm", 30.0, 40.0)
-    assert due_destroy(stop, RUNNING, 40.25) == DestroyDomain("ns_vm", 30.25, 40.0), "late: the grace given"
-    assert due_destroy(stop, RUNNING, 40.0 - 0.0005) is not None, "within a timer tick counts as reached"
+    assert due_destroy(stop, RUNNING, GONE, 39.9) is None, "not before the deadline"
+    assert due_destroy(stop, RUNNING, GONE, 40.0) == DestroyDomain("ns_vm", 30.0, 40.0)
+    assert due_destroy(stop, RUNNING, GONE, 40.25) == DestroyDomain("ns_vm", 30.25, 40.0), "late: the grace given"
+    assert due_destroy(stop, RUNNING, GONE, 40.0 - 0.0005) is not None, "within a timer tick counts as reached"
 
 
 def test_the_deadline_timer_leaves_everything_else_to_the_reconcile_pass() -> None:
     stop = pressed(None, 1, 10.0, 30.0)
-    assert due_destroy(stop, OFF, 41.0) is None, "the guest powered off in time"
-    assert due_destroy(stop, None, 41.0) is None, "the domain is gone"
-    assert due_destroy(None, RUNNING, 41.0) is None, "the stop is over (the VMI runs again)"
-    assert due_destroy(destroy_issued(stop, 30.0, 40.0), RUNNING, 41.0) is None, "the pass destroyed it already"
-    assert due_destroy(replace(stop, grace=None), RUNNING, 41.0) is None
+    assert due_destroy(stop, OFF, GONE, 41.0) is None, "the guest powered off in time"
+    assert due_destroy(stop, None, GONE, 41.0) is None, "the domain is gone"
+    assert due_destroy(None, RUNNING, GONE, 41.0) is None, "the stop is over (the VMI runs again)"
+    assert due_destroy(destroy_issued(stop, 30.0, 40.0), RUNNING, GONE, 41.0) is None, "the pass destroyed it already"
+    assert due_destroy(replace(stop, grace=None), RUNNING, GONE, 41.0) is None
+    assert due_destroy(stop, RUNNING, Intent.RUN, 41.0) is None, "the VMI is wanted again: no destroy"
+    assert due_destroy(stop, RUNNING, Intent.STOP, 41.0) is not None
+    assert due_destroy(stop, RUNNING, Intent.HALT, 41.0) is not None, "the agent stops with its guests"
 
 
 def test_a_destroy_keeps_the_grace_the_first_one_gave() -> None:
