@@ -47,9 +47,6 @@ class DeadlineTimer:
             fired += 1
         return fired
 
-    def pending(self) -> int:
-        return self._due.pending()
-
     def _run(self) -> None:
         while (key := self._due.get()) is not None:
             self._due.done(key)
