@@ -4,13 +4,17 @@
 
 P5: from the manifest appearing (atomic rename into the watched directory) to the guest's
 boot marker on its serial console, against ``createXML`` of the very XML the agent renders
-for that VMI (what ``virsh create`` does), timed from the call to the same marker.
+for that VMI (what ``virsh create`` does), timed from the call to the same marker. Split at
+libvirt's STARTED event: up to it is what the agent adds (noticing the file, checks, the
+persistent define, the start); after it the guest boots, the same work for both, so any
+difference there is the machine's load. ``defineXML`` alone (then undefined) is timed too.
 
 P6: on a guest with acpid, from the manifest's removal to the domain's STOPPED event,
 against the same guest's own shutdown after a bare ACPI power-button press
 (``virsh shutdown --mode acpi``), timed from the call to STOPPED.
 
-Rounds alternate agent and baseline so load drifts hit both. A benchmark, never a test:
+Within each round agent and baseline take turns, and which goes first alternates from round
+to round, so load drifts and whatever the previous step left behind hit both alike. A benchmark, never a test:
 nothing asserts. Goals: P5 <= +0.2 s, P6 <= +0.5 s over the baseline (medians).
 """
 
@@ -22,6 +26,8 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import libvirt
@@ -60,26 +66,42 @@ def bare_xml(workspace: Workspace, manifest: Path, name: str) -> tuple[str, Path
     return render_domain(vmi, (), settings), log_dir
 
 
-def p5_agent(workspace: Workspace, image: object, events: LifecycleEvents, round_no: int) -> float:
+def p5_agent(workspace: Workspace, image: object, events: LifecycleEvents, round_no: int) -> tuple[float, float]:
+    """Seconds to the boot marker, and to libvirt's STARTED event."""
     name = f"p5-agent-{round_no}"
-    started = time.monotonic()
+    wall, started = time.time(), time.monotonic()
     workspace.add_vmi(name, image, grace=0)  # type: ignore[arg-type]
     wait_for_serial(workspace.serial_log(name), BOOT_MARKER, TIMEOUT, poll=0.01)
     took = time.monotonic() - started
+    running = events.wait_for(domain_name(name), libvirt.VIR_DOMAIN_EVENT_STARTED, TIMEOUT, since=wall).at - wall
     since = time.time()
     workspace.remove_vmi(name)
     events.wait_for(domain_name(name), libvirt.VIR_DOMAIN_EVENT_UNDEFINED, TIMEOUT, since=since)
-    return took
+    return took, running
 
 
-def p5_bare(workspace: Workspace, conn: libvirt.virConnect, template: Path, round_no: int) -> float:
+def p5_bare(
+    workspace: Workspace, conn: libvirt.virConnect, events: LifecycleEvents, template: Path, round_no: int
+) -> tuple[float, float]:
     name = f"p5-bare-{round_no}"
     xml, log_dir = bare_xml(workspace, template, name)
-    started = time.monotonic()
+    wall, started = time.time(), time.monotonic()
     domain = conn.createXML(xml, 0)
-    took = started + wait_for_serial(log_dir / f"{domain.name()}.serial.log", BOOT_MARKER, TIMEOUT, poll=0.01)
-    took -= started
+    # From the call, not from its return: createXML itself takes ~0.4 s of the guest's start.
+    wait_for_serial(log_dir / f"{domain.name()}.serial.log", BOOT_MARKER, TIMEOUT, poll=0.01)
+    took = time.monotonic() - started
+    running = events.wait_for(domain.name(), libvirt.VIR_DOMAIN_EVENT_STARTED, TIMEOUT, since=wall).at - wall
     domain.destroy()
+    return took, running
+
+
+def define_alone(workspace: Workspace, conn: libvirt.virConnect, template: Path, round_no: int) -> float:
+    """The persistent define the agent makes before its start, timed alone on the same XML."""
+    xml, _ = bare_xml(workspace, template, f"p5-define-{round_no}")
+    started = time.monotonic()
+    domain = conn.defineXML(xml)
+    took = time.monotonic() - started
+    domain.undefine()
     return took
 
 
@@ -114,13 +136,21 @@ def main() -> int:
     events = LifecycleEvents()
     conn = libvirt.open("qemu:///system")
     agent = AgentProcess(workspace, "--acpi-resend-seconds", "3")
-    times: dict[str, list[float]] = {"p5_agent": [], "p5_bare": [], "p6_agent": [], "p6_bare": []}
+    parts = ("p5_agent", "p5_bare", "p5_agent_started", "p5_bare_started", "define", "p6_agent", "p6_bare")
+    times: dict[str, list[float]] = {part: [] for part in parts}
     try:
         agent.wait_first_sync()
         template = Workspace.create().add_vmi("template", image, grace=0)  # not watched: only a source of XML
         for n in range(args.rounds):
-            times["p5_agent"].append(p5_agent(workspace, image, events, n))
-            times["p5_bare"].append(p5_bare(workspace, conn, template, n))
+            p5: dict[str, Callable[[], tuple[float, float]]] = {
+                "p5_agent": partial(p5_agent, workspace, image, events, n),
+                "p5_bare": partial(p5_bare, workspace, conn, events, template, n),
+            }
+            for side in sorted(p5, reverse=n % 2 == 1):  # who goes first alternates
+                took, running = p5[side]()
+                times[side].append(took)
+                times[f"{side}_started"].append(running)
+            times["define"].append(define_alone(workspace, conn, template, n))
             times["p6_bare"].append(p6_bare(workspace, conn, events, template, n))
             times["p6_agent"].append(p6_agent(workspace, image, events, n))
     finally:
@@ -144,11 +174,19 @@ def main() -> int:
             f"added {agent_s - bare_s:+.2f} s (goal <= +{goal} s: {verdict}); "
             f"rounds agent {_rounded(times[part + '_agent'])}, bare {_rounded(times[part + '_bare'])}"
         )
+    to_agent, to_bare = medians["p5_agent_started"], medians["p5_bare_started"]
+    print(
+        f"P5 split at STARTED: agent {to_agent:.3f} s, bare {to_bare:.3f} s, added {to_agent - to_bare:+.3f} s; "
+        f"STARTED -> marker: agent {medians['p5_agent'] - to_agent:.2f} s, bare {medians['p5_bare'] - to_bare:.2f} s; "
+        f"defineXML alone {medians['define'] * 1000:.1f} ms (rounds {_rounded(times['define'], 3)}); "
+        f"to STARTED rounds agent {_rounded(times['p5_agent_started'], 3)}, "
+        f"bare {_rounded(times['p5_bare_started'], 3)}"
+    )
     return 0
 
 
-def _rounded(values: list[float]) -> list[float]:
-    return [round(value, 2) for value in values]
+def _rounded(values: list[float], digits: int = 2) -> list[float]:
+    return [round(value, digits) for value in values]
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class Engine:
         # Queued before any worker runs, so a key already queued by the source is not handed
         # to a worker and then marked for a second pass.
         self.resync(background=False)  # every VMI's first pass is urgent
+        self.reconciler.start_timers()
         for index in range(self.settings.workers):
             thread = threading.Thread(target=self._work, name=f"reconcile-{index}", daemon=True)
             self.pulse.register(thread.name)
@@ -111,6 +112,7 @@ class Engine:
         else:
             log.info("agent stopping; guests keep running", policy=str(policy))
         self.queue.close()
+        self.reconciler.stop_timers()
         for thread in self._threads:
             thread.join(timeout=10)
 

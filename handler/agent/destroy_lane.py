@@ -3,7 +3,8 @@
 A destroy blocks until libvirt has seen QEMU go (about 2 s under TCG on hosts whose PID 1
 reaps slowly; up to 15 s when QEMU ignores SIGTERM). Run on the reconcile workers, guests
 whose grace ran out together would wait for each other's destroys; here each goes out as
-soon as its pass plans it, and the VMI comes back to the queue when libvirt answers.
+soon as its pass (or the deadline timer's check) decides it, and the VMI comes back to the
+queue when libvirt answers.
 """
 
 from __future__ import annotations
@@ -39,6 +40,21 @@ class DestroyLane:
             target=self._run, args=(key, name, deadline, log), name=f"destroy-{name}"[:60], daemon=True
         )
         thread.start()
+
+    def run(self, key: str, job: Callable[[str], None]) -> None:
+        """Run ``job(key)`` on a thread of its own (the deadline timer's check, then its destroy)."""
+
+        def guarded() -> None:
+            try:
+                job(key)
+            except Exception:  # the reconcile pass at the deadline is the backstop
+                structlog.get_logger("qat_handler.destroy_lane").exception("deadline check crashed", vmi=key)
+
+        threading.Thread(target=guarded, name=f"deadline-{key}"[:60], daemon=True).start()
+
+    def destroy_now(self, key: str, name: str, deadline: float, log: Logger) -> None:
+        """As submit(), on the caller's thread (one of this lane's own)."""
+        self._run(key, name, deadline, log)
 
     def _run(self, key: str, name: str, deadline: float, log: Logger) -> None:
         issued = self._clock()

@@ -89,7 +89,14 @@ class Reconciler:
         self.addresses = addresses
         self.guest_files = guest_files
         self.devices = DeviceGate(hypervisor, settings.render.owner, requeue, inspector, allocator)
-        self.stops = StopTracker(lambda name: self.hypervisor.destroy(name), requeue, clock, metrics)
+        self.stops = StopTracker(
+            lambda name: self.hypervisor.destroy(name),
+            requeue,
+            clock,
+            metrics,
+            lambda name: self.hypervisor.observe(name),
+            lambda key: self._desired(key).intent,
+        )
         self.echoes = EchoFilter(clock)
         """The events our own define and start will cause; the engine drops them."""
         self._memory_lock = threading.Lock()
@@ -105,6 +112,13 @@ class Reconciler:
 
     def knows(self, key: str) -> bool:
         return self.source.knows(key)
+
+    def start_timers(self) -> None:
+        """Start the grace deadline timer (the engine does, with its workers)."""
+        self.stops.timer.start()
+
+    def stop_timers(self) -> None:
+        self.stops.timer.close()
 
     def halt_guests(self) -> None:
         """The agent stops with the shutdown policy: from now on every guest that should run halts."""
@@ -127,10 +141,15 @@ class Reconciler:
             if self.metrics is not None:
                 self.metrics.observe_reconcile(time.perf_counter() - started)
 
-    def _reconcile(self, key: str) -> Outcome:
+    def _desired(self, key: str) -> Desired:
+        """What the source wants for ``key``; a guest that should run halts while the agent stops."""
         desired = self.source.desired(key) or Desired(key, Intent.REMOVE, None)
         if self._halting and desired.intent is Intent.RUN:
             desired = replace(desired, intent=Intent.HALT)
+        return desired
+
+    def _reconcile(self, key: str) -> Outcome:
+        desired = self._desired(key)
         name = desired.domain_name
         bound = log.bind(vmi=key, domain=name, uid=desired.vmi.uid if desired.vmi else None)
         try:
@@ -215,12 +234,12 @@ class Reconciler:
             case StartDomain(name=name):
                 self._echoing(name, "started", lambda: self.hypervisor.start(name))
                 (bound.debug if announced else bound.info)("domain started")
-            case RequestShutdown(name=name, attempt=attempt):
+            case RequestShutdown(name=name, attempt=attempt, grace_seconds=grace):
                 self.hypervisor.request_shutdown(name)
-                self.stops.pressed(key, attempt)
+                self.stops.pressed(key, attempt, grace)
                 bound.info("ACPI shutdown requested", attempt=attempt)
-            case DestroyDomain(name=name, after_seconds=after, deadline=deadline):
-                self.stops.destroy(key, name, after, deadline, bound)
+            case DestroyDomain(name=name, after_seconds=after, deadline=deadline, repeats=repeats):
+                self.stops.destroy(key, name, after, deadline, repeats, bound)
             case UndefineDomain(name=name):
                 self.hypervisor.undefine(name)
                 bound.info("domain undefined")

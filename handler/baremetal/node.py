@@ -70,6 +70,11 @@ class BareMetalNode:
         self.source.scan()
         self.allocator.adopt(self.reconciler.owned_domains(), set(self.source.keys()))
         self.runtime.start()
+        # A status whose manifest and domain are both gone (the agent died between undefine and
+        # forget) has nothing else to bring it to a pass: it is forgotten now.
+        for key in self.store.keys():
+            if not self.source.knows(key):
+                self.engine.enqueue(key)
         self.source.start()
         log.info(
             "agent started",

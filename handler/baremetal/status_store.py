@@ -94,6 +94,11 @@ class StatusStore:
             self._records.pop(key, None)
         self._mark_dirty()
 
+    def keys(self) -> list[str]:
+        """Every VMI with a status (for the pass that forgets those left by a crash)."""
+        with self._lock:
+            return list(self._records)
+
     # -- persistence ------------------------------------------------------------------
     def start(self) -> None:
         self._flusher = threading.Thread(target=self._flush_loop, name="status-flush", daemon=True)

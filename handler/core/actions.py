@@ -30,6 +30,9 @@ class RequestShutdown:
 
     name: str
     attempt: int
+    grace_seconds: float
+    """The destroy is due this long after the first press: the shell arms a timer for it, so
+    the destroy goes out at its deadline without waiting for a reconcile pass."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,9 @@ class DestroyDomain:
     """Seconds since the first ACPI press (the grace actually given)."""
     deadline: float
     """The clock reading at which the grace ran out, to report how late the destroy went out."""
+    repeats: float | None = None
+    """When the destroy this one repeats was issued (None: the first). The shell drops it if
+    another went out since, from the deadline timer: one destroy per decision."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,8 @@ class StopProgress:
     destroy_failures: int = 0
     destroy_error: tuple[str, str] | None = None
     """(reason, message) of the last destroy that failed; None once one succeeded."""
+    grace: float | None = None
+    """The grace the last press promised; with ``started_at`` it is the destroy's deadline."""
 
 
 @dataclass(frozen=True, slots=True)

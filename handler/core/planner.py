@@ -32,11 +32,10 @@ from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
 from handler.core.stop_outcome import AGENT_STOPPED, final_status
+from handler.core.stop_progress import DEADLINE_TICK
 from handler.core.sync_failure import sync_failed
 from handler.core.vmi import VMI
 
-DEADLINE_TICK = 0.001
-"""Closer than this to the grace limit counts as reached: no timer wakes up finer than that."""
 DESTROY_RECHECK_SECONDS = 30.0
 """A destroy that has not come back by then is issued again (libvirt's own gives up after ~15 s)."""
 DESTROY_RETRY = Backoff(1.0, 30.0)
@@ -167,7 +166,7 @@ def _press_or_pull(
         status = _shutting_down(domain, last, grace)
         event = RecordEvent("ShuttingDown", f"sent ACPI shutdown to {domain.name}; destroy after {grace} s")
         return Plan(
-            (RequestShutdown(domain.name, 1), *_transition(last, status, event)),
+            (RequestShutdown(domain.name, 1, float(grace)), *_transition(last, status, event)),
             requeue_after=min(resend, float(grace)),
         )
     remaining = grace - (now - progress.started_at)
@@ -175,7 +174,8 @@ def _press_or_pull(
         return _pull(domain, last, progress, grace, now)
     since_press = now - progress.last_request_at
     if since_press >= resend:
-        return Plan((RequestShutdown(domain.name, progress.requests + 1),), requeue_after=min(resend, remaining))
+        press = RequestShutdown(domain.name, progress.requests + 1, float(grace))
+        return Plan((press,), requeue_after=min(resend, remaining))
     return Plan((), requeue_after=min(resend - since_press, remaining))
 
 
@@ -185,7 +185,8 @@ def _pull(
     """At the grace limit: issue the destroy once, then wait for it. A failed one is reported and
     retried with backoff; one that never came back is issued again after DESTROY_RECHECK_SECONDS."""
     started = progress.started_at if progress is not None else now
-    pull = DestroyDomain(domain.name, now - started, started + max(grace, 0))
+    repeats = progress.destroy_issued_at if progress is not None else None
+    pull = DestroyDomain(domain.name, now - started, started + max(grace, 0), repeats)
     if progress is None or progress.destroy_issued_at is None:
         return Plan((pull,), requeue_after=DESTROY_RECHECK_SECONDS)
     wait, report = DESTROY_RECHECK_SECONDS, _NOTHING

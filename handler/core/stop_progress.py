@@ -8,14 +8,41 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from handler.core.desired import StopProgress
+from handler.core.actions import DestroyDomain
+from handler.core.desired import Intent, StopProgress
+from handler.core.domain_state import ObservedDomain
+
+DEADLINE_TICK = 0.001
+"""Closer than this to the grace limit counts as reached: no timer wakes up finer than that."""
 
 
-def pressed(progress: StopProgress | None, attempt: int, now: float) -> StopProgress:
-    """After the power button's ``attempt``-th press: the first press starts the stop's clock."""
+def pressed(progress: StopProgress | None, attempt: int, now: float, grace: float) -> StopProgress:
+    """After the power button's ``attempt``-th press: the first press starts the stop's clock;
+    each press carries the grace in force, so a VMI edited mid-stop moves the deadline."""
     if progress is None or attempt == 1:
-        return StopProgress(started_at=now, last_request_at=now, requests=1)
-    return replace(progress, last_request_at=now, requests=attempt)
+        return StopProgress(started_at=now, last_request_at=now, requests=1, grace=grace)
+    return replace(progress, last_request_at=now, requests=attempt, grace=grace)
+
+
+def deadline(progress: StopProgress | None) -> float | None:
+    """When the grace runs out, for a stop whose destroy has not gone out yet."""
+    if progress is None or progress.grace is None or progress.destroy_issued_at is not None:
+        return None
+    return progress.started_at + progress.grace
+
+
+def due_destroy(
+    progress: StopProgress | None, domain: ObservedDomain | None, intent: Intent, now: float
+) -> DestroyDomain | None:
+    """The deadline timer's decision: the first destroy of a stop whose grace has run out, while
+    the guest still runs and its VMI still asks for the stop. Anything else (guest off, VMI
+    wanted again, stop over or destroyed already) is the reconcile pass's to handle."""
+    due = deadline(progress)
+    if progress is None or due is None or domain is None or not domain.active or intent is Intent.RUN:
+        return None
+    if now < due - DEADLINE_TICK:
+        return None
+    return DestroyDomain(domain.name, now - progress.started_at, due)
 
 
 def destroy_issued(progress: StopProgress | None, after_seconds: float, now: float) -> StopProgress:

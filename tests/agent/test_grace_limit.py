@@ -1,15 +1,18 @@
 """Destroys at the grace limit, on a fake clock: each guest's destroy goes out at its own
 deadline however many guests reach it together, and none waits for another's.
 
-The real Reconciler and KeyedQueue run on a FakeClock; a test "worker" drains what is due.
-The fake hypervisor's destroy blocks until the test releases it, as libvirt's does until
-QEMU is reaped (about 2 s per guest under TCG here): a destroy that held the reconcile pass
-would stop the drain at the first guest.
+The real Reconciler and KeyedQueue run on a FakeClock; a test "worker" drains what is due,
+and the deadline timer fires what is due before each pass, as its own thread would beside
+the workers. The fake hypervisor's destroy blocks until the test releases it, as libvirt's
+does until QEMU is reaped (about 2 s per guest under TCG here): a destroy that held the
+reconcile pass would stop the drain at the first guest. ``pass_cost`` moves the clock on
+by each pass's cost, so passes queued behind each other take time.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 
 import pytest
@@ -55,6 +58,8 @@ class DeafGuests:
         self.presses: dict[str, int] = dict.fromkeys(self.vmis, 0)
         self.destroys: list[tuple[str, float]] = []
         self.fail_next: int = 0
+        self.blocked: set[str] = set()
+        """Threads waiting in destroy (as libvirt's caller waits for QEMU to go)."""
         self._cond = threading.Condition()
         self._released = threading.Event()
 
@@ -75,8 +80,10 @@ class DeafGuests:
             if self.fail_next:
                 self.fail_next -= 1
                 raise VirtError(ErrorKind.CONNECTION, 1, "cannot reach libvirtd", f"destroy {name}")
+            self.blocked.add(threading.current_thread().name)
         assert self._released.wait(WAIT), "destroy never released"
         with self._cond:
+            self.blocked.discard(threading.current_thread().name)
             self.active.discard(name)
 
     def undefine(self, name: str) -> None:
@@ -101,7 +108,13 @@ class DeafGuests:
 
 
 class Removed:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.pass_cost = 0.0
+
     def desired(self, key: str) -> Desired | None:
+        if threading.current_thread() is threading.main_thread():  # the test's worker, once a pass
+            self.clock.now += self.pass_cost
         return None
 
     def keys(self) -> Iterable[str]:
@@ -139,8 +152,9 @@ class Agent:
         self.queue = KeyedQueue(self.clock)
         self.finished: list[str] = []
         self._cond = threading.Condition()
+        self.source = Removed(self.clock)
         self.reconciler = Reconciler(
-            Removed(), self.guests, self.sink, SETTINGS, clock=self.clock, requeue=self._requeued
+            self.source, self.guests, self.sink, SETTINGS, clock=self.clock, requeue=self._requeued
         )
 
     def _requeued(self, key: str) -> None:
@@ -154,14 +168,27 @@ class Agent:
         with self._cond:
             assert self._cond.wait_for(lambda: len(self.finished) >= count, WAIT), self.finished
 
-    def at(self, when: float) -> None:
-        """Move the clock to ``when`` and reconcile everything due, as the workers would."""
+    def at(self, when: float, timer: bool = True) -> None:
+        """Move the clock to ``when`` and reconcile everything due, as the workers would; before
+        each pass, the deadline timer fires what has come due (unless ``timer`` is off)."""
         self.clock.now = when
-        while (key := self.queue.get(timeout=0)) is not None:
+        while True:
+            if timer and self.reconciler.stops.timer.fire_due():
+                self.settle_deadlines()
+            key = self.queue.get(timeout=0)
+            if key is None:
+                return
             outcome = self.reconciler.reconcile(key)
             self.queue.done(key)
             if outcome.requeue_after is not None:
                 self.queue.add(key, outcome.requeue_after)
+
+    def settle_deadlines(self) -> None:
+        """Wait until each deadline check the timer started has decided: done, or waiting in destroy."""
+        end = time.monotonic() + WAIT
+        while any(t.name.startswith("deadline-") and t.name not in self.guests.blocked for t in threading.enumerate()):
+            assert time.monotonic() < end, "a deadline check never decided"
+            time.sleep(0.001)
 
     def next_due(self) -> float | None:
         return min(self.queue._due.values(), default=None)
@@ -236,3 +263,46 @@ def test_passes_while_a_destroy_runs_do_not_issue_another() -> None:
     assert agent.guests.vmis == {}
     final = agent.sink.history["ns/vm"][-1]
     assert (final.phase, final.reason) == (Phase.FAILED, "Destroyed")
+
+
+PASS_COST = 0.02
+"""A reconcile pass's cost in fake seconds: tens of ms, as measured under TCG on 2 cores."""
+BOUND = PASS_COST
+"""How late a destroy may go out: the timer fires between two passes, never behind a queue of them."""
+
+
+def one_deadline(count: int, timer: bool) -> list[float]:
+    """``count`` deaf guests stopped together, so one deadline; each destroy's lateness."""
+    names = [f"vm{i}" for i in range(count)]
+    agent = Agent(names)
+    try:
+        for name in names:
+            agent.queue.add(f"ns/{name}")
+        agent.at(0.0, timer)
+        agent.at(RESEND, timer)
+        assert agent.guests.destroys == [] and set(agent.guests.presses.values()) == {2}, "ACPI resend as before"
+        agent.source.pass_cost = PASS_COST  # from here on, passes queue behind each other
+        agent.at(GRACE, timer)
+        destroys = agent.guests.wait_destroys(count)
+        assert sorted(name for name, _ in destroys) == sorted(f"ns_{n}" for n in names), "each destroyed once"
+    finally:
+        agent.guests.release()
+    agent.wait_finished(count)
+    agent.at(agent.clock.now, timer)
+    assert agent.sink.statuses == {} and agent.guests.vmis == {}, "every domain undefined, every VMI forgotten"
+    return [at - GRACE for _, at in destroys]
+
+
+@pytest.mark.parametrize("count", [1, 8, 50])
+def test_destroys_at_one_deadline_start_within_a_bound_whatever_the_number_of_guests(count: int) -> None:
+    lateness = one_deadline(count, timer=True)
+    print(f"{count} guests: latest destroy {max(lateness):.3f} s after the deadline (bound {BOUND} s)")
+    assert min(lateness) >= 0, "no destroy before the grace ran out"
+    assert max(lateness) <= BOUND, f"destroys went out up to {max(lateness):.3f} s late with {count} guests"
+
+
+def test_without_the_deadline_timer_the_last_destroy_waits_behind_every_pass() -> None:
+    """What the bound guards against: destroys decided only by the passes, one after another."""
+    lateness = one_deadline(50, timer=False)
+    assert max(lateness) == pytest.approx(50 * PASS_COST), "the 50th pass at the deadline ends a second late"
+    assert max(lateness) > BOUND

@@ -478,6 +478,24 @@ def test_a_restarted_agent_adopts_running_domains_without_touching_them(world: W
     assert second.reconciler.claims.holder(Bdf(0, 0x3D, 1, 0)) == world.key("a")
 
 
+def test_a_status_left_by_a_crash_between_undefine_and_forget_is_forgotten_at_start(world: World) -> None:
+    world.write_vmi("gone", env="QAT0=0000:3d:01.0\n")
+    world.start_node()
+    world.wait_phase("gone", "Running")
+    world.stop_nodes()  # --on-stop keep
+    # What a kill -9 between UndefineDomain and ForgetVMI leaves: no manifest, no domain, a status.
+    (world.vmi_dir / "gone.yaml").unlink()
+    (world.vmi_dir / "gone.env").unlink()
+    domain = world.lookup("gone")
+    assert domain is not None
+    domain.destroy()
+    domain.undefine()
+    assert world.key("gone") in read_status_file(world.state_dir)
+    second = world.start_node()
+    assert second.wait_synced(TIMEOUT)
+    wait_for("the stale status forgotten", lambda: world.key("gone") not in read_status_file(world.state_dir) or None)
+
+
 def test_status_file_is_json_a_separate_reader_can_parse(world: World) -> None:
     world.write_vmi("vm", env="QAT0=0000:3d:01.0\n")
     world.start_node()

@@ -318,7 +318,7 @@ def remove() -> Desired:
 def test_remove_of_a_running_guest_presses_the_power_button() -> None:
     result = plan(remove(), observed(domain(), running_status()), SETTINGS)
     assert kinds(result) == ["RequestShutdown", "WriteStatus", "RecordEvent"]
-    assert result.actions[0] == RequestShutdown(NAME, 1)
+    assert result.actions[0] == RequestShutdown(NAME, 1, float(GRACE)), "the press carries the grace the timer arms"
     status = written(result)
     assert status.phase is Phase.RUNNING
     condition = status.condition("Ready")
@@ -339,7 +339,7 @@ def test_power_button_is_not_pressed_again_before_the_resend_interval() -> None:
 
 def test_power_button_is_pressed_again_after_the_resend_interval() -> None:
     result = plan(remove(), observed(domain(), None, in_stop(presses=2, last=NOW + 3), NOW + 3 + RESEND), SETTINGS)
-    assert result.actions == (RequestShutdown(NAME, 3),)
+    assert result.actions == (RequestShutdown(NAME, 3, float(GRACE)),)
     assert result.requeue_after is not None and result.requeue_after <= RESEND
 
 
@@ -371,7 +371,9 @@ def test_an_issued_destroy_is_waited_for_not_issued_again() -> None:
 def test_a_destroy_that_never_came_back_is_issued_again() -> None:
     now = NOW + GRACE + DESTROY_RECHECK_SECONDS
     result = plan(remove(), observed(domain(), None, issued(NOW + GRACE), now), SETTINGS)
-    assert result.actions == (DestroyDomain(NAME, now - NOW, deadline=NOW + GRACE),)
+    assert result.actions == (DestroyDomain(NAME, now - NOW, deadline=NOW + GRACE, repeats=NOW + GRACE),), (
+        "a repeat names the destroy it repeats, so the shell sends it once"
+    )
 
 
 def test_a_failed_destroy_is_reported_and_retried_with_backoff() -> None:
@@ -453,7 +455,7 @@ def test_stop_of_a_vmi_that_never_ran_is_succeeded_once() -> None:
 def test_halt_keeps_the_domain_and_run_starts_it_again() -> None:
     halt = Desired(KEY, Intent.HALT, VMI_, DEVICES)
     pressed = plan(halt, observed(domain(), running_status()), SETTINGS)
-    assert pressed.actions[0] == RequestShutdown(NAME, 1)
+    assert pressed.actions[0] == RequestShutdown(NAME, 1, float(GRACE))
     off = domain(Power.SHUTOFF, StopCause.GUEST_POWEROFF)
     result = plan(halt, observed(off, written(pressed), in_stop()), SETTINGS)
     assert kinds(result) == ["WriteStatus", "RecordEvent"], "no UndefineDomain, no ForgetVMI"

@@ -326,9 +326,10 @@ def test_guest_ignoring_acpi_is_destroyed_at_the_grace_limit(
 
 MANY_DEAF = 8
 ISSUE_LIMIT = 1.5
-"""How late, on the agent's own clock, a destroy may go out: one reconcile pass behind the deadline.
-Serialised destroys put the second wave a whole destroy (~2 s here) behind; the exact scheduling
-is proven on a fake clock in tests/agent/test_grace_limit.py."""
+"""How late, on the agent's own clock, a destroy may go out: the deadline timer fires it, so only
+a thread start and a domain look-up stand between, with generous room for busy cores. Serialised
+destroys put the second wave a whole destroy (~2 s here) behind; the exact scheduling (and the
+bound whatever the number of guests) is proven on a fake clock in tests/agent/test_grace_limit.py."""
 QEMU_END_ALLOWANCE = 5.0  # a sanity bound on SIGTERM -> QEMU exit on busy cores; the agent's own is above
 
 
