@@ -22,6 +22,8 @@ class Stub:
     def owned_domains(self) -> list[ObservedDomain]:
         return []
 
+    def start_timers(self) -> None: ...
+
 
 def test_a_changed_vmi_goes_before_the_resync_sweep() -> None:
     now = [0.0]
