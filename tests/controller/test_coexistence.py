@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,6 @@ def kubevirt_cr(phase: str) -> dict[str, Any]:
         "spec": {},
         "status": {"phase": phase},
     }
-
-
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as fake:
-        yield fake
-        assert not fake.internal_errors
 
 
 def environ(server: FakeApiServer, tmp_path: Path) -> dict[str, str]:

@@ -27,13 +27,6 @@ INSUFFICIENT = "0/3 nodes are available: 3 Insufficient qat.intel.com/generic."
 
 
 @pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer(bookmark_interval=0.5) as fake:
-        yield fake
-        assert not fake.internal_errors
-
-
-@pytest.fixture
 def controller(server: FakeApiServer) -> Iterator[Controller]:
     running = start_controller(server)
     yield running

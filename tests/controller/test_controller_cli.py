@@ -61,28 +61,14 @@ def test_the_workstation_example_runs_against_a_cluster(tmp_path: Path) -> None:
 
 
 def test_no_credentials_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "handler", "controller", "--launcher-image", "qat-handler:0.1.0"],
-        cwd=REPO,
-        env=environ(KUBECONFIG=str(tmp_path / "absent")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_without_cluster(tmp_path, "--launcher-image", "qat-handler:0.1.0")
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("qat-handler: no Kubernetes credentials") and "fix:" in line
 
 
 def test_an_empty_launcher_image_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "handler", "controller", "--launcher-image", " "],
-        cwd=REPO,
-        env=environ(KUBECONFIG=str(tmp_path / "absent")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_without_cluster(tmp_path, "--launcher-image", " ")
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         "qat-handler: --launcher-image is empty; fix: pass the qat-handler image, e.g. qat-handler:0.1.0"
@@ -112,3 +98,15 @@ def test_a_leader_that_cannot_renew_exits_so_that_only_the_new_leader_acts(tmp_p
                 process.communicate()
     assert process.returncode == 1
     assert "lost leadership; exiting so that only the new leader acts" in output
+
+
+def run_without_cluster(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``qat-handler controller ARGS`` with no cluster to reach: for the errors it stops on first."""
+    return subprocess.run(
+        [sys.executable, "-m", "handler", "controller", *args],
+        cwd=REPO,
+        env=environ(KUBECONFIG=str(tmp_path / "absent")),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -19,7 +19,7 @@ from handler.controller.health import ControllerHealth
 from handler.controller.lease import LeaderElector
 from handler.core.leader_lease import LeaseTiming
 from tests.controller.harness import SETTINGS, WATCH, create_vmi, phase, pods_of, vmi, wait_for
-from tests.controller.test_controller_cli import REPO, environ, example_lines
+from tests.controller.test_controller_cli import REPO, environ, example_lines, run_without_cluster
 from tests.support.fakekube import FakeApiServer
 from tests.support.http_probe import free_port, get
 
@@ -66,13 +66,6 @@ class Replica:
             self.process.kill()
             self.process.wait()
         return self.log.read_text()
-
-
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer(bookmark_interval=0.5) as fake:
-        yield fake
-        assert not fake.internal_errors
 
 
 @pytest.fixture
@@ -164,14 +157,7 @@ def test_not_ready_until_the_caches_have_their_first_list_and_alive_through_api_
 
 
 def test_a_bad_metrics_address_is_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "handler", "controller", "--launcher-image", "x:1", "--metrics-address", "9472"],
-        cwd=REPO,
-        env=environ(KUBECONFIG=str(tmp_path / "absent")),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_without_cluster(tmp_path, "--launcher-image", "x:1", "--metrics-address", "9472")
     assert done.returncode == 2
     (line,) = done.stderr.splitlines()
     assert line.startswith("qat-handler: --metrics-address 9472: ") and "fix: use HOST:PORT" in line

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from handler.controller.lease import LeaderElector, default_identity
@@ -19,13 +17,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def server() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as fake:
-        yield fake
-        assert not fake.internal_errors
 
 
 def elector(server: FakeApiServer, identity: str, clock: FakeClock) -> LeaderElector:
