@@ -226,9 +226,9 @@ basename "$(readlink {device}/iommu_group)"
         )
 
 
-def wait_for(what: str | Callable[[], str], check: Callable[[], T | None], timeout: float) -> T:
-    """``wait_until``, polling once a second: each check is a command over L1's channel."""
-    return wait_until(what, check, timeout, poll=1.0)
+def wait_for(what: str | Callable[[], str], check: Callable[[], T | None], timeout: float, poll: float = 1.0) -> T:
+    """``wait_until``, polling once a second by default: each check is a command over L1's channel."""
+    return wait_until(what, check, timeout, poll=poll)
 
 
 def condition(status: dict[str, Any], kind: str) -> dict[str, Any] | None:
