@@ -37,20 +37,9 @@ def test_every_help_example_parses() -> None:
 def test_the_workstation_example_runs_against_a_cluster(tmp_path: Path) -> None:
     (_, workstation, _) = example_lines()
     with FakeApiServer() as server:
-        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "handler", *workstation[1:]],
-            cwd=REPO,
-            env=environ(KUBECONFIG=str(kubeconfig)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        process = start_against(server, tmp_path, workstation[1:])
         try:
-            deadline = time.monotonic() + 60
-            while not server.objects("leases", "qat-handler") and time.monotonic() < deadline:
-                assert process.poll() is None
-                time.sleep(0.1)
+            wait_for_lease(server, process)
             (lease,) = server.objects("leases", "qat-handler")
             assert lease["spec"]["holderIdentity"], "the identity is the hostname plus a random suffix"
         finally:
@@ -77,19 +66,11 @@ def test_an_empty_launcher_image_is_refused(tmp_path: Path) -> None:
 
 def test_a_leader_that_cannot_renew_exits_so_that_only_the_new_leader_acts(tmp_path: Path) -> None:
     with FakeApiServer() as server:
-        kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "handler", "controller", "--launcher-image", "qat-handler:0.1.0"],
-            cwd=REPO,
-            env=environ(KUBECONFIG=str(kubeconfig), POD_NAME="controller-0"),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        process = start_against(
+            server, tmp_path, ["controller", "--launcher-image", "qat-handler:0.1.0"], POD_NAME="controller-0"
         )
         try:
-            deadline = time.monotonic() + 60
-            while not server.objects("leases", "qat-handler") and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for_lease(server, process)
             server.fail_next("*", "/leases/", 503, times=10_000)
             output, _ = process.communicate(timeout=120)
         finally:
@@ -110,3 +91,24 @@ def run_without_cluster(tmp_path: Path, *args: str) -> subprocess.CompletedProce
         text=True,
         timeout=60,
     )
+
+
+def start_against(server: FakeApiServer, tmp_path: Path, args: list[str], **env: str) -> subprocess.Popen[str]:
+    """``qat-handler ARGS`` against the fake API server, its output collected on stdout."""
+    kubeconfig = server.write_kubeconfig(tmp_path / "kubeconfig")
+    return subprocess.Popen(
+        [sys.executable, "-m", "handler", *args],
+        cwd=REPO,
+        env=environ(KUBECONFIG=str(kubeconfig), **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for_lease(server: FakeApiServer, process: subprocess.Popen[str]) -> None:
+    """Until the controller has written its Lease (it must not exit meanwhile), for up to 60 s."""
+    deadline = time.monotonic() + 60
+    while not server.objects("leases", "qat-handler") and time.monotonic() < deadline:
+        assert process.poll() is None
+        time.sleep(0.1)

@@ -11,6 +11,7 @@ would, and `kubectl` for everything a user types.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -137,10 +138,12 @@ def webhook_configuration() -> dict[str, Any]:
     return dict(config)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    cluster = FakeCluster(tmp_path / "cluster", nodes=(NodeSpec(NODE, vfs=2),)).start()
-    cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace=NAMESPACE)
+@contextlib.contextmanager
+def stack_on(tmp_path: Path, vfs: int, namespace: str = "default") -> Iterator[Stack]:
+    """A fake cluster with one node of ``vfs`` VFs and the kubeconfig kubectl uses; at the end every
+    process is stopped and neither the cluster nor its API server may have recorded an error."""
+    cluster = FakeCluster(tmp_path / "cluster", nodes=(NodeSpec(NODE, vfs=vfs),)).start()
+    cluster.write_kubeconfig(tmp_path / "kubeconfig", namespace=namespace)
     running = Stack(cluster, tmp_path)
     try:
         yield running
@@ -149,6 +152,12 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
         errors = [*cluster.errors, *cluster.server.internal_errors]
         cluster.stop()
         assert not errors, "\n".join(errors)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with stack_on(tmp_path, vfs=2, namespace=NAMESPACE) as running:
+        yield running
 
 
 def start_control_plane(stack: Stack) -> None:

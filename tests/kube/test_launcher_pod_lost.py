@@ -19,34 +19,25 @@ from typing import Any
 import pytest
 
 from handler.core.kube_status import FINALIZER
-from tests.kube.test_control_plane_e2e import KUBECTL, NODE, REPO, Stack, eventually
-from tests.support.fakekube.cluster import FakeCluster, NodeSpec
+from tests.kube.test_control_plane_e2e import KUBECTL, NODE, REPO, Stack, eventually, stack_on
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    cluster = FakeCluster(tmp_path / "cluster", nodes=(NodeSpec(NODE, vfs=1),)).start()
-    cluster.write_kubeconfig(tmp_path / "kubeconfig")
-    running = Stack(cluster, tmp_path)
-    try:
+    with stack_on(tmp_path, vfs=1) as running:
         gate = running.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
         assert gate.returncode == 0, gate.stderr
         running.controller("controller-a")
         eventually("controller-a leading", lambda: running.leader() == "controller-a")
-        node = cluster.node(NODE)
+        node = running.cluster.node(NODE)
         running.start(
             "agent", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
             "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
             "--pod-resources-socket", str(tmp_path / "no-kubelet.sock"), "--on-stop", "keep",
         )  # fmt: skip
         yield running
-    finally:
-        running.stop()
-        errors = [*cluster.errors, *cluster.server.internal_errors]
-        cluster.stop()
-        assert not errors, "\n".join(errors)
 
 
 def agent_lines(stack: Stack, vmi: str) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import yaml
 from handler.core.bdf import Bdf
 from handler.core.domain_identity import read_identity
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
+from tests.support.private_libvirtd import private_libvirtd
 
 REPO = Path(__file__).resolve().parents[2]
 HOST = SimulatedHost(pfs=(SimulatedPf(family="C62x", bdf=Bdf(0, 0x3D, 0, 0), vfs=16),))
@@ -220,3 +222,17 @@ class ChaosWorld:
             with contextlib.suppress(libvirt.libvirtError):
                 dom.undefine()
         self.conn.close()
+
+
+@contextlib.contextmanager
+def world_on_private_libvirtd(tmp_path: Path, seed: int) -> Iterator[ChaosWorld]:
+    """A ChaosWorld on a libvirtd of its own; every domain it made is removed at the end, with
+    the daemon started again first if a test left it stopped."""
+    with private_libvirtd(tmp_path) as daemon:
+        world = ChaosWorld(tmp_path, daemon.uri, seed)
+        try:
+            yield world
+        finally:
+            if not daemon.answers():
+                daemon.start()
+            world.cleanup()

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability import invariants
-from tests.reliability.chaos_world import ChaosWorld
-from tests.support.private_libvirtd import private_libvirtd
+from tests.reliability.chaos_world import ChaosWorld, world_on_private_libvirtd
 
 pytestmark = [
     pytest.mark.chaos,
@@ -38,12 +37,8 @@ SETTLE_TIMEOUT = 600.0
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ChaosWorld]:
-    with private_libvirtd(tmp_path) as daemon:
-        w = ChaosWorld(tmp_path, daemon.uri, SEED)
-        try:
-            yield w
-        finally:
-            w.cleanup()
+    with world_on_private_libvirtd(tmp_path, SEED) as world:
+        yield world
 
 
 def settle(world: ChaosWorld, round_name: str) -> float:

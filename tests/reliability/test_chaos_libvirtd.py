@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +19,11 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from tests.reliability.chaos_world import ChaosWorld
+from tests.reliability.chaos_world import ChaosWorld, world_on_private_libvirtd
 from tests.reliability.libvirtd_outage import power_off_behind_libvirt, wait_probe
 from tests.reliability.test_chaos_baremetal import settle
-from tests.support.private_libvirtd import PrivateLibvirtd, private_libvirtd
+from tests.support.http_probe import free_port
+from tests.support.private_libvirtd import PrivateLibvirtd
 
 pytestmark = [
     pytest.mark.chaos,
@@ -37,22 +37,10 @@ LOAD_MARGIN = 10.0
 """Added to every wait so a slow machine cannot fail the test; the figure is printed."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return int(probe_socket.getsockname()[1])
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[ChaosWorld]:
-    with private_libvirtd(tmp_path) as daemon:
-        w = ChaosWorld(tmp_path, daemon.uri, SEED)
-        try:
-            yield w
-        finally:
-            if not daemon.answers():
-                daemon.start()  # so every domain can be removed
-            w.cleanup()
+    with world_on_private_libvirtd(tmp_path, SEED) as world:
+        yield world
 
 
 def outage(world: ChaosWorld, port: int, down_seconds: float, label: str) -> float:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.support.http_probe import free_port
 
 
 def have_tools(*names: str) -> bool:
@@ -60,12 +61,6 @@ def disk_layout(layout: Path, name: str, files: dict[str, Path | bytes]) -> Path
     return layout
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class Registry:
     address: str
@@ -81,7 +76,7 @@ class Registry:
 @contextlib.contextmanager
 def local_registry(work: Path) -> Iterator[Registry]:
     """A docker-registry on 127.0.0.1, serving plain HTTP from a directory under ``work``."""
-    port = _free_port()
+    port = free_port()
     address = f"127.0.0.1:{port}"
     config = work / "registry.yml"
     config.write_text(

@@ -22,6 +22,7 @@ from handler.core.webhook_settings import WebhookTlsSettings
 from handler.kube.webhook_tls import ca_bundle_of, ensure_webhook_tls
 from handler.webhook.server import VALIDATE_PATH
 from tests.support.fakekube import FakeApiServer
+from tests.support.http_probe import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 TLS = WebhookTlsSettings()
@@ -29,12 +30,6 @@ SERVICE_NAME = f"{TLS.service}.{TLS.namespace}.svc"
 """The name kube-apiserver checks the webhook's certificate for."""
 WAIT = 20.0
 """Generous bound for anything that waits on a subprocess or a watch (never a timing assertion)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def now() -> datetime:
