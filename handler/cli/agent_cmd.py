@@ -35,6 +35,7 @@ from handler.ops.heartbeat import Heartbeat
 from handler.ops.logs import configure_logging
 from handler.ops.metrics import Metrics
 from handler.ops.sdnotify import Notifier
+from handler.ops.stop_signals import StopSignals
 from handler.settings import AgentSettings
 
 EXAMPLES = """\
@@ -293,12 +294,9 @@ def serve(
     reload_config: Callable[[], None] = lambda: None,
 ) -> int:
     """Run until a stop signal, keeping systemd and the probes informed; then apply the stop policy."""
-    stop = threading.Event()
+    signals = StopSignals()
+    stop = signals.event
     notifier = Notifier()
-
-    def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop signal received", signal=signal.Signals(signum).name)
-        stop.set()
 
     def on_reload_signal(_signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=_reload, args=(node, notifier, reload_config), daemon=True).start()
@@ -308,8 +306,7 @@ def serve(
         node.runtime.refresh_gauges()
         notifier.status(status_line(node.engine))
 
-    signal.signal(signal.SIGTERM, on_stop_signal)
-    signal.signal(signal.SIGINT, on_stop_signal)
+    signals.install()
     signal.signal(signal.SIGHUP, on_reload_signal)
     while not stop.is_set() and not node.wait_synced(0.5):
         tick()
@@ -319,6 +316,8 @@ def serve(
         notifier.ready()
         log.info("first sync done")
     node.run(stop, on_tick=tick)
+    if signals.received:
+        log.info("stop signal received", signal=signals.received[0])
     notifier.stopping()
     node.shutdown(policy)
     if server is not None:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -17,6 +15,7 @@ from handler.cli.coexistence import refuse_beside_kubevirt
 from handler.cli.common import DEFAULTS, Formatter, fail
 from handler.core.webhook_settings import WebhookTlsSettings
 from handler.ops.logs import configure_logging
+from handler.ops.stop_signals import StopSignals
 
 if TYPE_CHECKING:
     from handler.controller.controller import Controller
@@ -131,14 +130,9 @@ def run(args: argparse.Namespace) -> int:
 def serve(controller: Controller, elector: LeaderElector, upkeep: Background, health: ControllerHealth) -> int:
     """Try for the lease every retry period; act while leading; exit 1 if the lease is lost.
     The leader runs ``upkeep`` (the webhook's certificates) on taking over and at every resync."""
-    stop = threading.Event()
-
-    def on_stop_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop signal received", signal=signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_stop_signal)
-    signal.signal(signal.SIGINT, on_stop_signal)
+    signals = StopSignals()
+    stop = signals.event
+    signals.install()
     controller.start()
     log.info("controller started; waiting for the lease", identity=elector.identity)
     leading, code, since_resync = False, 0, 0.0
@@ -164,6 +158,8 @@ def serve(controller: Controller, elector: LeaderElector, upkeep: Background, he
             controller.resync()
             upkeep()
             since_resync = 0.0
+    if signals.received:
+        log.info("stop signal received", signal=signals.received[0])
     controller.metrics.set_leading(False)
     controller.stop()
     upkeep.join(timeout=30)

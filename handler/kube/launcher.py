@@ -9,13 +9,10 @@ and holds the pod until the agent reports the guest off (or its own grace runs o
 from __future__ import annotations
 
 import json
-import signal
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
 
 import structlog
 
@@ -32,6 +29,7 @@ from handler.core.handoff import (
 )
 from handler.core.refusal import Refused
 from handler.ops.atomic_file import write_atomically
+from handler.ops.stop_signals import StopSignals
 
 log = structlog.get_logger("qat_handler.launcher")
 
@@ -71,14 +69,13 @@ class Launcher:
             env=device_environment(environ),
             grace_seconds=settings.grace_seconds,
         )
-        self._stop = threading.Event()
-        self._signals = 0
+        self._signals = StopSignals()
+        self._stop = self._signals.event
 
     def run(self) -> int:
         # Handlers first: once the handoff is out the agent may start the guest, and a SIGTERM
         # from then on must ask it to stop the guest rather than kill the launcher outright.
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        self._signals.install()
         self.settings.slot_dir.mkdir(parents=True, exist_ok=True)
         self._write(self.handoff)
         log.info(
@@ -89,20 +86,25 @@ class Launcher:
         )
         while not self._stop.wait(1.0):
             pass
+        self._log_signals(0)
         return self._stop_guest()
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
-        self._signals += 1
-        # A second SIGTERM must not cut the wait short: the guest is still shutting down.
-        log.info("stop signal received", signal=signal.Signals(signum).name, count=self._signals)
-        self._stop.set()
+    def _log_signals(self, logged: int) -> int:
+        """Log the signals that arrived since the first ``logged``; how many are logged now."""
+        received = self._signals.received
+        for count, name in enumerate(received[logged:], start=logged + 1):
+            log.info("stop signal received", signal=name, count=count)
+        return len(received)
 
     def _stop_guest(self) -> int:
         self._write(replace(self.handoff, stop_requested=True))
         limit = launcher_grace(self.settings.grace_seconds)
         deadline = time.monotonic() + limit
         log.info("asked the agent to shut the guest down", vmi=self.handoff.key, wait_seconds=limit)
+        logged = len(self._signals.received)
         while time.monotonic() < deadline:
+            # A second SIGTERM does not cut the wait short: the guest is still shutting down.
+            logged = self._log_signals(logged)
             report = self._read_report()
             if report is not None and report.vmi_uid == self.handoff.vmi_uid and report.guest_off:
                 log.info("guest is off", vmi=self.handoff.key, phase=report.phase, message=report.message)
