@@ -83,6 +83,7 @@ def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
         assert samples[("qat_handler_devices_assigned", ())] == 4
         assert samples[("qat_handler_libvirt_connected", ())] == 1
         assert samples[("qat_handler_reconcile_duration_seconds_count", ())] >= 3
+        assert [name for name, _ in samples if name.endswith("_created")] == []  # no creation-time series
         agent.send_signal(signal.SIGTERM)
         _out, err = agent.communicate(timeout=30)
         assert agent.returncode == 0, err
