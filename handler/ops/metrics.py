@@ -81,7 +81,7 @@ def add_process_metrics(registry: CollectorRegistry, version: str) -> None:
     # No `<name>_created` series: in the text format each would be one more gauge per counter and
     # histogram (and per label set), which dashboards must then filter out. Process-wide, and each
     # qat-handler process serves only its own registry.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it untyped
     info = Gauge(
         "qat_handler_build_info", "Always 1; labels carry the build.", ["version", "python"], registry=registry
     )
