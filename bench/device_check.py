@@ -132,7 +132,7 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]) -
     if args.tree is not None:
         old = result["cpu_seconds"][f"tree {args.tree}"]["first"]
         result["speedup_over_tree"] = old / result["cpu_seconds"]["this tree"]["first"]
-    verdicts = [json.dumps(run["verdicts"]) for rounds in runs.values() for run in rounds if run["verdicts"] is not None]
+    verdicts = [json.dumps(run["verdicts"]) for rounds in runs.values() for run in rounds if run["verdicts"]]
     result["same_verdicts"] = len(set(verdicts)) == 1
     result["refused"] = sum(line is not None for line in json.loads(verdicts[0])) if verdicts else 0
     result["load_average"] = os.getloadavg()

@@ -21,6 +21,7 @@ from handler.core.device_rules import DeviceRule, check_device, host_rules
 from handler.core.pci_function import PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
+from handler.host.host_tree import HostRoot
 from handler.host.pci import read_pci_function
 
 MAX_KEPT_DIRS = 8192
@@ -32,21 +33,22 @@ class FreshDeviceChecks:
         self.host_root = host_root
         self.permitted = permitted or PermittedDevices()
         self._rules = host_rules(self.permitted)
-        self._dirs: dict[str, str] = {}
-        """Shared by the checks of every worker: a dict's single get and set are atomic."""
+        self._root = HostRoot(host_root)
+        """The root's real path and the directories resolved under it, shared by every worker's checks."""
 
     def use(self, permitted: PermittedDevices) -> None:
         """Switch to a re-read permitted-devices list (SIGHUP); one assignment, so checks in
-        flight see either the old rules or the new ones. Directories are resolved anew too."""
+        flight see either the old rules or the new ones. The root and directories are resolved anew too."""
         self.permitted = permitted
         self._rules = host_rules(permitted)
-        self._dirs = {}
+        self._root = HostRoot(self.host_root)
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         """Why ``bdf`` may not serve ``resource`` (None: any permitted resource) as the host is now."""
-        if len(self._dirs) > MAX_KEPT_DIRS:
-            self._dirs = {}
-        return check_device(read_pci_function(self.host_root, bdf, self._dirs), resource, self._rules)
+        root = self._root
+        if len(root.dirs) > MAX_KEPT_DIRS:
+            root.forget_dirs()
+        return check_device(read_pci_function(root, bdf), resource, self._rules)
 
     def judge(
         self, function: PciFunction, resource: str | None, extra_rules: Sequence[DeviceRule] = ()
