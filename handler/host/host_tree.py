@@ -81,7 +81,8 @@ class HostTree:
 
         Each step's ``lstat`` says both whether a link was reached and what is there, so no
         ``stat`` follows; ``link_expected`` (a bus entry) asks ``readlink`` first instead. A
-        directory found is kept as real, as ``_real_dir`` would keep it.
+        directory found is kept as real, as ``_real_dir`` would keep it; a link found is forgotten
+        as a directory, should it have been one when kept.
         """
         folder, name = _split(path)
         real = _join(self._real_dir(folder), name)
@@ -92,6 +93,7 @@ class HostTree:
                     if status is not None and S_ISDIR(status.st_mode):
                         self._dirs.setdefault(real, real)
                     return real, status
+                self._dirs.pop(real, None)
             target = _readlink(real)
             if target is None:  # not a link (or no longer one): what is there now
                 return real, _stat(real)
@@ -164,13 +166,18 @@ class HostTree:
 
     def lexists(self, path: str) -> bool:
         """Whether anything, even a dangling link, is at ``path`` (``os.path.lexists``). A directory
-        there, in a folder known to be real, is kept as real: it was just seen not to be a link."""
+        there, in a folder known to be real, is kept as real: it was just seen not to be a link; a
+        link there is forgotten as a directory, so the next use of it follows it afresh."""
         status = _lstat(path)
-        if status is not None and S_ISDIR(status.st_mode):
+        if status is None:
+            return False
+        if S_ISDIR(status.st_mode):
             folder = _split(path)[0]
             if self._dirs.get(folder) == folder:
                 self._dirs.setdefault(path, path)
-        return status is not None
+        elif S_ISLNK(status.st_mode):
+            self._dirs.pop(path, None)
+        return True
 
     def listdir(self, path: str) -> list[str]:
         real, status = self.lookup(path)

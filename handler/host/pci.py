@@ -7,6 +7,7 @@ in the snapshot, never as an exception.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from stat import S_ISDIR
@@ -103,7 +104,7 @@ class PciReader:
             pci_class=pci_class,
             driver=driver,
             iommu_group=group,
-            physfn=parse_bdf(physfn) if physfn else None,
+            physfn=_parsed_bdf(physfn) if physfn else None,
             vfio_node=node,
             group_peers=peers,
         )
@@ -169,6 +170,12 @@ def _read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
         denylist_disabled={"Y": True, "1": True, "N": False, "0": False}.get(denylist or ""),
         escapes=tuple(escapes),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_bdf(name: str) -> Bdf | None:
+    """``parse_bdf``, kept per name (a PF's VFs all name it); the link itself is read every time."""
+    return parse_bdf(name)
 
 
 def _to_int(text: str | None) -> int | None:
