@@ -31,7 +31,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
-def child_checks(host_root: str, vfs: list[str]) -> dict[str, Any]:
+def child_checks(host_root: str, vfs: list[str], threads: int) -> dict[str, Any]:
     """In the child: one new checker, each VF checked once, then each again."""
     import handler
     from handler.core.bdf import parse_bdf
@@ -49,46 +51,71 @@ def child_checks(host_root: str, vfs: list[str]) -> dict[str, Any]:
     bdfs = [parse_bdf(vf) for vf in vfs]
     started = time.process_time()
     checks = FreshDeviceChecks(Path(host_root))
-    first = [checks.check(bdf, RESOURCE) for bdf in bdfs]  # type: ignore[arg-type]
+    first = in_threads(lambda bdf: checks.check(bdf, RESOURCE), bdfs, threads)
     middle = time.process_time()
-    again = [checks.check(bdf, RESOURCE) for bdf in bdfs]  # type: ignore[arg-type]
+    again = in_threads(lambda bdf: checks.check(bdf, RESOURCE), bdfs, threads)
     ended = time.process_time()
     verdicts = [None if refusal is None else refusal.line() for refusal in first + again]
     source = str(Path(handler.__file__).parent.parent)
     return {"first": middle - started, "again": ended - middle, "verdicts": verdicts, "source": source}
 
 
-def child_syscalls(host_root: str, vfs: list[str]) -> dict[str, Any]:
+def in_threads(check: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+    """``check`` of every item, in order; with several threads (as the agent's workers), each
+    takes every n-th item, all starting together."""
+    if threads == 1:
+        return [check(item) for item in items]
+    results: list[Any] = [None] * len(items)
+    start = threading.Barrier(threads)
+
+    def work(first: int) -> None:
+        start.wait()
+        for index in range(first, len(items), threads):
+            results[index] = check(items[index])
+
+    workers = [threading.Thread(target=work, args=(first,)) for first in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return results
+
+
+def child_syscalls(host_root: str, vfs: list[str], threads: int) -> dict[str, Any]:
     """In the child: the system calls of one fresh check per VF, bare."""
     root = os.path.realpath(host_root)
     started = time.process_time()
-    for vf in vfs:
-        devices = f"{root}/sys/bus/pci/devices"
-        real = os.path.normpath(os.path.join(devices, os.readlink(f"{devices}/{vf}")))
-        os.lstat(real)
-        for name in ("vendor", "device", "class"):
-            fd = os.open(f"{real}/{name}", os.O_RDONLY | os.O_NOFOLLOW)
-            os.read(fd, 4096)
-            os.close(fd)
-        os.readlink(f"{real}/driver")
-        os.readlink(f"{real}/physfn")
-        group = os.path.normpath(os.path.join(real, os.readlink(f"{real}/iommu_group")))
-        os.lstat(group)
-        os.lstat(f"{group}/devices")
-        os.listdir(f"{group}/devices")
-        os.lstat(f"{root}/dev/vfio/{os.path.basename(group)}")
-        os.lstat(f"{root}/sys/module/vfio_pci")
-        fd = os.open(f"{root}/sys/module/vfio_pci/parameters/disable_denylist", os.O_RDONLY | os.O_NOFOLLOW)
-        os.read(fd, 4096)
-        os.close(fd)
+    in_threads(lambda vf: bare_check(root, vf), vfs, threads)
     return {"first": time.process_time() - started, "again": None, "verdicts": None}
 
 
-def run_child(variant: str, tree: Path | None, host_root: Path, vfs: list[str]) -> dict[str, Any]:
+def bare_check(root: str, vf: str) -> None:
+    """The system calls a fresh check of ``vf`` cannot do without, with plain ``os`` calls."""
+    devices = f"{root}/sys/bus/pci/devices"
+    real = os.path.normpath(os.path.join(devices, os.readlink(f"{devices}/{vf}")))
+    os.lstat(real)
+    for name in ("vendor", "device", "class"):
+        fd = os.open(f"{real}/{name}", os.O_RDONLY | os.O_NOFOLLOW)
+        os.read(fd, 4096)
+        os.close(fd)
+    os.readlink(f"{real}/driver")
+    os.readlink(f"{real}/physfn")
+    group = os.path.normpath(os.path.join(real, os.readlink(f"{real}/iommu_group")))
+    os.lstat(group)
+    os.lstat(f"{group}/devices")
+    os.listdir(f"{group}/devices")
+    os.lstat(f"{root}/dev/vfio/{os.path.basename(group)}")
+    os.lstat(f"{root}/sys/module/vfio_pci")
+    fd = os.open(f"{root}/sys/module/vfio_pci/parameters/disable_denylist", os.O_RDONLY | os.O_NOFOLLOW)
+    os.read(fd, 4096)
+    os.close(fd)
+
+
+def run_child(variant: str, tree: Path | None, host_root: Path, vfs: list[str], threads: int) -> dict[str, Any]:
     env = dict(os.environ)
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", variant, str(host_root)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", variant, str(host_root), str(threads)]
     done = subprocess.run(command, input=json.dumps(vfs), capture_output=True, text=True, env=env, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{variant} child failed:\n{done.stderr}")
@@ -111,14 +138,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             order = list(variants) if round_ % 2 == 0 else list(reversed(variants))
             for name in order:
                 kind, tree = variants[name]
-                runs[name].append(run_child(kind, tree, host_root, vfs))
+                runs[name].append(run_child(kind, tree, host_root, vfs, args.threads))
     finally:
         shutil.rmtree(host_root, ignore_errors=True)
     return summarise(args, runs)
 
 
 def summarise(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    result: dict[str, Any] = {"checks": args.checks, "repeat": args.repeat, "cpu_seconds": {}}
+    result: dict[str, Any] = {"checks": args.checks, "threads": args.threads, "repeat": args.repeat, "cpu_seconds": {}}
     for name, rounds in runs.items():
         first = [run["first"] for run in rounds]
         entry = {"first": statistics.median(first), "first_all": first}
@@ -140,7 +167,10 @@ def summarise(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]]) -
 
 
 def report(result: dict[str, Any]) -> None:
-    print(f"{result['checks']} fresh checks of distinct VFs, median of {result['repeat']} alternating rounds")
+    print(
+        f"{result['checks']} fresh checks of distinct VFs in {result['threads']} thread(s),"
+        f" median of {result['repeat']} alternating rounds"
+    )
     for name, entry in result["cpu_seconds"].items():
         again = f", again {entry['again']:.3f} s" if "again" in entry else ""
         spread = ", ".join(f"{value:.3f}" for value in entry["first_all"])
@@ -155,15 +185,16 @@ def report(result: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
         vfs = json.loads(sys.stdin.read())
         run = child_checks if sys.argv[2] == "checks" else child_syscalls
-        print(json.dumps(run(sys.argv[3], vfs)))
+        print(json.dumps(run(sys.argv[3], vfs, int(sys.argv[4]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=1000, help="distinct VFs checked per round (at most 1,024)")
     parser.add_argument("--repeat", type=int, default=5, help="rounds; the median is reported")
     parser.add_argument("--tree", type=Path, help="another source tree to time in the same run (PYTHONPATH)")
+    parser.add_argument("--threads", type=int, default=1, help="threads sharing the checks, as the agent's workers")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args)

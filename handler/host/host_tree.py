@@ -113,7 +113,7 @@ class HostTree:
     def link_name_in(self, folder: str, name: str) -> str | None:
         """``link_name`` of ``name`` in ``folder``, a real directory (from ``lookup``, ``resolve``)."""
         target = self.link_target_in(folder, name)
-        return os.path.basename(target) if target is not None else None
+        return target.rpartition("/")[2] if target is not None else None
 
     def link_target(self, path: str) -> str | None:
         """Where a link points, as a path checked to stay inside the root; not followed further."""
@@ -259,10 +259,10 @@ class HostTree:
         return _join(self._real_dir(folder), name), False
 
 
-def noting_escapes(escapes: list[str], read: Callable[[], _T]) -> _T | None:
-    """``read()``, or None with the escape noted in ``escapes``."""
+def noting_escapes(escapes: list[str], read: Callable[..., _T], *args: str) -> _T | None:
+    """``read(*args)``, or None with the escape noted in ``escapes``."""
     try:
-        return read()
+        return read(*args)
     except Escape as escape:
         escapes.append(escape.description)
         return None

@@ -19,6 +19,8 @@ from handler.host.host_tree import Escape, HostRoot, HostTree, noting_escapes
 DEVICES = "sys/bus/pci/devices"
 GROUPS = "sys/kernel/iommu_groups"
 VFIO_MODULE = "sys/module/vfio_pci"
+_FLAG = {"Y": True, "1": True, "N": False, "0": False}
+"""A boolean module parameter as sysfs shows it."""
 
 
 def read_pci_function(host_root: Path | HostRoot, bdf: Bdf) -> PciFunction:
@@ -84,10 +86,10 @@ class PciReader:
         escapes: list[str] = []
         tree = self.tree  # ``real`` is a real directory: files and links are read in it directly
         vendor, device = noting_escapes(escapes, lambda: self.ids(bdf, real)) or (None, None)
-        pci_class = noting_escapes(escapes, lambda: tree.read_hex_in(real, "class"))
-        driver = noting_escapes(escapes, lambda: tree.link_name_in(real, "driver"))
-        physfn = noting_escapes(escapes, lambda: tree.link_name_in(real, "physfn"))
-        group = noting_escapes(escapes, lambda: self._group(real))
+        pci_class = noting_escapes(escapes, tree.read_hex_in, real, "class")
+        driver = noting_escapes(escapes, tree.link_name_in, real, "driver")
+        physfn = noting_escapes(escapes, tree.link_name_in, real, "physfn")
+        group = noting_escapes(escapes, self._group, real)
         peers: tuple[GroupMember, ...] = ()
         node = False
         if group is not None:
@@ -113,7 +115,7 @@ class PciReader:
         """The IOMMU group the function's link names, if that group exists: a link to a missing
         group directory is no group (and proves nothing about the IOMMU being on)."""
         target = self.tree.link_target_in(folder, "iommu_group")
-        number = _to_int(os.path.basename(target)) if target is not None else None
+        number = _to_int(target.rpartition("/")[2]) if target is not None else None
         return number if target is not None and self.tree.lexists(target) else None
 
     def _vfio_node(self, group: int) -> bool:
@@ -129,7 +131,7 @@ class PciReader:
         base = self.tree.path(f"{GROUPS}/{group}/devices")
         escapes: list[str] = []
         members: list[GroupMember] = []
-        for name in noting_escapes(escapes, lambda: self.tree.listdir(base)) or []:
+        for name in noting_escapes(escapes, self.tree.listdir, base) or []:
             try:
                 member = self._member(base, name) if name != own else None
             except Escape as escape:
@@ -163,11 +165,11 @@ def _read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
     groups = iommu_on or noting_escapes(escapes, lambda: tree.has_entries(tree.path(GROUPS)))
     module = noting_escapes(escapes, lambda: tree.lookup(tree.path(VFIO_MODULE))[1])
     loaded = module is not None and S_ISDIR(module.st_mode)
-    denylist = noting_escapes(escapes, lambda: tree.read(tree.path(f"{VFIO_MODULE}/parameters/disable_denylist")))
+    denylist = noting_escapes(escapes, tree.read, tree.path(f"{VFIO_MODULE}/parameters/disable_denylist"))
     return HostFacts(
         iommu_enabled=bool(groups),
         vfio_pci_loaded=bool(loaded),
-        denylist_disabled={"Y": True, "1": True, "N": False, "0": False}.get(denylist or ""),
+        denylist_disabled=_FLAG.get(denylist or ""),
         escapes=tuple(escapes),
     )
 
