@@ -2,7 +2,7 @@
 
     python bench/device_check.py                                 # 1,000 checks, 5 rounds, median
     python bench/device_check.py --tree /tmp/copy-of-main        # and an older tree, alternating
-    python bench/device_check.py --checks 500 --repeat 7 --json
+    python bench/device_check.py --checks 500 --repeat 7 --threads 4 --json
 
 The simulated 1,024-VF host of ``scale.py`` (``workload.build_host``) is built once on tmpfs.
 Each round runs, in a fresh process each and in alternating order:
@@ -15,7 +15,11 @@ Each round runs, in a fresh process each and in alternating order:
   listing, the VFIO node, the vfio-pci module directory and its denylist parameter), made
   with plain ``os`` calls on paths built inline. Its time is the floor the check can approach.
 * *--tree PATH*: the same as *this tree* with ``PYTHONPATH=PATH``, e.g. a copy of main from
-  before a change, so the two are compared in the same run.
+  before a change, so the two are compared in the same run; the speed-up is the median of each
+  round's ratio (its two runs are neighbours in time), and best against best.
+
+``--threads N`` shares the checks among N threads started together, as the agent's workers
+share them (every variant alike); the GIL hand-offs at each system call then dominate.
 
 Only the loops are timed (``time.process_time`` in the child). Every tree must give the same
 verdicts (reported, never asserted). A benchmark, never a test.

@@ -5,10 +5,13 @@ from many threads; ``judge`` applies the same rules to a function already read (
 scan of ``HostInspector``, the doctor's inventory).
 
 Every check reads the function's files and follows its own links (the bus entry, driver,
-physfn, IOMMU group, group members, VFIO node) afresh. Only the real paths of the directories
-those links lead into are kept between checks: sysfs directories such as ``/sys/bus/pci/devices``
-or a PF's folder are made by the kernel and never turn into links, and resolving them again,
-one ``readlink`` per path component, was more than half the links a check followed.
+physfn, IOMMU group, group members, VFIO node) afresh, and the host facts with them. Only the
+host root's real path and the real paths of the directories those links lead into are kept
+between checks (``HostRoot``; ``use`` starts over): sysfs directories such as
+``/sys/bus/pci/devices`` or a PF's folder are made by the kernel and never turn into links,
+and resolving them again was more than half the work of a check. A kept directory that a check
+finds to be a link after all is forgotten. The usual VF is read in one lean pass
+(``fresh_read``); anything else by ``PciReader``.
 """
 
 from __future__ import annotations
