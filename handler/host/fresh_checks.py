@@ -24,8 +24,8 @@ from handler.core.device_rules import DeviceRule, check_device, host_rules
 from handler.core.pci_function import PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
-from handler.host.fresh_read import read_fresh
 from handler.host.host_tree import HostRoot
+from handler.host.pci import read_pci_function
 
 MAX_KEPT_DIRS = 8192
 """Directories whose real path is kept; past this (VFs coming and going for weeks) start over."""
@@ -51,7 +51,7 @@ class FreshDeviceChecks:
         root = self._root
         if len(root.dirs) > MAX_KEPT_DIRS:
             root.forget_dirs()
-        return check_device(read_fresh(root, bdf), resource, self._rules)
+        return check_device(read_pci_function(root, bdf), resource, self._rules)
 
     def judge(
         self, function: PciFunction, resource: str | None, extra_rules: Sequence[DeviceRule] = ()

@@ -46,7 +46,7 @@ class PciReader:
     def _facts_knowing(self, iommu_on: bool) -> HostFacts:
         """Host facts, read once; a device with a group proves the IOMMU on without listing groups."""
         if self._facts is None:
-            self._facts = read_facts(self.tree, iommu_on)
+            self._facts = _read_facts(self.tree, iommu_on)
         return self._facts
 
     def listing(self) -> tuple[Bdf, ...]:
@@ -106,7 +106,7 @@ class PciReader:
             pci_class=pci_class,
             driver=driver,
             iommu_group=group,
-            physfn=parsed_bdf(physfn) if physfn else None,
+            physfn=_parsed_bdf(physfn) if physfn else None,
             vfio_node=node,
             group_peers=peers,
         )
@@ -115,7 +115,7 @@ class PciReader:
         """The IOMMU group the function's link names, if that group exists: a link to a missing
         group directory is no group (and proves nothing about the IOMMU being on)."""
         target = self.tree.link_target_in(folder, "iommu_group")
-        number = to_int(target.rpartition("/")[2]) if target is not None else None
+        number = _to_int(target.rpartition("/")[2]) if target is not None else None
         return number if target is not None and self.tree.lexists(target) else None
 
     def _vfio_node(self, group: int) -> bool:
@@ -160,8 +160,7 @@ class PciReader:
         return member
 
 
-def read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
-    """The host-wide facts; ``iommu_on``: a group was found, so the groups need not be listed."""
+def _read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
     escapes: list[str] = []
     groups = iommu_on or noting_escapes(escapes, lambda: tree.has_entries(tree.path(GROUPS)))
     module = noting_escapes(escapes, lambda: tree.lookup(tree.path(VFIO_MODULE))[1])
@@ -176,10 +175,10 @@ def read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
 
 
 @functools.lru_cache(maxsize=4096)
-def parsed_bdf(name: str) -> Bdf | None:
+def _parsed_bdf(name: str) -> Bdf | None:
     """``parse_bdf``, kept per name (a PF's VFs all name it); the link itself is read every time."""
     return parse_bdf(name)
 
 
-def to_int(text: str | None) -> int | None:
+def _to_int(text: str | None) -> int | None:
     return int(text) if text and text.isdigit() else None

@@ -6,8 +6,7 @@ removed or pointed at another device or out of the root, a device directory or a
 turned into a link out of the root, a group gone, joined by the NIC or swapped for the NIC's, a
 VFIO node removed, an ID file turned into garbage or a link. After every change, one long-lived
 ``FreshDeviceChecks`` (its kept directories warm from the checks before) must judge every
-function exactly as a read from scratch does, and its lean read (``read_fresh``, which hands
-what is not usual to the general reader) must give the same snapshot.
+function exactly as a read from scratch does, and read the same snapshot.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from hypothesis import strategies as st
 from handler.core.bdf import Bdf
 from handler.core.device_rules import check_device
 from handler.host.fresh_checks import FreshDeviceChecks
-from handler.host.fresh_read import read_fresh
 from handler.host.pci import read_pci_function
 from handler.host.simulated_host import SimulatedDevice, SimulatedHost, SimulatedPf, build_simulated_host
 from tests.reliability.profiles import SMALL_SETTINGS
@@ -152,7 +150,7 @@ def test_a_warm_checker_judges_every_change_as_a_read_from_scratch(changes: list
                 CHANGES[change](world, world.vfs[which])
             for bdf in world.functions:
                 assert checks.check(bdf, None) == from_scratch(checks, world, bdf), (change, bdf)
-                assert read_fresh(checks._root, bdf) == read_pci_function(world.root, bdf), (change, bdf)
+                assert read_pci_function(checks._root, bdf) == read_pci_function(world.root, bdf), (change, bdf)
 
 
 def from_scratch(checks: FreshDeviceChecks, world: World, bdf: Bdf) -> object:
