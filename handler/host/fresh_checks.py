@@ -10,8 +10,7 @@ host root's real path and the real paths of the directories those links lead int
 between checks (``HostRoot``; ``use`` starts over): sysfs directories such as
 ``/sys/bus/pci/devices`` or a PF's folder are made by the kernel and never turn into links,
 and resolving them again was more than half the work of a check. A kept directory that a check
-finds to be a link after all is forgotten. The usual VF is read in one lean pass
-(``fresh_read``); anything else by ``PciReader``.
+finds to be a link after all is forgotten.
 """
 
 from __future__ import annotations
