@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from handler.baremetal.yaml_loader import PlainSafeLoader
+from handler.baremetal.yaml_loader import load_documents
 from handler.core.env_text import parse_env_text
 from handler.core.refusal import Refusal, Refused
 
@@ -41,7 +41,7 @@ def load_manifest(path: Path) -> Any:
     try:
         if path.suffix == ".json":
             return json.loads(text)
-        documents = [doc for doc in yaml.load_all(text, Loader=PlainSafeLoader) if doc is not None]
+        documents = [doc for doc in load_documents(text) if doc is not None]
     except (ValueError, yaml.YAMLError) as error:
         where = getattr(error, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""
