@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ FILES = settings(
 )
 
 
-def _outcome(read: object) -> tuple[str, str]:
+def _outcome(read: Callable[[], object]) -> tuple[str, str]:
     try:
-        return "ok", repr(read())  # type: ignore[operator]
+        return "ok", repr(read())
     except (OSError, UnicodeDecodeError) as error:
         return "error", f"{type(error).__name__}: {error}"
 
@@ -37,9 +38,9 @@ def test_read_text_reads_what_path_read_text_reads(tmp_path: Path, data: bytes) 
 
 
 @pytest.mark.parametrize("make", [lambda p: p.mkdir(), lambda p: None, lambda p: p.symlink_to(p.parent / "gone")])
-def test_read_text_fails_as_path_read_text_fails(tmp_path: Path, make: object) -> None:
+def test_read_text_fails_as_path_read_text_fails(tmp_path: Path, make: Callable[[Path], object]) -> None:
     path = tmp_path / "vmi.yaml"
-    make(path)  # type: ignore[operator]
+    make(path)
     assert _outcome(lambda: read_text(path))[0] == "error"
     assert _outcome(lambda: read_text(path)) == _outcome(lambda: path.read_text(encoding="utf-8"))
 
