@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -22,8 +23,12 @@ _UID_NAMESPACE = uuid.UUID("0b7f3c1e-5a2d-4c6b-9e51-6f0d2a9c8e47")
 
 
 def is_manifest(path: Path) -> bool:
-    name = path.name
-    return path.suffix in MANIFEST_SUFFIXES and not name.startswith(".") and not name.endswith("~")
+    return is_manifest_name(path.name)
+
+
+def is_manifest_name(name: str) -> bool:
+    """A file name the directory source reads: ``*.yaml``, ``*.yml`` or ``*.json``, not hidden, no backup."""
+    return name.endswith(MANIFEST_SUFFIXES) and not name.startswith(".") and not name.endswith("~")
 
 
 def env_path_for(manifest: Path) -> Path:
@@ -54,7 +59,24 @@ def load_manifest(path: Path) -> Any:
     try:
         text = read_text(path)
     except (OSError, UnicodeDecodeError) as error:
-        raise _unreadable(path.name, f"cannot be read ({error.__class__.__name__}: {error})") from None
+        raise unreadable(path, error) from None
+    return parse_manifest(path, text)
+
+
+def unreadable(path: Path, error: OSError | UnicodeDecodeError) -> Refused:
+    return _unreadable(path.name, f"cannot be read ({error.__class__.__name__}: {error})")
+
+
+def is_gone(error: OSError) -> bool:
+    """The errors for which ``Path.exists()`` says False: the file is not there (or not reachable)."""
+    return error.errno in _GONE
+
+
+_GONE = frozenset((errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP))
+
+
+def parse_manifest(path: Path, text: str) -> Any:
+    """The document in ``text``, read from ``path`` (its suffix says JSON or YAML), or Refused."""
     try:
         if path.suffix == ".json":
             return json.loads(text)
