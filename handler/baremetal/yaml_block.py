@@ -177,6 +177,9 @@ def _nested(tokens: list[Token], at: int, column: int, *, indentless: bool) -> t
 def _scalar(raw: str | None) -> Any:
     if raw is None:
         return None
+    value = _PLAINS.get(raw, _MISSING)  # only plain scalars are kept, and no quote starts one
+    if value is not _MISSING:
+        return value
     first = raw[0]
     if first == "'" or first == '"':
         return raw[1:-1]
@@ -184,8 +187,6 @@ def _scalar(raw: str | None) -> Any:
         return {}
     if raw == "[]":
         return []
-    if raw in _PLAINS:
-        return _PLAINS[raw]
     value = _resolved(raw)
     if value is None or type(value) in _SHARED:  # never a float: each NaN is its own key
         if len(_PLAINS) >= _CACHE_SIZE:
@@ -194,6 +195,7 @@ def _scalar(raw: str | None) -> Any:
     return value
 
 
+_MISSING = object()
 _PLAINS: dict[str, Any] = {}
 _SHARED = (str, int, bool)
 """Immutable results that compare equal exactly when equal: safe to hand out again."""
