@@ -9,8 +9,8 @@ Writes the throughput workload (1,000 manifests, each with its env file) and tim
   file, devices); beside it the floor, a bare ``open().read()`` of every file and
   ``yaml.load(..., CSafeLoader)`` of every manifest;
 * flushing: 100 ``StatusStore.flush()`` calls on a store of 1,000 VMIs, ``--changed`` of them
-  written before each; beside it the floor, ``write_atomically`` of the same bytes (the file
-  write and its two fsyncs, nothing else);
+  written before each; beside it the floor, ``write_atomically`` of the same bytes as each
+  flush wrote (the file write and its two fsyncs, nothing else);
 * flush work: the same flushes with the file write left out (the pieces are handed to a sink
   that only counts their bytes), i.e. the store's own CPU, which the fsyncs' noise hides above.
 
@@ -128,14 +128,18 @@ def _flush(state_dir: Path, changed: int, write: bool) -> dict[str, Any]:
 
 
 def _flush_floor(state_dir: Path, changed: int) -> dict[str, Any]:
+    """The same files as ``_flush`` writes (the same changes, flushed untimed), each written again, timed."""
     from handler.baremetal.status_store import StatusStore
     from handler.ops.atomic_file import write_atomically
 
     store = StatusStore(state_dir)
-    _fill(store)
-    body = store.path.read_bytes()
+    keys = _fill(store)
     cpu = 0.0
-    for _ in range(FLUSHES):
+    for round_ in range(FLUSHES):
+        for index in range(changed):
+            _change(store, keys[(round_ * changed + index) % len(keys)], round_)
+        store.flush()
+        body = store.path.read_bytes()
         start = time.process_time()
         write_atomically(store.path, (body,))
         cpu += time.process_time() - start

@@ -29,6 +29,9 @@ EVENTS_KEPT = 10
 _HEAD = f'{{"version": {FORMAT_VERSION}, "vmis": {{\n'.encode()
 _TAIL = b"\n}}\n"
 
+_SORTED = json.JSONEncoder(sort_keys=True)
+"""What ``json.dumps(..., sort_keys=True)`` builds per call, kept."""
+
 log = structlog.get_logger("qat_handler.status")
 
 
@@ -164,7 +167,7 @@ class StatusStore:
 
     @classmethod
     def _line(cls, key: str, record: _Record) -> bytes:
-        return f"{json.dumps(key)}: {json.dumps(cls._encode(record), sort_keys=True)}".encode()
+        return f"{json.dumps(key)}: {_SORTED.encode(cls._encode(record))}".encode()
 
     @staticmethod
     def _encode(record: _Record) -> dict[str, Any]:
