@@ -45,13 +45,26 @@ def default_uid(namespace: str, name: str) -> str:
 
 
 def read_text(path: str | Path) -> str:
-    """What ``Path.read_text(encoding="utf-8")`` gives, errors included, from one unbuffered read:
-    the same UTF-8 decoding and the same newline translation (``\r\n`` and ``\r`` become ``\n``)."""
-    with open(path, "rb", buffering=0) as handle:
-        text = handle.read().decode("utf-8")
+    """What ``Path.read_text(encoding="utf-8")`` gives, errors included, in fewer system calls (an
+    open, reads to the end, a close): the same UTF-8 decoding, the same newline translation
+    (``\r\n`` and ``\r`` become ``\n``), and errors that name the file as ``open`` names it."""
+    name = os.fspath(path)
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, _CHUNK):
+            chunks.append(chunk)
+    except OSError as error:  # a directory opens, and fails here, where FileIO's open would have
+        raise type(error)(error.errno, error.strerror, name) from None
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text
+
+
+_CHUNK = 1 << 16
 
 
 def load_manifest(path: Path) -> Any:
