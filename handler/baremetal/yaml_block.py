@@ -50,6 +50,9 @@ _LINE = re.compile(
 A document end (``...``) never matches, nor does any ``---`` line (the first one is checked apart)."""
 _LONG = 1000
 """Longer lines are left to PyYAML (libyaml caps a simple key at 1,024 characters)."""
+_DEEPEST = 100
+"""Lines further in are left to PyYAML: each column of depth costs this reader up to two frames
+of recursion, and PyYAML's safe constructor builds deep documents without recursing."""
 _CACHE_SIZE = 4096
 """Lines and scalars repeat from manifest to manifest; each cache is emptied when it holds this many."""
 
@@ -112,6 +115,8 @@ def _line_tokens(line: str) -> tuple[Token, ...]:
         return _UNREAD
     indent, dash, pad, key, value, node = match.groups()
     column = len(indent)
+    if column + len(pad or "") > _DEEPEST:
+        return _UNREAD
     if dash is None:
         return ((column, _NODE, None, node),) if key is None else ((column, _MAP, key, value),)
     if key is None:

@@ -5,8 +5,8 @@ machinery (generators, deep-construction bookkeeping) that costs more than the p
 ``PlainSafeLoader`` builds plain ``!!map``, ``!!seq`` and ``!!str`` nodes directly, and
 ``!!int``, ``!!float``, ``!!bool``, ``!!null`` and ``!!timestamp`` scalars with the safe
 constructor's own functions. At the first other node (merge keys, ``!!set``, unknown tags,
-non-scalar keys) or the first scalar that fails to build, it drops what it built and lets the
-safe constructor build the whole document, so results and errors (which error comes first
+non-scalar keys), the first scalar that fails to build, or nesting too deep for its recursion,
+it drops what it built and lets the safe constructor build the whole document, so results and errors (which error comes first
 included) are what ``CSafeLoader`` gives. Anchors and aliases keep their identity: the short
 path keeps the constructor's memo.
 
@@ -51,7 +51,7 @@ class PlainSafeLoader(_SafeLoader):  # type: ignore[misc]
     def construct_document(self, node: Node) -> Any:
         try:
             self._plain(node)
-        except _Unplain:
+        except (_Unplain, RecursionError):  # the safe constructor needs no deep recursion
             self.constructed_objects: dict[Node, Any] = {}  # start over: the safe constructor builds it all
         return super().construct_document(node)  # finds the result in the memo, then cleans up
 

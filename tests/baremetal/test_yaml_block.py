@@ -66,6 +66,7 @@ LEFT_TO_PYYAML = {
     "mapping-in-value": "a: b: c\n",
     "dedent-between": "a:\n    b: 1\n  c: 2\n",
     "long-key": "k" * 1100 + ": v\n",
+    "deep": "".join(" " * depth + "k:\n" for depth in range(600)),  # PyYAML builds it without recursing
     "comment-no-space": "a: b#c\n",
     "int-that-fails": "a: 0b_\n",
     "date-that-fails": "a:\n  b: 2001-13-01\nc: 2001-01-45\n",

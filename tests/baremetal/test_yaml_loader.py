@@ -40,6 +40,7 @@ DOCUMENTS = {
     "int-that-fails": "a: {b: 0b_}\nc: 0x_\n",
     "date-that-fails": "a: [2001-13-01]\nb: 2001-01-45\n",
     "explicit-int-that-fails": "a: !!int x\n",
+    "deeper-than-recursion": "a: " + "[" * 600 + "]" * 600 + "\n",
 }
 
 
