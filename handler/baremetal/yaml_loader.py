@@ -7,8 +7,8 @@ machinery (generators, deep-construction bookkeeping) that costs more than the p
 constructor's own functions. At the first other node (merge keys, ``!!set``, unknown tags,
 non-scalar keys), the first scalar that fails to build, or nesting too deep for its recursion,
 it drops what it built and lets the safe constructor build the whole document, so results and
-errors (which error comes first included) are what ``CSafeLoader`` gives. Anchors and aliases keep their identity: the short
-path keeps the constructor's memo.
+errors (which error comes first included) are what ``CSafeLoader`` gives. Anchors and aliases
+keep their identity: the short path keeps the constructor's memo.
 
 ``load_documents`` first tries the line reader of ``yaml_block`` (plain block manifests, no
 libyaml at all) and gives PyYAML the rest.
