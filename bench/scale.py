@@ -104,6 +104,9 @@ def summarise(report: dict[str, Any], workers: int) -> dict[str, Any]:
         "vmis_per_second": median["vmis"] / median["agent_seconds"],
         "agent_cpu_seconds": median["agent_cpu_seconds"],
         "baseline_cpu_seconds": median["baseline_cpu_seconds"],
+        "events_baseline_seconds": median["events_baseline_seconds"],
+        "events_ratio": median["agent_seconds"] / median["events_baseline_seconds"],
+        "events_baseline_cpu_seconds": median["events_baseline_cpu_seconds"],
         "reading_seconds": median["reading_seconds"],
         "throughput_met": median["agent_seconds"] <= TARGET_SECONDS,
         "peak_mb": _mb(max(run["agent_peak_kib"] for run in runs)),
@@ -149,6 +152,8 @@ def _summary_text(report: dict[str, Any]) -> str:
         f"  ratio                                {s['ratio']:.1f}x   (runs: {s['ratio_spread'][0]:.1f}x"
         f" .. {s['ratio_spread'][1]:.1f}x)",
         f"  agent CPU (all threads) vs bare loop {s['agent_cpu_seconds']:.2f} s vs {s['baseline_cpu_seconds']:.2f} s",
+        f"  bare loop listening for events       {s['events_baseline_seconds']:.3f} s,"
+        f" {s['events_baseline_cpu_seconds']:.2f} CPU-s   (agent ratio to it {s['events_ratio']:.1f}x)",
         f"  of the agent time, reading manifests {_seconds(s['reading_seconds'])} (before the first reconcile)",
         "  median by workers                    "
         + ", ".join(f"{count}: {sec:.3f} s" for count, sec in s["median_seconds_by_workers"].items()),

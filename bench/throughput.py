@@ -41,6 +41,9 @@ class Throughput:
     """CPU time (all threads, user + system) the agent used over ``agent_seconds``: less
     sensitive than wall time to other load on the machine."""
     baseline_cpu_seconds: float
+    events_baseline_seconds: float
+    """The bare loop again, listening for lifecycle events as any event-driven agent must."""
+    events_baseline_cpu_seconds: float
     agent_peak_kib: int
     """VmHWM after the first sync and a full SIGHUP re-read of every manifest."""
     baseline_peak_kib: int
@@ -81,6 +84,7 @@ def agent_settings(agent_args: list[str]) -> AgentSettings:
 
 def measure(workload: Workload, work: Path, workers: int) -> Throughput:
     baseline = bare_loop(workload, work / "xml")
+    with_events = bare_loop(workload, work / "xml", events=True)
     agent = run_agent(workload, work / "agent.log", workers)
     return Throughput(
         vmis=len(workload.names),
@@ -89,6 +93,8 @@ def measure(workload: Workload, work: Path, workers: int) -> Throughput:
         baseline_seconds=baseline["seconds"],
         agent_cpu_seconds=agent.cpu_seconds,
         baseline_cpu_seconds=baseline["cpu_seconds"],
+        events_baseline_seconds=with_events["seconds"],
+        events_baseline_cpu_seconds=with_events["cpu_seconds"],
         agent_peak_kib=agent.peak_kib,
         baseline_peak_kib=int(baseline["peak_rss_kib"]),
         import_peak_kib=import_floor_kib(),
@@ -97,14 +103,15 @@ def measure(workload: Workload, work: Path, workers: int) -> Throughput:
     )
 
 
-def bare_loop(workload: Workload, xml_dir: Path) -> dict[str, float]:
-    xml_dir.mkdir()
-    render = agent_settings(agent_settings_args(workload, 1)).render
-    for name, xml in zip(workload.names, render_all(workload, render), strict=True):
-        (xml_dir / f"{name}.xml").write_text(xml)
-    out = subprocess.run(
-        [sys.executable, str(HERE / "baseline_loop.py"), URI, str(xml_dir)], check=True, capture_output=True, text=True
-    ).stdout
+def bare_loop(workload: Workload, xml_dir: Path, events: bool = False) -> dict[str, float]:
+    """The bare loop in a fresh process over the agent's XMLs (rendered into ``xml_dir`` once)."""
+    if not xml_dir.exists():
+        xml_dir.mkdir()
+        render = agent_settings(agent_settings_args(workload, 1)).render
+        for name, xml in zip(workload.names, render_all(workload, render), strict=True):
+            (xml_dir / f"{name}.xml").write_text(xml)
+    command = [sys.executable, str(HERE / "baseline_loop.py"), URI, str(xml_dir), *(["--events"] if events else [])]
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(out)
     return result
 

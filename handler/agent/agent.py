@@ -70,17 +70,12 @@ class Engine:
 
     def on_domain_event(self, domain_name: str, kind: str) -> None:
         """Called from the dispatcher thread with each libvirt lifecycle event."""
-        key = key_of_domain(domain_name)
-        # A define/undefine of a domain that is not one of our VMIs may change which VFs are taken.
-        if kind in ("defined", "undefined") and not self.reconciler.knows(key):
-            self.reconciler.devices.foreign.invalidate()
-        if self.reconciler.echoes.swallow(domain_name, kind):
-            return  # the pass that made the call has already seen what it did
-        self.queue.add(key)
+        if self.reconciler.needs_pass(domain_name, kind):
+            self.queue.add(key_of_domain(domain_name))
 
     def resync(self, background: bool = True) -> None:
         """Queue every VMI; a background sweep yields to changed VMIs and uses one worker at a time."""
-        keys = set(self.reconciler.source.keys())
+        keys = set(self.reconciler.keys())
         try:
             keys |= {d.identity.key for d in self.reconciler.owned_domains() if d.identity}
         except Exception as error:  # libvirt down: the source's keys still get their turn

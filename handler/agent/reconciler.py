@@ -47,6 +47,7 @@ from handler.core.planner import Plan, PlanSettings, plan
 from handler.core.port_error import PortError
 from handler.core.status import VMIStatus
 from handler.core.sync_failure import sync_failed
+from handler.core.vmi import key_of_domain
 from handler.ops.metrics import Metrics
 
 log = structlog.get_logger("qat_handler.reconciler")
@@ -112,6 +113,18 @@ class Reconciler:
 
     def knows(self, key: str) -> bool:
         return self.source.knows(key)
+
+    def keys(self) -> list[str]:
+        """Every VMI the source wants something for."""
+        return list(self.source.keys())
+
+    def needs_pass(self, domain_name: str, kind: str) -> bool:
+        """Whether a lifecycle event calls for a pass over its VMI: not when it is the echo of
+        this agent's own define or start, whose pass has already seen what it did."""
+        # A define/undefine of a domain that is not one of our VMIs may change which VFs are taken.
+        if kind in ("defined", "undefined") and not self.knows(key_of_domain(domain_name)):
+            self.devices.foreign.invalidate()
+        return not self.echoes.swallow(domain_name, kind)
 
     def start_timers(self) -> None:
         """Start the grace deadline timer (the engine does, with its workers)."""

@@ -63,6 +63,7 @@ class NodeRuntime:
         self.hypervisor = LibvirtHypervisor(settings.connect, on_event=self._events.put, on_reopen=self._reopened)
         numa = None if settings.numa_placement is NumaPolicy.NONE else read_numa_topology(settings.host_root)
         work = KeyedQueue(time.monotonic)
+        self.guest_files = guest_files or bare_metal_guest_files(settings)
         self.reconciler = Reconciler(
             source,
             self.hypervisor,
@@ -73,7 +74,7 @@ class NodeRuntime:
             allocator=allocator,
             networks=networks(self.hypervisor) if networks is not None else None,
             addresses=self.hypervisor,
-            guest_files=guest_files or bare_metal_guest_files(settings),
+            guest_files=self.guest_files,
             requeue=work.add,
         )
         self.engine = Engine(
@@ -95,19 +96,19 @@ class NodeRuntime:
         self.hypervisor.connect()
 
     def start(self) -> None:
-        if self.reconciler.guest_files is not None:
+        if self.guest_files is not None:
             # Files of VMIs whose domain is gone (undefined while the agent was down, or never
             # defined after a crash): whatever still needs them makes them again.
             owned = self.reconciler.owned_domains()
-            self.reconciler.guest_files.sweep({d.identity.uid for d in owned if d.identity is not None})
+            self.guest_files.sweep({d.identity.uid for d in owned if d.identity is not None})
         self._dispatcher = threading.Thread(target=self._dispatch, name="libvirt-dispatch", daemon=True)
         self._dispatcher.start()
         self.engine.start()
 
     def stop(self, policy: StopPolicy) -> None:
         self.engine.stop(policy)
-        if self.reconciler.guest_files is not None:
-            self.reconciler.guest_files.close()
+        if self.guest_files is not None:
+            self.guest_files.close()
         self._events.put(None)
         self.hypervisor.connection.close()
 
@@ -128,7 +129,7 @@ class NodeRuntime:
             return
         phases, _ = self.reconciler.summary()
         self.metrics.set_phase_counts(phases)
-        self.metrics.set_devices_assigned(len(self.reconciler.claims.snapshot()))
+        self.metrics.set_devices_assigned(len(self.reconciler.devices.claims.snapshot()))
         self.metrics.set_libvirt_connected(self.hypervisor.connection.connected)
 
     @property

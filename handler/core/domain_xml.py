@@ -19,6 +19,11 @@ from handler.core.vmi import VMI, HostDisk
 
 ALIAS_PREFIX = "ua-qat-"
 _TARGET_PREFIX = {"virtio": "vd", "sata": "sd"}
+_DOMAIN_PARTS = (
+    *("name", "uuid", "metadata", "memory", "vcpu", "os", "os/type", "cpu", "cpu/topology"),
+    *("devices/serial", "devices/serial/log"),
+)
+"""The skeleton's elements that rendering fills in, in the order render_domain unpacks them."""
 
 
 def desired_digest(
@@ -59,27 +64,27 @@ def render_domain(
 ) -> str:
     """``attachments`` say where each NIC is plugged in (None: the bare-metal defaults); ``placement``
     pins the guest to a NUMA node."""
-    root = settings.templates.template("domain.xml")
+    root, (name, uuid, metadata, memory, vcpu, os_element, os_type, cpu, topology, serial, log) = (
+        settings.templates.parts("domain.xml", _DOMAIN_PARTS)
+    )
     root.set("type", settings.domain_type)
-    _text(root, "name", vmi.domain_name)
-    _text(root, "uuid", vmi.uid)
-    _one(root, "metadata").append(identity_element(identity_of(vmi, devices, settings, placement)))
-    _text(root, "memory", str(-(-vmi.memory_bytes // 1024)))
-    _text(root, "vcpu", str(vmi.cores))
+    name.text = vmi.domain_name
+    uuid.text = vmi.uid
+    metadata.append(identity_element(identity_of(vmi, devices, settings, placement)))
+    memory.text = str(-(-vmi.memory_bytes // 1024))
+    vcpu.text = str(vmi.cores)
     if placement.node is not None:
-        _pin(root, placement)
-    _one(root, "os/type").set("machine", settings.machine)
-    _one(root, "cpu/topology").set("cores", str(vmi.cores))
+        _pin(vcpu, placement)
+    os_type.set("machine", settings.machine)
+    topology.set("cores", str(vmi.cores))
     if settings.cpu_mode:
-        _one(root, "cpu").set("mode", settings.cpu_mode)
+        cpu.set("mode", settings.cpu_mode)
     if vmi.kernel_boot:
-        os_element = _one(root, "os")
         etree.SubElement(os_element, "kernel").text = vmi.kernel_boot.kernel
         if vmi.kernel_boot.initrd:
             etree.SubElement(os_element, "initrd").text = vmi.kernel_boot.initrd
         etree.SubElement(os_element, "cmdline").text = vmi.kernel_boot.cmdline
-    _one(root, "devices/serial/log").set("file", serial_log_path(vmi.domain_name, settings))
-    serial = _one(root, "devices/serial")
+    log.set("file", serial_log_path(vmi.domain_name, settings))
     per_bus: dict[str, int] = {}
     for disk in vmi.disks:
         index = per_bus[disk.bus] = per_bus.get(disk.bus, -1) + 1  # vda, vdb... and sda, sdb... apart
@@ -93,9 +98,8 @@ def render_domain(
     return str(etree.tostring(root, encoding="unicode")) + "\n"
 
 
-def _pin(root: etree._Element, placement: Placement) -> None:
+def _pin(vcpu: etree._Element, placement: Placement) -> None:
     """vCPUs on the node's CPUs and memory on the node: the guest sits beside its VFs."""
-    vcpu = _one(root, "vcpu")
     vcpu.set("cpuset", placement.cpuset)
     numatune = etree.Element("numatune")
     etree.SubElement(numatune, "memory", mode=placement.memory_mode, nodeset=str(placement.node))
@@ -103,15 +107,14 @@ def _pin(root: etree._Element, placement: Placement) -> None:
 
 
 def _hostdev(device: AssignedDevice, settings: RenderSettings) -> etree._Element:
-    element = settings.templates.template("hostdev.xml")
+    element, (address, alias) = settings.templates.parts("hostdev.xml", ("source/address", "alias"))
     element.set("managed", "yes" if settings.managed_hostdevs else "no")
-    address = _one(element, "source/address")
     bdf = device.bdf
     address.set("domain", f"0x{bdf.domain:04x}")
     address.set("bus", f"0x{bdf.bus:02x}")
     address.set("slot", f"0x{bdf.slot:02x}")
     address.set("function", f"0x{bdf.function:x}")
-    _one(element, "alias").set("name", ALIAS_PREFIX + device.name)
+    alias.set("name", ALIAS_PREFIX + device.name)
     return element
 
 
@@ -123,11 +126,10 @@ def disk_file(vmi: VMI, disk: HostDisk, settings: RenderSettings) -> str:
 
 
 def _disk(disk: HostDisk, index: int, path: str, templates: DomainTemplates) -> etree._Element:
-    element = templates.template("disk.xml")
+    element, (driver, source, target, alias) = templates.parts("disk.xml", ("driver", "source", "target", "alias"))
     element.set("device", disk.device)
-    _one(element, "driver").set("type", disk_format(disk.source))
-    _one(element, "source").set("file", path)
-    target = _one(element, "target")
+    driver.set("type", disk_format(disk.source))
+    source.set("file", path)
     target.set("dev", _TARGET_PREFIX[disk.bus] + _drive_letters(index))
     target.set("bus", disk.bus)
     if disk.readonly:
@@ -138,8 +140,8 @@ def _disk(disk: HostDisk, index: int, path: str, templates: DomainTemplates) -> 
         target.addnext(etree.Element("boot", order=str(disk.boot_order)))
     if disk.serial:
         etree.SubElement(element, "serial").text = disk.serial
-        element.append(_one(element, "alias"))  # keep <alias> last, where libvirt writes it back
-    _one(element, "alias").set("name", f"ua-disk-{disk.name}")
+        element.append(alias)  # keep <alias> last, where libvirt writes it back
+    alias.set("name", f"ua-disk-{disk.name}")
     return element
 
 
@@ -150,14 +152,3 @@ def _drive_letters(index: int) -> str:
         index, rest = divmod(index - 1, 26)
         letters = chr(ord("a") + rest) + letters
     return letters
-
-
-def _one(root: etree._Element, path: str) -> etree._Element:
-    found = root.find(path)
-    if found is None:
-        raise LookupError(f"template is missing <{path}>")
-    return found
-
-
-def _text(root: etree._Element, path: str, value: str) -> None:
-    _one(root, path).text = value

@@ -19,6 +19,8 @@ class DomainTemplates:
     texts: tuple[tuple[str, str], ...]
     """(file name, XML text) pairs, one per skeleton."""
     _roots: dict[str, etree._Element] = field(init=False, default_factory=dict, compare=False, repr=False)
+    _routes: dict[tuple[str, str], tuple[int, ...]] = field(init=False, default_factory=dict, compare=False, repr=False)
+    """(file, path) -> child indexes from the root: a path is searched once per skeleton, not per render."""
 
     def __post_init__(self) -> None:
         parser = etree.XMLParser(remove_blank_text=True, remove_comments=True, resolve_entities=False)
@@ -37,6 +39,30 @@ class DomainTemplates:
                 f"domain template {name} was not loaded; fix: pass load_templates() as RenderSettings.templates"
             )
         return copy.deepcopy(root)
+
+    def parts(self, name: str, paths: tuple[str, ...]) -> tuple[etree._Element, list[etree._Element]]:
+        """A fresh copy, and the element at each path in it, found before the caller changes anything."""
+        root = self.template(name)
+        found = []
+        for path in paths:
+            element = root
+            for index in self._route(name, path):
+                element = element[index]
+            found.append(element)
+        return root, found
+
+    def _route(self, name: str, path: str) -> tuple[int, ...]:
+        route = self._routes.get((name, path))
+        if route is None:
+            target = self._roots[name].find(path)
+            if target is None:
+                raise LookupError(f"domain template {name} is missing <{path}>")
+            steps = []
+            while (parent := target.getparent()) is not None:
+                steps.append(parent.index(target))
+                target = parent
+            route = self._routes[(name, path)] = tuple(reversed(steps))
+        return route
 
 
 NO_TEMPLATES = DomainTemplates(())

@@ -5,10 +5,12 @@ from many threads; ``judge`` applies the same rules to a function already read (
 scan of ``HostInspector``, the doctor's inventory).
 
 Every check reads the function's files and follows its own links (the bus entry, driver,
-physfn, IOMMU group, group members, VFIO node) afresh. Only the real paths of the directories
-those links lead into are kept between checks: sysfs directories such as ``/sys/bus/pci/devices``
-or a PF's folder are made by the kernel and never turn into links, and resolving them again,
-one ``readlink`` per path component, was more than half the links a check followed.
+physfn, IOMMU group, group members, VFIO node) afresh, and the host facts with them. Only the
+host root's real path and the real paths of the directories those links lead into are kept
+between checks (``HostRoot``; ``use`` starts over): sysfs directories such as
+``/sys/bus/pci/devices`` or a PF's folder are made by the kernel and never turn into links,
+and resolving them again was more than half the work of a check. A kept directory that a check
+finds to be a link after all is forgotten.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from handler.core.device_rules import DeviceRule, check_device, host_rules
 from handler.core.pci_function import PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
+from handler.host.host_tree import HostRoot
 from handler.host.pci import read_pci_function
 
 MAX_KEPT_DIRS = 8192
@@ -32,21 +35,22 @@ class FreshDeviceChecks:
         self.host_root = host_root
         self.permitted = permitted or PermittedDevices()
         self._rules = host_rules(self.permitted)
-        self._dirs: dict[str, str] = {}
-        """Shared by the checks of every worker: a dict's single get and set are atomic."""
+        self._root = HostRoot(host_root)
+        """The root's real path and the directories resolved under it, shared by every worker's checks."""
 
     def use(self, permitted: PermittedDevices) -> None:
         """Switch to a re-read permitted-devices list (SIGHUP); one assignment, so checks in
-        flight see either the old rules or the new ones. Directories are resolved anew too."""
+        flight see either the old rules or the new ones. The root and directories are resolved anew too."""
         self.permitted = permitted
         self._rules = host_rules(permitted)
-        self._dirs = {}
+        self._root = HostRoot(self.host_root)
 
     def check(self, bdf: Bdf, resource: str | None) -> Refusal | None:
         """Why ``bdf`` may not serve ``resource`` (None: any permitted resource) as the host is now."""
-        if len(self._dirs) > MAX_KEPT_DIRS:
-            self._dirs = {}
-        return check_device(read_pci_function(self.host_root, bdf, self._dirs), resource, self._rules)
+        root = self._root
+        if len(root.dirs) > MAX_KEPT_DIRS:
+            root.forget_dirs()
+        return check_device(read_pci_function(root, bdf), resource, self._rules)
 
     def judge(
         self, function: PciFunction, resource: str | None, extra_rules: Sequence[DeviceRule] = ()

@@ -15,6 +15,7 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
+from stat import S_ISDIR, S_ISLNK
 from typing import TypeVar
 
 _T = TypeVar("_T")
@@ -31,15 +32,31 @@ class Escape(Exception):
         self.description = f"/{link} -> {target}"
 
 
-class HostTree:
-    def __init__(self, host_root: Path, dirs: dict[str, str] | None = None) -> None:
-        """``dirs``: real paths of directories resolved by earlier trees over the same root, to
-        share (see ``ResolvedDirs``); links and files are still read fresh."""
+class HostRoot:
+    """The host root's real path, resolved once (per settings: SIGHUP makes a new one), and the
+    real paths of directories found under it, for every ``HostTree`` made from it to share."""
+
+    def __init__(self, host_root: Path) -> None:
+        self.path = host_root
         self.root = os.path.realpath(host_root)
-        self._prefix = self.root.rstrip("/") + "/"
-        self._dirs: dict[str, str] = dirs if dirs is not None else {}
+        self.prefix = self.root.rstrip("/") + "/"
+        self.dirs: dict[str, str] = {self.root: self.root}
+        """Shared by the trees of every worker: a dict's single get and set are atomic."""
+
+    def forget_dirs(self) -> None:
+        """Start over (one assignment: trees in flight keep the dict they have)."""
+        self.dirs = {self.root: self.root}
+
+
+class HostTree:
+    def __init__(self, host_root: Path | HostRoot) -> None:
+        """One pass over the host: a ``Path`` is resolved now, a ``HostRoot`` was resolved once,
+        and its directories are shared with earlier trees; links and files are still read fresh."""
+        shared = host_root if isinstance(host_root, HostRoot) else HostRoot(host_root)
+        self.root = shared.root
+        self._prefix = shared.prefix
+        self._dirs = shared.dirs
         """Real paths of directories already resolved (and checked), so siblings share the work."""
-        self._dirs.setdefault(self.root, self.root)
         self._busy: set[str] = set()
         self._listed: dict[str, dict[str, bool]] = {}
         """Directories listed once, by real path: entry name -> is a link."""
@@ -58,6 +75,33 @@ class HostTree:
         folder, name = _split(path)
         return self._follow(_join(self._real_dir(folder), name), path)
 
+    def lookup(self, path: str, link_expected: bool = False) -> tuple[str, os.stat_result | None]:
+        """``resolve`` and ``os.stat`` of the result in one walk: the real path and what is there
+        (None: nothing); ``Escape`` as for ``resolve``.
+
+        Each step's ``lstat`` says both whether a link was reached and what is there, so no
+        ``stat`` follows; ``link_expected`` (a bus entry) asks ``readlink`` first instead. A
+        directory found is kept as real, as ``_real_dir`` would keep it; a link found is forgotten
+        as a directory, should it have been one when kept.
+        """
+        folder, name = _split(path)
+        real = _join(self._real_dir(folder), name)
+        for step in range(_MAX_LINKS):
+            if step or not link_expected:
+                status = _lstat(real)
+                if status is None or not S_ISLNK(status.st_mode):
+                    if status is not None and S_ISDIR(status.st_mode):
+                        self._dirs.setdefault(real, real)
+                    return real, status
+                self._dirs.pop(real, None)
+            target = _readlink(real)
+            if target is None:  # not a link (or no longer one): what is there now
+                return real, _stat(real)
+            real, done = self._through(_split(real)[0], real, target, path)
+            if done:
+                return real, _stat(real)
+        raise Escape(self.relative(path), "a link loop")
+
     def link_name(self, path: str) -> str | None:
         """The last component of a link's target, checked to stay inside the root but not followed.
 
@@ -66,29 +110,41 @@ class HostTree:
         target = self.link_target(path)
         return os.path.basename(target) if target is not None else None
 
+    def link_name_in(self, folder: str, name: str) -> str | None:
+        """``link_name`` of ``name`` in ``folder``, a real directory (from ``lookup``, ``resolve``)."""
+        target = self.link_target_in(folder, name)
+        return target.rpartition("/")[2] if target is not None else None
+
     def link_target(self, path: str) -> str | None:
         """Where a link points, as a path checked to stay inside the root; not followed further."""
         folder, name = _split(path)
-        real_folder = self._real_dir(folder)
-        target = _readlink(_join(real_folder, name))
+        return self.link_target_in(self._real_dir(folder), name, path)
+
+    def link_target_in(self, folder: str, name: str, original: str | None = None) -> str | None:
+        """``link_target`` of ``name`` in ``folder``, a real directory (from ``lookup``, ``resolve``)."""
+        target = _readlink(_join(folder, name))
         if target is None:
             return None
-        joined = os.path.normpath(os.path.join(real_folder, target))
+        joined = os.path.normpath(target if target[:1] == "/" else _join(folder, target))
         if not self.inside(joined):
-            raise Escape(self.relative(path), target)
+            raise Escape(self.relative(original or _join(folder, name)), target)
         return joined
 
     def read(self, path: str) -> str | None:
         """A small file's stripped text; None when it is missing or unreadable."""
         folder, name = _split(path)
-        real = _join(self._real_dir(folder), name)
+        return self.read_in(self._real_dir(folder), name, path)
+
+    def read_in(self, folder: str, name: str, original: str | None = None) -> str | None:
+        """``read`` of ``name`` in ``folder``, a real directory (from ``lookup``, ``resolve``)."""
+        real = _join(folder, name)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as error:
             if error.errno != errno.ELOOP:
                 return None
             try:  # the file is itself a link: follow it only inside the root
-                fd = os.open(self._follow(real, path), os.O_RDONLY | os.O_NOFOLLOW)
+                fd = os.open(self._follow(real, original or real), os.O_RDONLY | os.O_NOFOLLOW)
             except OSError:
                 return None
         try:
@@ -98,19 +154,35 @@ class HostTree:
         finally:
             os.close(fd)
 
+    def read_hex_in(self, folder: str, name: str) -> int | None:
+        return _hex(self.read_in(folder, name))
+
     def read_hex(self, path: str) -> int | None:
-        text = self.read(path)
-        try:
-            return int(text, 16) if text else None
-        except ValueError:
-            return None
+        return _hex(self.read(path))
 
     def read_int(self, path: str) -> int | None:
         text = self.read(path)
         return int(text) if text and text.isdigit() else None
 
+    def lexists(self, path: str) -> bool:
+        """Whether anything, even a dangling link, is at ``path`` (``os.path.lexists``). A directory
+        there, in a folder known to be real, is kept as real: it was just seen not to be a link; a
+        link there is forgotten as a directory, so the next use of it follows it afresh."""
+        status = _lstat(path)
+        if status is None:
+            return False
+        if S_ISDIR(status.st_mode):
+            folder = _split(path)[0]
+            if self._dirs.get(folder) == folder:
+                self._dirs.setdefault(path, path)
+        elif S_ISLNK(status.st_mode):
+            self._dirs.pop(path, None)
+        return True
+
     def listdir(self, path: str) -> list[str]:
-        real = self.resolve(path)
+        real, status = self.lookup(path)
+        if status is None:
+            return []
         try:
             return os.listdir(real)
         except OSError:
@@ -163,27 +235,34 @@ class HostTree:
             target = _readlink(real)
             if target is None:
                 return real
-            parts = target.split("/")
-            if ".." in parts[_leading_dotdots(parts) :]:
-                # "a/../b" where "a" may be a link: let the kernel's rules decide.
-                resolved = os.path.realpath(real)
-                if not self.inside(resolved):
-                    raise Escape(self.relative(original), target)
-                return resolved
-            joined = os.path.normpath(os.path.join(folder, target))
-            if joined == self.root:
-                return joined
-            if not self.inside(joined):
-                raise Escape(self.relative(original), target)
-            folder, name = _split(joined)
-            real = _join(self._real_dir(folder), name)
+            real, done = self._through(folder, real, target, original)
+            if done:
+                return real
         raise Escape(self.relative(original), "a link loop")
 
+    def _through(self, folder: str, link: str, target: str, original: str) -> tuple[str, bool]:
+        """Where ``link`` (in the real ``folder``) leads: the next path to look at, its directory made
+        real, and whether it is real already (nothing left to follow); ``Escape`` if it leaves."""
+        parts = target.split("/")
+        if ".." in parts[_leading_dotdots(parts) :]:
+            # "a/../b" where "a" may be a link: let the kernel's rules decide.
+            resolved = os.path.realpath(link)
+            if not self.inside(resolved):
+                raise Escape(self.relative(original), target)
+            return resolved, True
+        joined = os.path.normpath(os.path.join(folder, target))
+        if joined == self.root:
+            return joined, True
+        if not self.inside(joined):
+            raise Escape(self.relative(original), target)
+        folder, name = _split(joined)
+        return _join(self._real_dir(folder), name), False
 
-def noting_escapes(escapes: list[str], read: Callable[[], _T]) -> _T | None:
-    """``read()``, or None with the escape noted in ``escapes``."""
+
+def noting_escapes(escapes: list[str], read: Callable[..., _T], *args: str) -> _T | None:
+    """``read(*args)``, or None with the escape noted in ``escapes``."""
     try:
-        return read()
+        return read(*args)
     except Escape as escape:
         escapes.append(escape.description)
         return None
@@ -204,6 +283,27 @@ def _leading_dotdots(parts: list[str]) -> int:
     while count < len(parts) and parts[count] in ("..", "."):
         count += 1
     return count
+
+
+def _hex(text: str | None) -> int | None:
+    try:
+        return int(text, 16) if text else None
+    except ValueError:
+        return None
+
+
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def _readlink(path: str) -> str | None:

@@ -7,26 +7,30 @@ in the snapshot, never as an exception.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from stat import S_ISDIR
 
 from handler.core.bdf import Bdf, parse_bdf
 from handler.core.pci_function import GroupMember, HostFacts, PciFunction
-from handler.host.host_tree import Escape, HostTree, noting_escapes
+from handler.host.host_tree import Escape, HostRoot, HostTree, noting_escapes
 
 DEVICES = "sys/bus/pci/devices"
 GROUPS = "sys/kernel/iommu_groups"
 VFIO_MODULE = "sys/module/vfio_pci"
+_FLAG = {"Y": True, "1": True, "N": False, "0": False}
+"""A boolean module parameter as sysfs shows it."""
 
 
-def read_pci_function(host_root: Path, bdf: Bdf, dirs: dict[str, str] | None = None) -> PciFunction:
-    """One function, read fresh; ``dirs`` as for ``HostTree``."""
-    return PciReader(host_root, dirs).function(bdf)
+def read_pci_function(host_root: Path | HostRoot, bdf: Bdf) -> PciFunction:
+    """One function, read fresh (a ``HostRoot`` shares what earlier reads resolved, as for ``HostTree``)."""
+    return PciReader(host_root).function(bdf)
 
 
 class PciReader:
-    def __init__(self, host_root: Path, dirs: dict[str, str] | None = None) -> None:
-        self.tree = HostTree(host_root, dirs)
+    def __init__(self, host_root: Path | HostRoot) -> None:
+        self.tree = HostTree(host_root)
         self._facts: HostFacts | None = None
         self._devices: dict[str, bool] | None = None
         """/sys/bus/pci/devices, listed only for a scan: a single read need not list 1,000 entries."""
@@ -58,8 +62,8 @@ class PciReader:
             if self._devices is not None and name not in self._devices:
                 real = None
             else:
-                real = self.tree.resolve(self.tree.path(f"{DEVICES}/{name}"))
-                real = real if os.path.isdir(real) else None
+                real, status = self.tree.lookup(self.tree.path(f"{DEVICES}/{name}"), link_expected=True)
+                real = real if status is not None and S_ISDIR(status.st_mode) else None
             if real is not None and self._devices is not None:
                 self.tree.entries(os.path.dirname(real))  # a scan: siblings (a PF's VFs) resolve from here
             self._folders[bdf] = real
@@ -68,8 +72,8 @@ class PciReader:
     def ids(self, bdf: Bdf, folder: str) -> tuple[int | None, int | None]:
         """Vendor and device ID of the function in ``folder``; the scan and the snapshot share them."""
         if bdf not in self._ids:
-            read = self.tree.read_hex
-            self._ids[bdf] = (read(f"{folder}/vendor"), read(f"{folder}/device"))
+            read = self.tree.read_hex_in
+            self._ids[bdf] = (read(folder, "vendor"), read(folder, "device"))
         return self._ids[bdf]
 
     def function(self, bdf: Bdf) -> PciFunction:
@@ -80,11 +84,12 @@ class PciReader:
         if real is None:
             return PciFunction(bdf, self.facts, present=False)
         escapes: list[str] = []
+        tree = self.tree  # ``real`` is a real directory: files and links are read in it directly
         vendor, device = noting_escapes(escapes, lambda: self.ids(bdf, real)) or (None, None)
-        pci_class = noting_escapes(escapes, lambda: self.tree.read_hex(f"{real}/class"))
-        driver = noting_escapes(escapes, lambda: self.tree.link_name(f"{real}/driver"))
-        physfn = noting_escapes(escapes, lambda: self.tree.link_name(f"{real}/physfn"))
-        group = noting_escapes(escapes, lambda: self._group(real))
+        pci_class = noting_escapes(escapes, tree.read_hex_in, real, "class")
+        driver = noting_escapes(escapes, tree.link_name_in, real, "driver")
+        physfn = noting_escapes(escapes, tree.link_name_in, real, "physfn")
+        group = noting_escapes(escapes, self._group, real)
         peers: tuple[GroupMember, ...] = ()
         node = False
         if group is not None:
@@ -101,7 +106,7 @@ class PciReader:
             pci_class=pci_class,
             driver=driver,
             iommu_group=group,
-            physfn=parse_bdf(physfn) if physfn else None,
+            physfn=_parsed_bdf(physfn) if physfn else None,
             vfio_node=node,
             group_peers=peers,
         )
@@ -109,9 +114,9 @@ class PciReader:
     def _group(self, folder: str) -> int | None:
         """The IOMMU group the function's link names, if that group exists: a link to a missing
         group directory is no group (and proves nothing about the IOMMU being on)."""
-        target = self.tree.link_target(f"{folder}/iommu_group")
-        number = _to_int(os.path.basename(target)) if target is not None else None
-        return number if target is not None and os.path.lexists(target) else None
+        target = self.tree.link_target_in(folder, "iommu_group")
+        number = _to_int(target.rpartition("/")[2]) if target is not None else None
+        return number if target is not None and self.tree.lexists(target) else None
 
     def _vfio_node(self, group: int) -> bool:
         nodes, name = self.tree.path("dev/vfio"), str(group)
@@ -119,14 +124,14 @@ class PciReader:
             listed = self.tree.entries(nodes)
             if name not in listed or not listed[name]:
                 return name in listed
-        return os.path.exists(self.tree.resolve(f"{nodes}/{name}"))
+        return self.tree.lookup(f"{nodes}/{name}")[1] is not None
 
     def _peers(self, group: int, own: str) -> tuple[GroupMember, ...]:
         """The group's members other than ``own``; a group's link escapes are kept per group."""
         base = self.tree.path(f"{GROUPS}/{group}/devices")
         escapes: list[str] = []
         members: list[GroupMember] = []
-        for name in noting_escapes(escapes, lambda: self.tree.listdir(base)) or []:
+        for name in noting_escapes(escapes, self.tree.listdir, base) or []:
             try:
                 member = self._member(base, name) if name != own else None
             except Escape as escape:
@@ -158,14 +163,21 @@ class PciReader:
 def _read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
     escapes: list[str] = []
     groups = iommu_on or noting_escapes(escapes, lambda: tree.has_entries(tree.path(GROUPS)))
-    loaded = noting_escapes(escapes, lambda: os.path.isdir(tree.resolve(tree.path(VFIO_MODULE))))
-    denylist = noting_escapes(escapes, lambda: tree.read(tree.path(f"{VFIO_MODULE}/parameters/disable_denylist")))
+    module = noting_escapes(escapes, lambda: tree.lookup(tree.path(VFIO_MODULE))[1])
+    loaded = module is not None and S_ISDIR(module.st_mode)
+    denylist = noting_escapes(escapes, tree.read, tree.path(f"{VFIO_MODULE}/parameters/disable_denylist"))
     return HostFacts(
         iommu_enabled=bool(groups),
         vfio_pci_loaded=bool(loaded),
-        denylist_disabled={"Y": True, "1": True, "N": False, "0": False}.get(denylist or ""),
+        denylist_disabled=_FLAG.get(denylist or ""),
         escapes=tuple(escapes),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_bdf(name: str) -> Bdf | None:
+    """``parse_bdf``, kept per name (a PF's VFs all name it); the link itself is read every time."""
+    return parse_bdf(name)
 
 
 def _to_int(text: str | None) -> int | None:

@@ -11,6 +11,11 @@ through that process's root (``/proc/<pid>/root/disk/...``) and copies it once i
 cache, keyed by the image digest kubelet reports (``imageID``). QEMU runs under the node's
 libvirtd, outside the pod, and cannot open another process's root; the cached copy is what
 the overlay is based on, and every later VMI of the same image reuses it.
+
+A failed copy is not final: it is tried again once ``retry_seconds`` have passed, or at once
+when the launcher's container is another one (a restarted container, a new pod). A copy that
+takes longer than ``timeout_seconds`` is given up, so one stuck image never holds a copy
+thread for good.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -40,19 +47,46 @@ PodLister = Callable[[], Iterable[Mapping[str, Any]]]
 """The launcher pods on this node, as the API returns them (the agent's pod informer cache)."""
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 _CONTAINER_ID = re.compile(r"^[a-z0-9-]+://([0-9a-f]{12,128})$")
+_CHUNK = 1 << 20
+_NO_PTRACE = "cannot be read from the launcher container (the agent needs CAP_SYS_PTRACE)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    container_id: str
+    """The container the copy was tried from: another container is tried at once."""
+    problem: str
+    retry_at: float
+
+
+class _CopyTooSlow(Exception):
+    pass
 
 
 class LauncherContainerDisks:
-    def __init__(self, pods: PodLister, proc: Path, cache_root: Path, node_name: str) -> None:
+    def __init__(
+        self,
+        pods: PodLister,
+        proc: Path,
+        cache_root: Path,
+        node_name: str,
+        *,
+        timeout_seconds: float = 900.0,
+        retry_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.pods = pods
         self.proc = proc
         """The host's /proc (``<host-root>/proc``)."""
         self.cache_root = cache_root
         self.node_name = node_name
+        self.timeout_seconds = timeout_seconds
+        self.retry_seconds = retry_seconds
+        self.clock = clock
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="disk-copy")
         self._lock = threading.Lock()
         self._running: set[str] = set()
-        self._failed: dict[str, str] = {}
+        self._failed: dict[str, _Failure] = {}
 
     def lookup(self, disk: ContainerDisk, vmi: VMI, volume: str) -> Lookup:
         status = self._container_status(vmi, volume)
@@ -65,8 +99,10 @@ class LauncherContainerDisks:
         if len(files) == 1:
             return Ready(files[0], disk_format_of(files[0].name))
         with self._lock:
-            if entry in self._failed:
-                return Failed(self._failed[entry])
+            failure = self._failed.get(entry)
+            if failure is not None and failure.container_id == container_id and self.clock() < failure.retry_at:
+                return Failed(failure.problem)
+            self._failed.pop(entry, None)
             if entry in self._running:
                 return Pending("is being copied from the launcher pod's image")
             self._running.add(entry)
@@ -108,33 +144,51 @@ class LauncherContainerDisks:
 
     def _copy_job(self, entry: str, container_id: str, inner: str | None, folder: Path) -> None:
         try:
-            root = self._container_root(container_id)
-            source = _disk_in(root, inner)
-            (self.cache_root / "tmp").mkdir(parents=True, exist_ok=True)
-            staged = Path(tempfile.mkdtemp(prefix="copy-", dir=self.cache_root / "tmp"))
-            try:
-                target = staged / f"disk{disk_suffix(source.name)}"
-                with source.open("rb") as reader, target.open("wb") as writer:
-                    shutil.copyfileobj(reader, writer, 1 << 20)
-                check_image(target, disk_format_of(target.name))
-                target.chmod(0o444)
-                staged.chmod(0o755)
-                folder.parent.mkdir(parents=True, exist_ok=True)
-                staged.rename(folder)
-            finally:
-                shutil.rmtree(staged, ignore_errors=True)
+            self._copy(container_id, inner, folder)
             log.info("containerDisk copied from its launcher container", entry=entry)
         except PermissionError:
-            with self._lock:
-                self._failed[entry] = "cannot be read from the launcher container (the agent needs CAP_SYS_PTRACE)"
+            self._fail(entry, container_id, _NO_PTRACE)
             log.warning("containerDisk copy not permitted", entry=entry)
+        except _CopyTooSlow:
+            problem = f"could not be copied from the launcher container within {self.timeout_seconds:g} s"
+            self._fail(entry, container_id, problem)
+            log.warning("containerDisk copy too slow", entry=entry, timeout_seconds=self.timeout_seconds)
         except (OSError, LayoutError) as error:
-            with self._lock:
-                self._failed[entry] = f"is not a usable disk image ({error})"
+            self._fail(entry, container_id, f"is not a usable disk image ({error})")
             log.warning("containerDisk copy failed", entry=entry, error=str(error))
+        except Exception as error:  # never let a pool thread die silently
+            self._fail(entry, container_id, f"could not be copied from the launcher container ({error})")
+            log.exception("containerDisk copy crashed", entry=entry)
         finally:
             with self._lock:
                 self._running.discard(entry)
+
+    def _copy(self, container_id: str, inner: str | None, folder: Path) -> None:
+        deadline = self.clock() + self.timeout_seconds
+        source = _disk_in(self._container_root(container_id), inner)
+        (self.cache_root / "tmp").mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix="copy-", dir=self.cache_root / "tmp"))
+        try:
+            target = staged / f"disk{disk_suffix(source.name)}"
+            with source.open("rb") as reader, target.open("wb") as writer:
+                self._copy_until(reader, writer, deadline)
+            check_image(target, disk_format_of(target.name))
+            target.chmod(0o444)
+            staged.chmod(0o755)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            staged.rename(folder)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+
+    def _copy_until(self, reader: IO[bytes], writer: IO[bytes], deadline: float) -> None:
+        while chunk := reader.read(_CHUNK):
+            writer.write(chunk)
+            if self.clock() > deadline:
+                raise _CopyTooSlow
+
+    def _fail(self, entry: str, container_id: str, problem: str) -> None:
+        with self._lock:
+            self._failed[entry] = _Failure(container_id, problem, self.clock() + self.retry_seconds)
 
     def _container_root(self, container_id: str) -> Path:
         """The root of the container's process, found by its ID in the host's cgroup files."""

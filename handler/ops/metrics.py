@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
@@ -78,6 +78,10 @@ class Metrics:
 
 def add_process_metrics(registry: CollectorRegistry, version: str) -> None:
     """What every qat-handler process serves: its build, and the process, platform and GC collectors."""
+    # No `<name>_created` series: in the text format each would be one more gauge per counter and
+    # histogram (and per label set), which dashboards must then filter out. Process-wide, and each
+    # qat-handler process serves only its own registry.
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it untyped
     info = Gauge(
         "qat_handler_build_info", "Always 1; labels carry the build.", ["version", "python"], registry=registry
     )

@@ -82,9 +82,12 @@ def _engine(clock: FakeClock) -> tuple[Engine, KeyedQueue, EchoFilter]:
     echoes = EchoFilter(clock, ttl=5.0)
     invalidated: list[bool] = []
     foreign = SimpleNamespace(invalidate=lambda: invalidated.append(True))
-    reconciler = SimpleNamespace(knows=lambda key: True, echoes=echoes, devices=SimpleNamespace(foreign=foreign))
+    reconciler = Reconciler.__new__(Reconciler)  # only what events need: the source, the echoes, the VF gate
+    reconciler.source = SimpleNamespace(knows=lambda key: True)  # type: ignore[assignment]
+    reconciler.echoes = echoes
+    reconciler.devices = SimpleNamespace(foreign=foreign)  # type: ignore[assignment]
     queue = KeyedQueue(clock)
-    return Engine(reconciler, EngineSettings(), clock=clock, queue=queue), queue, echoes  # type: ignore[arg-type]
+    return Engine(reconciler, EngineSettings(), clock=clock, queue=queue), queue, echoes
 
 
 def test_the_engine_queues_no_pass_for_an_echo_but_does_for_a_real_event() -> None:

@@ -19,6 +19,9 @@ class Source:
 class Stub:
     source = Source()
 
+    def keys(self) -> list[str]:
+        return list(self.source.keys())
+
     def owned_domains(self) -> list[ObservedDomain]:
         return []
 

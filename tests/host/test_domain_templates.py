@@ -73,6 +73,22 @@ def test_each_copy_is_the_callers_own() -> None:
     assert templates == DomainTemplates.of({"rng.xml": "<rng model='virtio'><!-- why --><backend/></rng>"})
 
 
+def test_parts_are_the_elements_of_the_callers_copy_at_every_call() -> None:
+    templates = DomainTemplates.of({"d.xml": "<d><a/><!-- gone --><b><c/><e/></b></d>"})
+    root, (c, e) = templates.parts("d.xml", ("b/c", "b/e"))
+    assert (c.tag, e.tag) == ("c", "e") and c.getroottree().getroot() is root
+    c.addprevious(root.makeelement("x"))  # the caller's changes never move a later copy's parts
+    c.set("filled", "yes")
+    again, (c2, e2) = templates.parts("d.xml", ("b/c", "b/e"))
+    assert (c2.tag, e2.tag) == ("c", "e") and c2.get("filled") is None and again is not root
+
+
+def test_a_part_the_skeleton_lacks_is_named() -> None:
+    templates = DomainTemplates.of({"d.xml": "<d><a/></d>"})
+    with pytest.raises(LookupError, match=r"domain template d\.xml is missing <a/b>"):
+        templates.parts("d.xml", ("a", "a/b"))
+
+
 def test_rendering_without_templates_says_how_to_give_them() -> None:
     with pytest.raises(LookupError, match=r"domain template domain\.xml was not loaded; fix: pass load_templates"):
         render_domain(parse_vmi(MANIFEST), (), RenderSettings())

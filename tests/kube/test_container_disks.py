@@ -54,7 +54,9 @@ def vmi() -> Any:
 
 
 def pod(
-    state: dict[str, Any] | None, containers: tuple[str, ...] = ("compute", "volumecontainerdisk")
+    state: dict[str, Any] | None,
+    containers: tuple[str, ...] = ("compute", "volumecontainerdisk"),
+    container_id: str = CONTAINER_ID,
 ) -> dict[str, Any]:
     statuses = []
     if state is not None:
@@ -63,7 +65,7 @@ def pod(
                 "name": "volumecontainerdisk",
                 "image": IMAGE,
                 "imageID": f"{IMAGE.split(':')[0]}@sha256:{DIGEST}",
-                "containerID": f"containerd://{CONTAINER_ID}",
+                "containerID": f"containerd://{container_id}",
                 "state": state,
             }
         )
@@ -76,11 +78,11 @@ def pod(
     }
 
 
-def host_with_container(root: Path) -> Path:
-    process = root / "proc" / "4242"
+def host_with_container(root: Path, container_id: str = CONTAINER_ID, pid: int = 4242) -> Path:
+    process = root / "proc" / str(pid)
     (process / "root" / "disk").mkdir(parents=True)
-    (process / "cgroup").write_text(f"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{CONTAINER_ID}.scope\n")
-    (root / "proc" / "17").mkdir()
+    (process / "cgroup").write_text(f"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{container_id}.scope\n")
+    (root / "proc" / "17").mkdir(exist_ok=True)
     (root / "proc" / "17" / "cgroup").write_text("0::/system.slice/libvirtd.service\n")
     return qcow2_disk(process / "root" / "disk" / "disk.qcow2", data=b"FROM-THE-LAUNCHER")
 
@@ -183,3 +185,66 @@ def test_without_the_hosts_proc_the_line_says_what_to_mount(server: FakeApiServe
     assert settle(disks) == Failed(
         f"is not a usable disk image (the host's processes are not visible at {proc} (mount the host's /proc there))"
     )
+
+
+class SteppingClock:
+    """A fake monotonic clock; ``step`` seconds pass at every reading when set."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.step = 0.0
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_a_failed_copy_is_tried_again_after_the_retry_time(server: FakeApiServer, tmp_path: Path) -> None:
+    proc = tmp_path / "host" / "proc"
+    (proc / "17").mkdir(parents=True)
+    (proc / "17" / "cgroup").write_text("0::/system.slice/libvirtd.service\n")
+    server.put_object(pod({"running": {}}))
+    clock = SteppingClock()
+    disks = LauncherContainerDisks(pods_of(server), proc, tmp_path / "cache", NODE, retry_seconds=60, clock=clock)
+    assert isinstance(settle(disks), Failed)  # the container's process is not there yet
+    host_with_container(tmp_path / "host")
+    clock.now += 59
+    assert isinstance(settle(disks), Failed)  # still within the retry time: no new copy
+    clock.now += 2
+    ready = settle(disks)
+    assert isinstance(ready, Ready) and ready.path.read_bytes().startswith(b"QFI")
+    disks.close()
+
+
+def test_another_container_is_tried_at_once_after_a_failure(server: FakeApiServer, tmp_path: Path) -> None:
+    proc = tmp_path / "host" / "proc"
+    (proc / "17").mkdir(parents=True)
+    (proc / "17" / "cgroup").write_text("0::/system.slice/libvirtd.service\n")
+    server.put_object(pod({"running": {}}))
+    disks = LauncherContainerDisks(pods_of(server), proc, tmp_path / "cache", NODE, clock=SteppingClock())
+    assert isinstance(settle(disks), Failed)
+    restarted = "fedcba9876543210" * 4
+    host_with_container(tmp_path / "host", restarted, pid=5151)
+    server.put_object(pod({"running": {}}, container_id=restarted))  # kubelet restarted the container
+    assert isinstance(settle(disks), Ready)
+    disks.close()
+
+
+def test_a_copy_that_takes_longer_than_the_timeout_is_given_up(server: FakeApiServer, tmp_path: Path) -> None:
+    host_with_container(tmp_path / "host")
+    server.put_object(pod({"running": {}}))
+    clock = SteppingClock()
+    disks = LauncherContainerDisks(
+        pods_of(server),
+        tmp_path / "host" / "proc",
+        tmp_path / "cache",
+        NODE,
+        timeout_seconds=500,
+        retry_seconds=1e12,  # the failure stands while the clock keeps jumping
+        clock=clock,
+    )
+    clock.step = 1000.0  # every reading of the clock is 1,000 s later: the first chunk overruns
+    assert settle(disks) == Failed("could not be copied from the launcher container within 500 s")
+    assert not (tmp_path / "cache" / "disks").exists()  # nothing half-copied is served
+    assert list((tmp_path / "cache" / "tmp").iterdir()) == []
+    disks.close()

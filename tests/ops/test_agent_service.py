@@ -26,6 +26,12 @@ from tests.support.http_probe import free_port, get
 REPO = Path(__file__).resolve().parents[2]
 
 
+def agent_command(vmis: Path, state: Path, *flags: str, connect: str = "test:///default") -> list[str]:
+    """``qat-handler agent`` as the unit runs it, with the flags a test adds."""
+    return [sys.executable, "-m", "handler", "agent", "--vmi-dir", str(vmis), "--connect", connect,
+            "--state-dir", str(state), *flags]  # fmt: skip
+
+
 def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
     build_simulated_host(tmp_path / "host", SimulatedHost(pfs=(SimulatedPf("C62x", Bdf(0, 0x3D, 0, 0), vfs=8),)))
     vmis = tmp_path / "vmis"
@@ -35,24 +41,10 @@ def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
     notify.settimeout(0.2)
     port = free_port()
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"), WATCHDOG_USEC="2000000")
-    command = [
-        sys.executable,
-        "-m",
-        "handler",
-        "agent",
-        "--vmi-dir",
-        str(vmis),
-        "--connect",
-        "test:///default",
-        "--state-dir",
-        str(tmp_path / "state"),
-        "--host-root",
-        str(tmp_path / "host"),
-        "--metrics-address",
-        f"127.0.0.1:{port}",
-        "--log-format",
-        "json",
-    ]
+    command = agent_command(
+        vmis, tmp_path / "state", "--host-root", str(tmp_path / "host"), "--metrics-address", f"127.0.0.1:{port}",
+        "--log-format", "json",
+    )  # fmt: skip
     agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     messages: list[str] = []
     try:
@@ -83,6 +75,7 @@ def test_agent_notifies_systemd_and_serves_metrics(tmp_path: Path) -> None:
         assert samples[("qat_handler_devices_assigned", ())] == 4
         assert samples[("qat_handler_libvirt_connected", ())] == 1
         assert samples[("qat_handler_reconcile_duration_seconds_count", ())] >= 3
+        assert [name for name, _ in samples if name.endswith("_created")] == []  # no creation-time series
         agent.send_signal(signal.SIGTERM)
         _out, err = agent.communicate(timeout=30)
         assert agent.returncode == 0, err
@@ -122,8 +115,7 @@ def test_a_grace_longer_than_the_unit_allows_extends_the_stop_timeout(
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(0.2)
     env = dict(os.environ, NOTIFY_SOCKET=str(tmp_path / "notify.sock"))
-    command = [sys.executable, "-m", "handler", "agent", "--vmi-dir", str(vmis), "--connect", "test:///default",
-               "--state-dir", str(tmp_path / "state"), "--on-stop", "shutdown", "--log-format", "json"]  # fmt: skip
+    command = agent_command(vmis, tmp_path / "state", "--on-stop", "shutdown", "--log-format", "json")
     agent = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     messages: list[str] = []
     try:
@@ -155,18 +147,9 @@ def test_a_grace_longer_than_the_unit_allows_extends_the_stop_timeout(
 def test_agent_with_libvirt_unreachable_fails_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "vmis").mkdir()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "handler",
-            "agent",
-            "--vmi-dir",
-            str(tmp_path / "vmis"),
-            "--connect",
-            "qemu+unix:///system?socket=/nonexistent/libvirt-sock",
-            "--state-dir",
-            str(tmp_path / "s"),
-        ],
+        agent_command(
+            tmp_path / "vmis", tmp_path / "s", connect="qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+        ),
         capture_output=True,
         text=True,
         timeout=60,
@@ -182,20 +165,7 @@ def test_agent_with_libvirt_unreachable_fails_in_one_line(tmp_path: Path) -> Non
 def test_bad_metrics_address_fails_in_one_line(tmp_path: Path, address: str) -> None:
     (tmp_path / "vmis").mkdir()
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "handler",
-            "agent",
-            "--vmi-dir",
-            str(tmp_path / "vmis"),
-            "--connect",
-            "test:///default",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--metrics-address",
-            address,
-        ],
+        agent_command(tmp_path / "vmis", tmp_path / "s", "--metrics-address", address),
         capture_output=True,
         text=True,
         timeout=60,
@@ -222,29 +192,10 @@ def test_sighup_rereads_the_permitted_devices_without_a_restart(tmp_path: Path) 
         except (OSError, ValueError, KeyError):
             return ""
 
+    flags = ("--host-root", str(tmp_path / "host"), "--permitted-devices", str(permitted), "--permitted-mode",
+             "replace", "--log-format", "json", "--on-stop", "keep")  # fmt: skip
     agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "handler",
-            "agent",
-            "--vmi-dir",
-            str(vmis),
-            "--connect",
-            "test:///default",
-            "--state-dir",
-            str(tmp_path / "state"),
-            "--host-root",
-            str(tmp_path / "host"),
-            "--permitted-devices",
-            str(permitted),
-            "--permitted-mode",
-            "replace",
-            "--log-format",
-            "json",
-            "--on-stop",
-            "keep",
-        ],
+        agent_command(vmis, tmp_path / "state", *flags),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
