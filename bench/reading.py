@@ -69,8 +69,10 @@ def _rounds(args: argparse.Namespace, work: Path, trees: dict[str, Path]) -> dic
             mode = part if name != "floor" else f"{part}-floor"
             command = [sys.executable, __file__, "--child", mode, "--tree", str(tree), "--dir", str(work)]
             command += ["--changed", str(args.changed)]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-            results[part].setdefault(name, []).append(json.loads(out)["cpu"])
+            out = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            if out.get("entries", args.vmis) != args.vmis or not out.get("code", str(tree)).startswith(str(tree)):
+                raise SystemExit(f"{name}: read {out.get('entries')} of {args.vmis} VMIs with {out.get('code')}")
+            results[part].setdefault(name, []).append(out["cpu"])
     return results
 
 
