@@ -6,6 +6,7 @@ environment. Each file is read on its own, so one bad manifest never blocks anot
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import structlog
 
 from handler.baremetal.manifest_entry import ManifestEntry, read_entry
-from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest
+from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest, is_manifest_name
 from handler.core.desired import Desired
 from handler.ops.directory_watch import DirectoryWatch
 
@@ -52,11 +53,13 @@ class DirectorySource:
     # -- reading ----------------------------------------------------------------------
     def scan(self) -> None:
         """Read every manifest now; the watcher keeps the picture current afterwards."""
-        present = {path for path in self.directory.iterdir() if is_manifest(path)}
-        for path in sorted(present):
+        names = sorted(name for name in os.listdir(self.directory) if is_manifest_name(name))
+        present = [self.directory / name for name in names]  # one directory: by name is by path
+        for path in present:
             self.reload(path)
+        present_set = set(present)
         with self._lock:
-            gone = [path for path in self._key_of if path not in present]
+            gone = [path for path in self._key_of if path not in present_set]
         for path in gone:
             self.reload(path)
 
@@ -66,16 +69,14 @@ class DirectorySource:
             old_key = self._key_of.get(path)
             for waiting in self._shadowed.values():
                 waiting.discard(path)
-            if not path.exists():
+            entry = read_entry(path, old_key)
+            if entry is None:  # the file is gone
                 self._key_of.pop(path, None)
                 if old_key is not None and self._entries[old_key].path == path:
                     del self._entries[old_key]
                     changed.append(old_key)
-                    heir = min(self._shadowed.pop(old_key, set()), default=None)
-                    if heir is not None:
-                        changed += self._store(read_entry(heir, None), None)
+                    changed += self._store_heir(old_key)
             else:
-                entry = read_entry(path, old_key)
                 changed += self._store(entry, old_key)
         for key in dict.fromkeys(changed):
             self.on_change(key)
@@ -96,9 +97,7 @@ class DirectorySource:
         if old_key is not None and old_key != entry.key:
             self._entries.pop(old_key, None)
             changed.append(old_key)
-            heir = min(self._shadowed.pop(old_key, set()), default=None)
-            if heir is not None:
-                changed += self._store(read_entry(heir, None), None)
+            changed += self._store_heir(old_key)
         self._entries[entry.key] = entry
         self._key_of[entry.path] = entry.key
         if entry.desired.blocked is not None:
@@ -106,6 +105,12 @@ class DirectorySource:
                 entry.desired.blocked.line(), vmi=entry.key, file=entry.path.name, reason=entry.desired.blocked.reason
             )
         return changed
+
+    def _store_heir(self, key: str) -> list[str]:
+        """The first duplicate that waited for ``key``, now that its owner file is gone or renamed."""
+        heir = min(self._shadowed.pop(key, set()), default=None)
+        entry = read_entry(heir, None) if heir is not None else None
+        return self._store(entry, None) if entry is not None else []
 
     def manifest_for(self, changed: Path) -> list[Path]:
         """The manifest(s) a changed file affects: itself, or the manifests sharing an env file's stem."""

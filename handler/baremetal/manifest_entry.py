@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from handler.baremetal.manifest_file import default_uid, load_env, load_manifest
+from handler.baremetal.manifest_file import (
+    default_uid,
+    is_gone,
+    load_env,
+    parse_manifest,
+    read_text,
+    unreadable,
+)
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import resolve_devices
 from handler.core.refusal import Refused
@@ -21,13 +28,19 @@ class ManifestEntry:
     desired: Desired
 
 
-def read_entry(path: Path, previous_key: str | None) -> ManifestEntry:
-    """Read ``path``; a broken file keeps the key it had, so a typo never stops a running guest."""
+def read_entry(path: Path, previous_key: str | None) -> ManifestEntry | None:
+    """Read ``path``; a broken file keeps the key it had, so a typo never stops a running guest.
+    None when there is no such file (any more): one ``open`` instead of a ``stat`` first."""
     try:
-        document = load_manifest(path)
+        document = parse_manifest(path, read_text(path))
+    except OSError as error:
+        if is_gone(error):
+            return None
+        return _broken(path, previous_key, unreadable(path, error))
+    except UnicodeDecodeError as error:
+        return _broken(path, previous_key, unreadable(path, error))
     except Refused as refused:
-        key = previous_key or f"default/{path.stem}"
-        return ManifestEntry(path, key, Desired(key, Intent.RUN, None, blocked=refused.refusal))
+        return _broken(path, previous_key, refused)
     namespace, name = _names(document, path)
     key = f"{namespace}/{name}"
     try:
@@ -44,6 +57,11 @@ def read_entry(path: Path, previous_key: str | None) -> ManifestEntry:
     except Refused as refused:
         return ManifestEntry(path, key, Desired(key, intent, vmi, blocked=refused.refusal))
     return ManifestEntry(path, key, Desired(key, intent, vmi, devices))
+
+
+def _broken(path: Path, previous_key: str | None, refused: Refused) -> ManifestEntry:
+    key = previous_key or f"default/{path.stem}"
+    return ManifestEntry(path, key, Desired(key, Intent.RUN, None, blocked=refused.refusal))
 
 
 def _names(document: Any, path: Path) -> tuple[str, str]:

@@ -27,6 +27,8 @@ def unsupported(path: str, why: str = "") -> Refused:
 
 
 def mapping(value: Any, path: str) -> Mapping[str, Any]:
+    if type(value) is dict:  # what parsed YAML and JSON give; spares the ABC check
+        return value
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -98,7 +100,9 @@ def integer(value: Any, path: str, *, default: int, low: int, high: int) -> int:
 
 def only_known(obj: Mapping[str, Any], path: str, known: Iterable[str], why: str = "") -> None:
     """Refuse the first key that is not in ``known``: unknown settings are never dropped silently."""
-    allowed = set(known)
+    allowed = known if isinstance(known, (frozenset, set)) else set(known)
+    if allowed.issuperset(obj):
+        return
     for key in obj:
         if key not in allowed:
             raise unsupported(field_path(path, key), why)

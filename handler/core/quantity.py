@@ -18,6 +18,8 @@ _SUFFIX = {
     "Ti": 2**40,
     "Pi": 2**50,
 }
+_EXACT_DIGITS = 12
+"""Whole numbers this long times any suffix (< 2**51) stay below 10**28, Decimal's default precision."""
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
 
 
@@ -30,8 +32,11 @@ def parse_bytes(text: str | int) -> int | None:
     match = _QUANTITY.match(str(text).strip())
     if not match or match.group(2) not in _SUFFIX:
         return None
+    number, suffix = match.groups()
+    if len(number) <= _EXACT_DIGITS and "." not in number:
+        return int(number) * _SUFFIX[suffix]  # what Decimal gives: the product fits its precision
     try:
-        value = Decimal(match.group(1)) * _SUFFIX[match.group(2)]
+        value = Decimal(number) * _SUFFIX[suffix]
     except InvalidOperation:
         return None
     return int(value.to_integral_value(rounding="ROUND_CEILING"))

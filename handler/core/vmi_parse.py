@@ -42,6 +42,9 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _ENTRY_NAME = re.compile(r"^[a-zA-Z0-9]([-_a-zA-Z0-9]{0,62})$")
 _RESOURCE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[A-Za-z0-9]([-_.A-Za-z0-9]*[A-Za-z0-9])?$")
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+"""What ``json.dumps(..., sort_keys=True, separators=(",", ":"), default=str)`` builds per call, kept."""
+
 # Fields that steer scheduling or the pod, never what the guest sees.
 _SCHEDULING_FIELDS = frozenset(
     (
@@ -104,7 +107,7 @@ def spec_digest(spec: Mapping[str, Any]) -> str:
     """A digest of what the guest sees: scheduling fields are left out, so editing them never
     marks a running guest RestartRequired."""
     guest_facing = {key: value for key, value in spec.items() if key not in _SCHEDULING_FIELDS}
-    canonical = json.dumps(guest_facing, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = _CANONICAL.encode(guest_facing)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

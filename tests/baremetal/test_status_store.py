@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from handler.baremetal.status_store import StatusStore, read_status_file
 from handler.core.actions import RecordEvent
@@ -87,3 +89,55 @@ def test_write_atomically_writes_pieces_in_order(tmp_path: Path) -> None:
     write_atomically(tmp_path / "f", b"whole", mode=0o600)
     assert (tmp_path / "f").read_bytes() == b"whole"
     assert (tmp_path / "f").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_flush_encodes_only_the_lines_that_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = store_with(tmp_path, [f"vm{i:02d}" for i in range(50)])
+    store.flush()
+    encoded: list[str] = []
+    real_line = StatusStore._line.__func__
+
+    def line(cls: type[StatusStore], key: str, record: object) -> bytes:
+        encoded.append(key)
+        return real_line(cls, key, record)
+
+    monkeypatch.setattr(StatusStore, "_line", classmethod(line))
+    store.record_event("ns/vm07", RecordEvent("Stopped", "the guest powered off"))
+    store.write("ns/new", running("new"))
+    store.forget("ns/vm30")
+    store.flush()
+    assert sorted(encoded) == ["ns/new", "ns/vm07"]
+    assert list(read_status_file(tmp_path)) == sorted({f"ns/vm{i:02d}" for i in range(50)} - {"ns/vm30"} | {"ns/new"})
+
+
+_OPS = st.lists(
+    st.tuples(st.sampled_from(["write", "ready", "event", "forget", "flush"]), st.sampled_from("abcdefg")), max_size=40
+)
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(_OPS)
+def test_the_file_is_every_record_encoded_afresh_in_key_order(tmp_path: Path, ops: list[tuple[str, str]]) -> None:
+    """Patching the changed lines gives, byte for byte, what encoding every record again gives."""
+    state_dir = tmp_path / str(len(list(tmp_path.iterdir())))
+    clock = iter(range(1_000_000))
+    store = StatusStore(state_dir, wall=lambda: float(next(clock)))
+    for op, name in ops:
+        key = f"ns/{name}"
+        if op == "write":
+            store.write(key, running(name))
+        elif op == "ready":
+            store.write(key, running(name).with_condition(ready(False, "GuestNotRunning")))
+        elif op == "event":
+            store.record_event(key, RecordEvent("Started", f"started {name}"))
+        elif op == "forget":
+            store.forget(key)
+        else:
+            store.flush()
+    store.flush()
+    afresh = [StatusStore._line(key, record) for key, record in sorted(store._records.items())]
+    expected = b'{"version": 1, "vmis": {\n' + b",\n".join(afresh) + b"\n}}\n"
+    assert (state_dir / "status.json").read_bytes() == expected
+    reread = StatusStore(state_dir, wall=lambda: 0.0)
+    reread.flush()
+    assert (state_dir / "status.json").read_bytes() == expected, "a store loaded from the file writes it again"

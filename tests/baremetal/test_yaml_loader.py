@@ -35,13 +35,19 @@ DOCUMENTS = {
     "scalar-document": "123\n",
     "two-documents": "---\na: 1\n---\nb: 2\n",
     "syntax-error": "a: [1, 2\n",
+    "errors-in-construction-order": "a: {b: !x 1}\nc: !y 2\n",
+    "map-key-before-its-bad-tag": "? {a: !t v}\n: x\n",
+    "int-that-fails": "a: {b: 0b_}\nc: 0x_\n",
+    "date-that-fails": "a: [2001-13-01]\nb: 2001-01-45\n",
+    "explicit-int-that-fails": "a: !!int x\n",
+    "deeper-than-recursion": "a: " + "[" * 600 + "]" * 600 + "\n",
 }
 
 
 def _load(loader: Any, text: str) -> tuple[str, str]:
     try:
         return "ok", repr(list(yaml.load_all(text, Loader=loader)))
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, ValueError) as error:
         return "error", f"{type(error).__name__}: {error}"
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from handler.core.quantity import parse_bytes
 
@@ -41,3 +45,23 @@ def test_quantity_in_bytes(text: str | int, size: int) -> None:
 )
 def test_not_a_quantity(text: str | int) -> None:
     assert parse_bytes(text) is None
+
+
+def _by_decimal(number: str, suffix: str) -> int:
+    """The rule as first written: Decimal arithmetic (28 digits), rounded up."""
+    factor = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}.get(suffix) or 2 ** (
+        10 * "KMGTP".index(suffix[0]) + 10
+    )
+    return int((Decimal(number) * factor).to_integral_value(rounding="ROUND_CEILING"))
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(
+    st.from_regex(r"[0-9]{1,30}(\.[0-9]{1,4})?", fullmatch=True),
+    st.sampled_from(["", "k", "M", "G", "T", "P", "Ki", "Mi", "Gi", "Ti", "Pi"]),
+)
+@example("999999999999", "Pi")
+@example("9999999999999", "Pi")
+@example("99999999999999999999999999999", "")
+def test_whole_numbers_are_sized_as_decimal_arithmetic_sizes_them(number: str, suffix: str) -> None:
+    assert parse_bytes(number + suffix) == _by_decimal(number, suffix)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
 
+from handler.core import vmi_parse
 from handler.core.refusal import Refused
 from handler.core.vmi import VMI, DeviceRequest, HostDisk, KernelBoot
 from handler.core.vmi_parse import parse_vmi, spec_digest
+from tests.reliability.strategies import valid_manifests
 
 UID = "6a1f0c9e-0001-4d6b-9e51-000000000001"
 DEFAULT_UID = "0b7f3c1e-5a2d-4c6b-9e51-6f0d2a9c8e47"
@@ -586,3 +590,12 @@ def test_disk_settings_that_would_be_ignored_are_refused(
     with pytest.raises(Refused) as caught:
         parse_vmi(doc)
     assert caught.value.refusal.subject == field
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(valid_manifests())
+def test_spec_digest_is_the_sha256_of_the_canonical_json(document: dict[str, Any]) -> None:
+    spec = dict(document["spec"], nodeSelector={"a": "b"}, extra=float("inf"))
+    guest_facing = {key: value for key, value in spec.items() if key not in vmi_parse._SCHEDULING_FIELDS}
+    canonical = json.dumps(guest_facing, sort_keys=True, separators=(",", ":"), default=str)
+    assert spec_digest(spec) == hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -1,0 +1,57 @@
+"""The directory source: which manifests it reads, and what a vanished file does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from handler.baremetal.directory_source import DirectorySource
+
+
+def manifest(name: str, memory: str = "64Mi") -> str:
+    return (
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\n"
+        f"metadata:\n  name: {name}\nspec:\n  domain:\n    memory:\n      guest: {memory}\n"
+    )
+
+
+def test_scan_reads_manifests_only_and_forgets_removed_ones(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(manifest("a"))
+    (tmp_path / "b.json").write_text(
+        '{"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",'
+        ' "metadata": {"name": "b"}, "spec": {"domain": {"memory": {"guest": "1Gi"}}}}'
+    )
+    for ignored in (".hidden.yaml", "c.yaml~", "notes.txt", "a.env"):
+        (tmp_path / ignored).write_text(manifest("ignored"))
+    changed: list[str] = []
+    source = DirectorySource(tmp_path, changed.append)
+    source.scan()
+    assert sorted(source.keys()) == ["default/a", "default/b"] == sorted(changed)
+    (tmp_path / "a.yaml").unlink()
+    source.scan()
+    assert list(source.keys()) == ["default/b"]
+    assert changed[-1] == "default/a"
+
+
+def test_a_duplicate_waits_for_the_owner_and_takes_over_when_it_goes(tmp_path: Path) -> None:
+    (tmp_path / "1-first.yaml").write_text(manifest("same", "64Mi"))
+    (tmp_path / "2-second.yaml").write_text(manifest("same", "128Mi"))
+    source = DirectorySource(tmp_path)
+    source.scan()
+    desired = source.desired("default/same")
+    assert desired is not None and desired.vmi is not None and desired.vmi.memory_bytes == 64 * 2**20
+    (tmp_path / "1-first.yaml").unlink()
+    source.reload(tmp_path / "1-first.yaml")
+    desired = source.desired("default/same")
+    assert desired is not None and desired.vmi is not None and desired.vmi.memory_bytes == 128 * 2**20
+
+
+def test_a_dangling_or_looping_link_is_no_manifest_and_a_directory_is_a_broken_one(tmp_path: Path) -> None:
+    (tmp_path / "dangling.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    (tmp_path / "loop.yaml").symlink_to(tmp_path / "loop.yaml")
+    (tmp_path / "dir.yaml").mkdir()
+    source = DirectorySource(tmp_path)
+    source.scan()
+    assert list(source.keys()) == ["default/dir"]
+    desired = source.desired("default/dir")
+    assert desired is not None and desired.blocked is not None
+    assert "dir.yaml cannot be read (IsADirectoryError" in desired.blocked.line()
