@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libvirt
@@ -48,6 +48,9 @@ class Restart:
     domains: int
     first_start_seconds: float
     """Agent A, from spawn to every guest Running (100 QEMU starts; context only)."""
+    bare_start_seconds: float
+    """A bare loop defining and starting the same domain XMLs one after another on the same
+    daemon, once A's guests are gone: what a real libvirtd's starts cost without the agent."""
     stop_seconds: float
     """Agent A, from SIGTERM to exit, with --on-stop keep."""
     steady_seconds: float
@@ -85,6 +88,7 @@ def measure(workload: Workload, work: Path, uri: str, wait_alone: float) -> Rest
         first_start = time.monotonic() - spawned
         wait_cpu_idle(first.pid)
         names = [f"{NAMESPACE}_{name}" for name in workload.names]
+        xmls = [conn.lookupByName(name).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) for name in names]
         before = {name: conn.lookupByName(name).ID() for name in names}
         _progress("stopping agent A (--on-stop keep) and starting agent B")
         stopping = listener.since = time.monotonic()
@@ -99,9 +103,10 @@ def measure(workload: Workload, work: Path, uri: str, wait_alone: float) -> Rest
         time.sleep(1.0)
         wait_cpu_idle(second.pid)
         after = {name: conn.lookupByName(name).ID() for name in names}
-        return Restart(
+        result = Restart(
             domains=len(names),
             first_start_seconds=first_start,
+            bare_start_seconds=0.0,
             stop_seconds=stop_seconds,
             steady_seconds=ready - spawned,
             steady_from_cli_seconds=ready - cli_started,
@@ -118,8 +123,22 @@ def measure(workload: Workload, work: Path, uri: str, wait_alone: float) -> Rest
         _progress("removing the guests")
         remove_domains(conn)
         _progress("guests removed")
-        conn.close()
         listener.close()
+    try:
+        _progress(f"bare loop: define and start the same {len(xmls)} domains one after another")
+        bare = bare_starts(conn, xmls)
+    finally:
+        remove_domains(conn)
+        conn.close()
+    return replace(result, bare_start_seconds=bare)
+
+
+def bare_starts(conn: libvirt.virConnect, xmls: list[str]) -> float:
+    """The floor for the first start: each domain defined and started in turn, as a script would."""
+    started = time.monotonic()
+    for xml in xmls:
+        conn.defineXML(xml).create()
+    return time.monotonic() - started
 
 
 class SharedLibvirt(RuntimeError):
