@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -62,6 +63,7 @@ def kube(libvirt_conn: libvirt.virConnect) -> Iterator[tuple[FakeApiServer, Kube
                     if dom.isActive():
                         dom.destroy()
                     dom.undefine()
+            shutil.rmtree(work.root, ignore_errors=True)
 
 
 def test_sigterm_to_the_launcher_shuts_the_guest_down_and_holds_the_pod(
