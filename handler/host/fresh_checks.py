@@ -23,7 +23,7 @@ from handler.core.device_rules import DeviceRule, check_device, host_rules
 from handler.core.pci_function import PciFunction
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal
-from handler.host.host_tree import HostRoot
+from handler.host.host_root import HostRoot
 from handler.host.pci import read_pci_function
 
 MAX_KEPT_DIRS = 8192

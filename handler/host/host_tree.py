@@ -18,6 +18,8 @@ from pathlib import Path
 from stat import S_ISDIR, S_ISLNK
 from typing import TypeVar
 
+from handler.host.host_root import HostRoot
+
 _T = TypeVar("_T")
 
 _MAX_LINKS = 40
@@ -30,22 +32,6 @@ class Escape(Exception):
     def __init__(self, link: str, target: str) -> None:
         super().__init__(f"{link} -> {target}")
         self.description = f"/{link} -> {target}"
-
-
-class HostRoot:
-    """The host root's real path, resolved once (per settings: SIGHUP makes a new one), and the
-    real paths of directories found under it, for every ``HostTree`` made from it to share."""
-
-    def __init__(self, host_root: Path) -> None:
-        self.path = host_root
-        self.root = os.path.realpath(host_root)
-        self.prefix = self.root.rstrip("/") + "/"
-        self.dirs: dict[str, str] = {self.root: self.root}
-        """Shared by the trees of every worker: a dict's single get and set are atomic."""
-
-    def forget_dirs(self) -> None:
-        """Start over (one assignment: trees in flight keep the dict they have)."""
-        self.dirs = {self.root: self.root}
 
 
 class HostTree:

@@ -14,7 +14,8 @@ from stat import S_ISDIR
 
 from handler.core.bdf import Bdf, parse_bdf
 from handler.core.pci_function import GroupMember, HostFacts, PciFunction
-from handler.host.host_tree import Escape, HostRoot, HostTree, noting_escapes
+from handler.host.host_root import HostRoot
+from handler.host.host_tree import Escape, HostTree, noting_escapes
 
 DEVICES = "sys/bus/pci/devices"
 GROUPS = "sys/kernel/iommu_groups"
