@@ -96,19 +96,17 @@ class NodeRuntime:
         self.hypervisor.connect()
 
     def start(self) -> None:
-        if self.guest_files is not None:
-            # Files of VMIs whose domain is gone (undefined while the agent was down, or never
-            # defined after a crash): whatever still needs them makes them again.
-            owned = self.reconciler.owned_domains()
-            self.guest_files.sweep({d.identity.uid for d in owned if d.identity is not None})
+        # Files of VMIs whose domain is gone (undefined while the agent was down, or never
+        # defined after a crash): whatever still needs them makes them again.
+        owned = self.reconciler.owned_domains()
+        self.guest_files.sweep({d.identity.uid for d in owned if d.identity is not None})
         self._dispatcher = threading.Thread(target=self._dispatch, name="libvirt-dispatch", daemon=True)
         self._dispatcher.start()
         self.engine.start()
 
     def stop(self, policy: StopPolicy) -> None:
         self.engine.stop(policy)
-        if self.guest_files is not None:
-            self.guest_files.close()
+        self.guest_files.close()
         self._events.put(None)
         self.hypervisor.connection.close()
 

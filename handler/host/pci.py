@@ -169,7 +169,7 @@ def _read_facts(tree: HostTree, iommu_on: bool) -> HostFacts:
     denylist = noting_escapes(escapes, tree.read, tree.path(f"{VFIO_MODULE}/parameters/disable_denylist"))
     return HostFacts(
         iommu_enabled=bool(groups),
-        vfio_pci_loaded=bool(loaded),
+        vfio_pci_loaded=loaded,
         denylist_disabled=_FLAG.get(denylist or ""),
         escapes=tuple(escapes),
     )
