@@ -6,6 +6,7 @@ domain, destroying a stopped one, undefining a missing one), decided by error co
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -18,7 +19,7 @@ from handler.core.domain_state import ObservedDomain, Power, StopCause
 from handler.core.interface_status import GuestAddress
 from handler.virt.connection import Connection
 from handler.virt.domain_events import DomainEvent
-from handler.virt.errors import ErrorKind, VirtError, wrap
+from handler.virt.errors import ErrorKind, VirtError, classify, wrap
 from handler.virt.guest_network import interface_addresses
 
 T = TypeVar("T")
@@ -49,6 +50,9 @@ class LibvirtHypervisor:
         on_reopen: Callable[[], None] = lambda: None,
     ) -> None:
         self.connection = Connection(uri, on_event, on_reopen)
+        # The handle each define returns, for the start that follows it in the same pass: over
+        # libvirtd's socket a look-up by name is one more round trip per new guest.
+        self._defined = _RecentHandles()
 
     @property
     def uri(self) -> str:
@@ -62,14 +66,20 @@ class LibvirtHypervisor:
         return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
     def define(self, xml: str) -> None:
-        self._call("define", lambda conn: conn.defineXML(xml))
+        dom = self._call("define", lambda conn: conn.defineXML(xml))
+        self._defined.put(dom.name(), dom)
 
     def start(self, name: str) -> None:
         def create(dom: libvirt.virDomain) -> None:
-            if not dom.isActive():  # not every driver reports "already running" as OPERATION_INVALID
+            try:
                 dom.create()
+            except libvirt.libvirtError as error:
+                # Not every driver reports "already running" as OPERATION_INVALID; asked only
+                # after a failure, so a normal start is one call.
+                if classify(error) is ErrorKind.CONNECTION or not dom.isActive():
+                    raise
 
-        self._on_domain(name, "start", create, ok=(ErrorKind.WRONG_STATE,))
+        self._on_domain(name, "start", create, ok=(ErrorKind.WRONG_STATE,), handle=self._defined.take(name))
 
     def request_shutdown(self, name: str) -> None:
         """Press the ACPI power button; never the default method, which may block on a guest agent."""
@@ -104,6 +114,7 @@ class LibvirtHypervisor:
                 raise wrapped from None
 
     def undefine(self, name: str) -> None:
+        self._defined.take(name)
         self._on_domain(name, "undefine", lambda dom: dom.undefine(), ok=(ErrorKind.NO_DOMAIN,))
 
     def observe(self, name: str) -> ObservedDomain | None:
@@ -163,10 +174,12 @@ class LibvirtHypervisor:
         operation: str,
         apply: Callable[[libvirt.virDomain], object],
         ok: tuple[ErrorKind, ...],
+        handle: libvirt.virDomain | None = None,
     ) -> None:
+        """``apply`` to the domain: through ``handle`` if it came from the live connection, else looked up."""
         conn = self.connection.get()
         try:
-            apply(conn.lookupByName(name))
+            apply(handle if handle is not None and handle.connect() is conn else conn.lookupByName(name))
         except libvirt.libvirtError as error:
             wrapped = self.connection.failed(conn, error, f"{operation} {name}")
             if wrapped.kind not in ok:
@@ -179,6 +192,28 @@ class LibvirtHypervisor:
             return apply(conn)
         except libvirt.libvirtError as error:
             raise self.connection.failed(conn, error, operation) from None
+
+
+class _RecentHandles:
+    """Domain handles by name, taken once; the oldest go first, so a define never followed by a
+    start (a guest defined halted) cannot pile up."""
+
+    KEPT = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._handles: dict[str, libvirt.virDomain] = {}
+
+    def put(self, name: str, dom: libvirt.virDomain) -> None:
+        with self._lock:
+            self._handles.pop(name, None)
+            self._handles[name] = dom
+            if len(self._handles) > self.KEPT:
+                del self._handles[next(iter(self._handles))]
+
+    def take(self, name: str) -> libvirt.virDomain | None:
+        with self._lock:
+            return self._handles.pop(name, None)
 
 
 def _observe(dom: libvirt.virDomain) -> ObservedDomain:
