@@ -3,6 +3,7 @@
     python bench/scale.py                  # 1,000 VMIs on test:///default, then the restart on qemu:///system
     python bench/scale.py --skip-restart   # no libvirtd needed
     python bench/scale.py --json
+    python bench/scale.py --skip-restart --throughput-connect test+unix:///default --private-libvirtd
 
 A benchmark, never a test: nothing here asserts. Each result is printed with its target and
 its ratio to a baseline measured in the same run on the same machine. See docs/benchmarks.md.
@@ -46,9 +47,12 @@ def main() -> int:
     try:
         with contextlib.ExitStack() as stack:
             uri = None if args.skip_restart else args.restart_connect
-            if uri is not None and args.private_libvirtd:
-                uri = stack.enter_context(private_libvirtd(work)).uri
-            report = run(args, work, host_root, uri)
+            throughput_uri = args.throughput_connect
+            if args.private_libvirtd and (uri is not None or _through_daemon(throughput_uri)):
+                private = stack.enter_context(private_libvirtd(work)).uri
+                uri = private if uri is not None else None
+                throughput_uri = _on_daemon_of(throughput_uri, private)
+            report = run(args, work, host_root, uri, throughput_uri)
         print(json.dumps(report, indent=2) if args.json else _summary_text(report))
     except KeyboardInterrupt:
         print("interrupted; agents stopped and benchmark domains removed", file=sys.stderr)
@@ -60,8 +64,14 @@ def main() -> int:
     return 0
 
 
-def run(args: argparse.Namespace, work: Path, host_root: Path, restart_uri: str | None) -> dict[str, Any]:
-    report: dict[str, Any] = {"machine": machine.describe(restart_uri), "restart_uri": restart_uri}
+def run(
+    args: argparse.Namespace, work: Path, host_root: Path, restart_uri: str | None, throughput_uri: str
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "machine": machine.describe(restart_uri),
+        "restart_uri": restart_uri,
+        "throughput_uri": throughput_uri,
+    }
     if not args.json:
         print(f"machine: {machine.summary_line(report['machine'])}", flush=True)
     workload = write_throughput_workload(work / "scale", host_root, args.vmis)
@@ -71,7 +81,7 @@ def run(args: argparse.Namespace, work: Path, host_root: Path, restart_uri: str 
             run_dir = work / f"run-w{workers}-{attempt}"
             run_dir.mkdir()
             shutil.rmtree(workload.state_dir, ignore_errors=True)
-            result = throughput.measure(workload, run_dir, workers)
+            result = throughput.measure(workload, run_dir, workers, throughput_uri)
             report["throughput"].append(asdict(result))
             if not args.json:
                 _print_run(result)
@@ -145,7 +155,7 @@ def _summary_text(report: dict[str, Any]) -> str:
     runs = report["throughput"]
     lines = [
         "",
-        f"throughput ({runs[0]['vmis']} VMIs, one VF each, test:///default, agent in its own process;"
+        f"throughput ({runs[0]['vmis']} VMIs, one VF each, {report['throughput_uri']}, agent in its own process;"
         f" median of {s['runs']}):",
         f"  agent start -> all Running on disk   {s['agent_seconds']:.3f} s   ({s['vmis_per_second']:.0f} VMIs/s)",
         f"  bare libvirt define+start loop       {s['baseline_seconds']:.3f} s",
@@ -187,6 +197,17 @@ def _summary_text(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _through_daemon(uri: str) -> bool:
+    return uri.split(":", 1)[0].endswith("+unix")
+
+
+def _on_daemon_of(uri: str, daemon_uri: str) -> str:
+    """``uri`` over the socket of the daemon behind ``daemon_uri``, unless it names a socket itself."""
+    if not _through_daemon(uri) or "socket=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}socket={daemon_uri.split('socket=', 1)[1]}"
+
+
 def _seconds(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f} s"
 
@@ -217,10 +238,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--restart-vmis", type=int, default=100, help="idle guests for the restart part")
     parser.add_argument("--restart-connect", default="qemu:///system", help="libvirt URI for the restart part")
     parser.add_argument(
+        "--throughput-connect",
+        default=throughput.URI,
+        help="libvirt URI for throughput and memory: test+unix:///default is the same test driver inside "
+        "libvirtd, reached over its socket as a deployed agent reaches libvirt",
+    )
+    parser.add_argument(
         "--private-libvirtd",
         action="store_true",
-        help="run the restart part on a libvirtd of its own (system mode, own state dirs, private mount "
-        "namespace), so other users of qemu:///system are never touched",
+        help="run the restart part (and a +unix --throughput-connect) on a libvirtd of its own (system mode, "
+        "own state dirs, private mount namespace), so other users of the system daemon are never touched",
     )
     parser.add_argument(
         "--restart-wait",

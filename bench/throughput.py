@@ -25,6 +25,8 @@ from handler.settings import AgentSettings
 
 HERE = Path(__file__).resolve().parent
 URI = "test:///default"
+"""In this process's own libvirt library. ``test+unix:///default`` is the same driver inside
+libvirtd, reached over its socket as a deployed agent reaches libvirt (``--throughput-connect``)."""
 FIRST_PASS_EVENT = "adopted existing domains"
 """Logged by the engine as it starts its workers, after every manifest has been read."""
 
@@ -65,10 +67,10 @@ class _AgentRun:
     reading_seconds: float | None
 
 
-def agent_settings_args(workload: Workload, workers: int) -> list[str]:
+def agent_settings_args(workload: Workload, workers: int, uri: str = URI) -> list[str]:
     return [
         "--vmi-dir", str(workload.vmi_dir),
-        "--connect", URI,
+        "--connect", uri,
         "--state-dir", str(workload.state_dir),
         "--host-root", str(workload.host_root),
         "--on-stop", "keep",
@@ -82,10 +84,10 @@ def agent_settings(agent_args: list[str]) -> AgentSettings:
     return settings_from(build_parser().parse_args(["agent", *agent_args]))
 
 
-def measure(workload: Workload, work: Path, workers: int) -> Throughput:
-    baseline = bare_loop(workload, work / "xml")
-    with_events = bare_loop(workload, work / "xml", events=True)
-    agent = run_agent(workload, work / "agent.log", workers)
+def measure(workload: Workload, work: Path, workers: int, uri: str = URI) -> Throughput:
+    baseline = bare_loop(workload, work / "xml", uri=uri)
+    with_events = bare_loop(workload, work / "xml", events=True, uri=uri)
+    agent = run_agent(workload, work / "agent.log", workers, uri)
     return Throughput(
         vmis=len(workload.names),
         agent_seconds=agent.seconds,
@@ -103,14 +105,14 @@ def measure(workload: Workload, work: Path, workers: int) -> Throughput:
     )
 
 
-def bare_loop(workload: Workload, xml_dir: Path, events: bool = False) -> dict[str, float]:
+def bare_loop(workload: Workload, xml_dir: Path, events: bool = False, uri: str = URI) -> dict[str, float]:
     """The bare loop in a fresh process over the agent's XMLs (rendered into ``xml_dir`` once)."""
     if not xml_dir.exists():
         xml_dir.mkdir()
         render = agent_settings(agent_settings_args(workload, 1)).render
         for name, xml in zip(workload.names, render_all(workload, render), strict=True):
             (xml_dir / f"{name}.xml").write_text(xml)
-    command = [sys.executable, str(HERE / "baseline_loop.py"), URI, str(xml_dir), *(["--events"] if events else [])]
+    command = [sys.executable, str(HERE / "baseline_loop.py"), uri, str(xml_dir), *(["--events"] if events else [])]
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     result: dict[str, float] = json.loads(out)
     return result
@@ -122,15 +124,16 @@ def import_floor_kib() -> int:
     return int(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout)
 
 
-def run_agent(workload: Workload, log_path: Path, workers: int) -> _AgentRun:
+def run_agent(workload: Workload, log_path: Path, workers: int, uri: str = URI) -> _AgentRun:
     """Time one agent process from its start to every VMI Running on disk, then read its peak RSS."""
     keys = {f"{NAMESPACE}/{name}" for name in workload.names}
     status = StatusFile(workload.state_dir / "status.json")
     start_file = log_path.with_suffix(".start")
     with log_path.open("wb") as log:
         spawned = time.monotonic()
+        agent_args = agent_settings_args(workload, workers, uri)
         child = subprocess.Popen(
-            [sys.executable, str(HERE / "agent_child.py"), str(start_file), *agent_settings_args(workload, workers)],
+            [sys.executable, str(HERE / "agent_child.py"), str(start_file), *agent_args],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
