@@ -12,7 +12,9 @@ from typing import Any
 
 import libvirt
 import pytest
+from lxml import etree
 
+from handler.core.domain_identity import DomainIdentity, identity_element
 from handler.virt.errors import VirtError
 from handler.virt.hypervisor import LibvirtHypervisor, _RecentHandles
 
@@ -108,3 +110,66 @@ def test_recent_handles_are_taken_once_and_bounded() -> None:
     assert handles.take("d0") is None  # the oldest went first
     assert handles.take(f"d{_RecentHandles.KEPT + 9}") == _RecentHandles.KEPT + 9
     assert handles.take(f"d{_RecentHandles.KEPT + 9}") is None
+
+
+HOSTDEV_XML = """<domain type='test'><name>{name}</name><memory>65536</memory><os><type>hvm</type></os>
+{metadata}<devices><hostdev mode='subsystem' type='pci' managed='no'><source>
+<address domain='0x0000' bus='0x{bus:02x}' slot='0x01' function='0x0'/></source></hostdev></devices></domain>"""
+
+
+def ours(name: str) -> str:
+    identity = DomainIdentity("ns", name, f"uid-{name}", 1, "digest", 30, (), owner="me")
+    return f"<metadata>{etree.tostring(identity_element(identity)).decode()}</metadata>"
+
+
+@pytest.fixture
+def xml_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    read: list[str] = []
+    original = libvirt.virDomain.XMLDesc
+
+    def counting(self: libvirt.virDomain, flags: int = 0) -> str:
+        read.append(self.name())
+        return str(original(self, flags))
+
+    monkeypatch.setattr(libvirt.virDomain, "XMLDesc", counting)
+    return read
+
+
+def test_own_domains_xml_is_read_once_foreign_ones_every_time(
+    hypervisor: LibvirtHypervisor, xml_reads: list[str]
+) -> None:
+    keeper = libvirt.open("test:///default")
+    keeper.defineXML(HOSTDEV_XML.format(name="calls-adopted", metadata=ours("a"), bus=0x31))
+    keeper.defineXML(HOSTDEV_XML.format(name="calls-foreign", metadata="", bus=0x32))
+    hypervisor.define(HOSTDEV_XML.format(name="calls-mine", metadata=ours("m"), bus=0x33))
+
+    first = hypervisor.foreign_devices("me")
+    assert {str(bdf): name for bdf, name in first.items()} == {"0000:32:01.0": "calls-foreign"}
+    assert "calls-mine" not in xml_reads  # defined here: known to be ours
+    assert "calls-adopted" in xml_reads  # ours too, but only its metadata could say so
+
+    xml_reads.clear()
+    keeper.defineXML(HOSTDEV_XML.format(name="calls-late", metadata="", bus=0x34))
+    second = hypervisor.foreign_devices("me")
+    assert {str(bdf) for bdf in second} == {"0000:32:01.0", "0000:34:01.0"}
+    assert sorted(name for name in xml_reads if name.startswith("calls-")) == ["calls-foreign", "calls-late"]
+
+    xml_reads.clear()
+    third = hypervisor.foreign_devices("someone-else")  # another owner: nothing is taken as known
+    assert {"calls-adopted", "calls-mine"} <= set(xml_reads)
+    assert {str(bdf) for bdf in third} >= {"0000:31:01.0", "0000:33:01.0"}
+    keeper.close()
+
+
+def test_a_domain_undefined_and_defined_again_by_someone_else_is_read_again(
+    hypervisor: LibvirtHypervisor, xml_reads: list[str]
+) -> None:
+    hypervisor.define(HOSTDEV_XML.format(name="calls-reused", metadata=ours("r"), bus=0x35))
+    assert "calls-reused" not in hypervisor.foreign_devices("me").values()
+    hypervisor.undefine("calls-reused")
+    hypervisor.foreign_devices("me")  # the undefined UUID is pruned
+    keeper = libvirt.open("test:///default")
+    keeper.defineXML(HOSTDEV_XML.format(name="calls-reused", metadata="", bus=0x35))
+    found = hypervisor.foreign_devices("me")
+    assert {str(bdf): name for bdf, name in found.items()}.get("0000:35:01.0") == "calls-reused"
+    keeper.close()
