@@ -1,6 +1,7 @@
 """P2: the latency the agent adds per VMI in a burst (manifest written -> domain started).
 
     python bench/latency.py [--burst 200] [--rate 0] [--json]
+    python bench/latency.py --connect test+unix:///default --private-libvirtd
 
 ``--rate 0`` (the default) writes the whole burst at once, so the later VMIs wait for the
 earlier ones and the percentiles include queueing; ``--rate R`` paces the manifests at R per
@@ -11,7 +12,8 @@ minute, so every new VMI arrives during a resync sweep.
 
 The agent runs in this process on ``test:///default`` (the test driver's state is per
 process, so a second connection here sees the agent's domains) with a simulated 1,024-VF
-host on tmpfs. Once it is idle, the burst writes N manifests with their env files, each
+host on tmpfs; with ``--connect test+unix:///default``, on the same driver inside libvirtd,
+whose connections share it too. Once it is idle, the burst writes N manifests with their env files, each
 made visible by an atomic rename, and records when each became visible. A lifecycle-event
 callback on a second connection records when each domain STARTED. Latency = started - visible.
 
@@ -27,6 +29,7 @@ nothing asserts; the goal is p95 <= 20 ms.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -39,11 +42,13 @@ from pathlib import Path
 
 import libvirt
 import yaml
+from daemon_uri import on_daemon_of
 from workload import NAMESPACE, RESOURCE, build_host, manifest_text
 
 from handler.agent.agent import StopPolicy
 from handler.baremetal.manifest_file import default_uid
 from handler.baremetal.node import BareMetalNode
+from handler.cli.common import agent_owner
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_xml import render_domain
 from handler.core.render_settings import RenderSettings
@@ -53,6 +58,9 @@ from handler.host.fresh_checks import FreshDeviceChecks
 from handler.ops.logs import configure_logging
 from handler.settings import AgentSettings
 from handler.virt.event_loop import ensure_event_loop
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' private libvirtd serves here too
+from tests.support.private_libvirtd import private_libvirtd
 
 GOAL_P95_MS = 20.0
 
@@ -83,6 +91,21 @@ class StartClock:
 
     def close(self) -> None:
         self._connection.domainEventDeregisterAny(self._id)
+        self._connection.close()
+
+
+def remove_domains(uri: str, prefix: str) -> None:
+    """Destroy and undefine a run's domains, so the next run starts on an empty driver: the
+    driver's state lives as long as any connection to it (in libvirtd, that may be another's)."""
+    connection = libvirt.open(uri)
+    try:
+        for domain in connection.listAllDomains(0):
+            if domain.name().startswith(prefix):
+                if domain.isActive():
+                    domain.destroy()
+                domain.undefine()
+    finally:
+        connection.close()
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -91,7 +114,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": ordered[len(ordered) // 2] * 1000, "p95": cut[94] * 1000, "p99": cut[98] * 1000}
 
 
-def agent_burst(work: Path, host_root: Path, burst: int, rate: float, others: int = 0) -> list[float]:
+def agent_burst(work: Path, host_root: Path, burst: int, rate: float, uri: str, others: int = 0) -> list[float]:
     """Each VMI's latency in seconds, in burst order."""
     vfs = build_host(host_root)
     vmi_dir, state = work / "vmis", work / "state"
@@ -99,11 +122,11 @@ def agent_burst(work: Path, host_root: Path, burst: int, rate: float, others: in
     for index in range(others):  # already there when the agent starts; no devices
         (vmi_dir / f"other-{index:04d}.yaml").write_text(manifest_text(f"other-{index:04d}", "64Mi", with_qat=False))
     settings = AgentSettings(
-        connect="test:///default",
+        connect=uri,
         vmi_dir=vmi_dir,
         state_dir=state,
         host_root=host_root,
-        render=RenderSettings(log_dir=str(state / "logs"), templates=load_templates()),
+        render=RenderSettings(log_dir=str(state / "logs"), templates=load_templates(), owner=agent_owner(state, None)),
         on_stop="keep",
         log_level="warning",
     )
@@ -111,7 +134,7 @@ def agent_burst(work: Path, host_root: Path, burst: int, rate: float, others: in
     node.start()
     if others and not node.wait_synced(120):
         raise SystemExit(f"the {others} other VMIs did not settle within 120 s")
-    clock = StartClock(libvirt.open("test:///default"), f"{NAMESPACE}_burst-")
+    clock = StartClock(libvirt.open(uri), f"{NAMESPACE}_burst-")
     visible: dict[str, float] = {}
     sweeping = threading.Event()
     sweeper = threading.Thread(target=_resync_every_second, args=(node, sweeping), daemon=True)
@@ -138,6 +161,7 @@ def agent_burst(work: Path, host_root: Path, burst: int, rate: float, others: in
         sweeping.set()
         clock.close()
         node.shutdown(StopPolicy.KEEP)
+        remove_domains(uri, f"{NAMESPACE}_")
 
 
 def _resync_every_second(node: BareMetalNode, stop: threading.Event) -> None:
@@ -147,7 +171,7 @@ def _resync_every_second(node: BareMetalNode, stop: threading.Event) -> None:
             return
 
 
-def baseline_burst(host_root: Path, burst: int) -> tuple[list[float], list[float]]:
+def baseline_burst(host_root: Path, burst: int, uri: str) -> tuple[list[float], list[float]]:
     """Each VMI's latency from the loop reaching it, and from the loop's start, in burst order."""
     vfs = build_host(host_root)
     settings = RenderSettings(log_dir="/var/tmp/qat-bench-logs", templates=load_templates())
@@ -157,8 +181,8 @@ def baseline_burst(host_root: Path, burst: int) -> tuple[list[float], list[float
         vmi = parse_vmi(yaml.safe_load(manifest_text(name, "64Mi", True)), default_uid=default_uid(NAMESPACE, name))
         device = AssignedDevice("qat0", RESOURCE, vfs[index], "QAT0")
         xmls.append((f"{NAMESPACE}_{name}", render_domain(vmi, (device,), settings)))
-    connection = libvirt.open("test:///default")
-    clock = StartClock(libvirt.open("test:///default"), f"{NAMESPACE}_base-")
+    connection = libvirt.open(uri)
+    clock = StartClock(libvirt.open(uri), f"{NAMESPACE}_base-")
     reached: dict[str, float] = {}
     try:
         begun = time.monotonic()
@@ -172,6 +196,7 @@ def baseline_burst(host_root: Path, burst: int) -> tuple[list[float], list[float
     finally:
         clock.close()
         connection.close()
+        remove_domains(uri, f"{NAMESPACE}_base-")
 
 
 def main() -> int:
@@ -179,6 +204,16 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=200)
     parser.add_argument("--rate", type=float, action="append", help="manifests per second; 0: all at once")
     parser.add_argument("--resync-vmis", type=int, default=0, help="other VMIs resynced every second (third run)")
+    parser.add_argument(
+        "--connect",
+        default="test:///default",
+        help="libvirt URI: test+unix:///default is the same test driver inside libvirtd, over its socket",
+    )
+    parser.add_argument(
+        "--private-libvirtd",
+        action="store_true",
+        help="with a +unix --connect: a libvirtd of the bench's own (private mount namespace, own state dirs)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rates = args.rate or [0.0, 50.0]
@@ -193,18 +228,23 @@ def main() -> int:
         tempfile.mkdtemp(prefix="qat-bench-latency-hosts-", dir="/dev/shm" if Path("/dev/shm").is_dir() else work)
     )
     agents: dict[str, list[float]] = {}
+    stack = contextlib.ExitStack()
     try:
-        per_call, bare_burst = baseline_burst(Path(tempfile.mkdtemp(dir=host_parent)), args.burst)
+        uri = args.connect
+        if args.private_libvirtd:
+            uri = on_daemon_of(uri, stack.enter_context(private_libvirtd(work)).uri)
+        per_call, bare_burst = baseline_burst(Path(tempfile.mkdtemp(dir=host_parent)), args.burst, uri)
         for rate in rates:
             run_dir = work / f"rate-{rate:g}"
             run_dir.mkdir()
-            agents[f"{rate:g}"] = agent_burst(run_dir, Path(tempfile.mkdtemp(dir=host_parent)), args.burst, rate)
+            agents[f"{rate:g}"] = agent_burst(run_dir, Path(tempfile.mkdtemp(dir=host_parent)), args.burst, rate, uri)
         if args.resync_vmis:
             run_dir = work / "resync"
             run_dir.mkdir()
             host = Path(tempfile.mkdtemp(dir=host_parent))
-            agents["50+resync"] = agent_burst(run_dir, host, args.burst, 50.0, args.resync_vmis)
+            agents["50+resync"] = agent_burst(run_dir, host, args.burst, 50.0, uri, args.resync_vmis)
     finally:
+        stack.close()
         sys.stdout = real_stdout
         shutil.rmtree(host_parent, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
@@ -214,6 +254,7 @@ def main() -> int:
     baseline = {"per_vmi": percentiles(per_call), "all_at_once": percentiles(bare_burst)}
     report = {
         "burst": args.burst,
+        "connect": uri,
         "agent_ms_by_rate": figures_by_rate,
         "baseline_ms": baseline,
         "goal_p95_ms": GOAL_P95_MS,
@@ -221,7 +262,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"P2 burst of {args.burst}: manifest visible -> domain STARTED (ms)")
+    print(f"P2 burst of {args.burst} on {uri}: manifest visible -> domain STARTED (ms)")
     rows = [(_label(rate, args.resync_vmis), f) for rate, f in figures_by_rate.items()]
     bare_rows = [
         ("bare define+create, per VMI", baseline["per_vmi"]),

@@ -26,6 +26,7 @@ import libvirt
 import machine
 import restart
 import throughput
+from daemon_uri import on_daemon_of, through_daemon
 from workload import write_plain_workload, write_throughput_workload
 
 from handler.settings import AgentSettings
@@ -48,10 +49,10 @@ def main() -> int:
         with contextlib.ExitStack() as stack:
             uri = None if args.skip_restart else args.restart_connect
             throughput_uri = args.throughput_connect
-            if args.private_libvirtd and (uri is not None or _through_daemon(throughput_uri)):
+            if args.private_libvirtd and (uri is not None or through_daemon(throughput_uri)):
                 private = stack.enter_context(private_libvirtd(work)).uri
                 uri = private if uri is not None else None
-                throughput_uri = _on_daemon_of(throughput_uri, private)
+                throughput_uri = on_daemon_of(throughput_uri, private)
             report = run(args, work, host_root, uri, throughput_uri)
         print(json.dumps(report, indent=2) if args.json else _summary_text(report))
     except KeyboardInterrupt:
@@ -195,17 +196,6 @@ def _summary_text(report: dict[str, Any]) -> str:
             f"  target <= {TARGET_RESTART_SECONDS:.0f} s, nothing touched: {_verdict(s['restart_met'])}",
         ]
     return "\n".join(lines)
-
-
-def _through_daemon(uri: str) -> bool:
-    return uri.split(":", 1)[0].endswith("+unix")
-
-
-def _on_daemon_of(uri: str, daemon_uri: str) -> str:
-    """``uri`` over the socket of the daemon behind ``daemon_uri``, unless it names a socket itself."""
-    if not _through_daemon(uri) or "socket=" in uri:
-        return uri
-    return f"{uri}{'&' if '?' in uri else '?'}socket={daemon_uri.split('socket=', 1)[1]}"
 
 
 def _seconds(value: float | None) -> str:
