@@ -94,6 +94,18 @@ class StartClock:
         self._connection.close()
 
 
+def require_clean_driver(uri: str) -> None:
+    """Every run starts with none of the bench's domains: a run that inherited some would have
+    its agent adopt and tear them down (and find their VFs taken) while it is being timed."""
+    connection = libvirt.open(uri)
+    try:
+        left = [d.name() for d in connection.listAllDomains(0) if d.name().startswith(f"{NAMESPACE}_")]
+    finally:
+        connection.close()
+    if left:
+        raise SystemExit(f"{uri} still has {len(left)} domains of an earlier run, e.g. {left[0]}")
+
+
 def remove_domains(uri: str, prefix: str) -> None:
     """Destroy and undefine a run's domains, so the next run starts on an empty driver: the
     driver's state lives as long as any connection to it (in libvirtd, that may be another's)."""
@@ -116,6 +128,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 def agent_burst(work: Path, host_root: Path, burst: int, rate: float, uri: str, others: int = 0) -> list[float]:
     """Each VMI's latency in seconds, in burst order."""
+    require_clean_driver(uri)
     vfs = build_host(host_root)
     vmi_dir, state = work / "vmis", work / "state"
     vmi_dir.mkdir()
@@ -173,6 +186,7 @@ def _resync_every_second(node: BareMetalNode, stop: threading.Event) -> None:
 
 def baseline_burst(host_root: Path, burst: int, uri: str) -> tuple[list[float], list[float]]:
     """Each VMI's latency from the loop reaching it, and from the loop's start, in burst order."""
+    require_clean_driver(uri)
     vfs = build_host(host_root)
     settings = RenderSettings(log_dir="/var/tmp/qat-bench-logs", templates=load_templates())
     xmls = []

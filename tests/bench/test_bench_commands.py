@@ -1,0 +1,55 @@
+"""The README's benchmark command lines run, in-process and over libvirtd's socket.
+
+Small sizes: these check that the commands work and measure what they say, never how fast.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def bench(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, f"bench/{script}", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_scale_runs_in_process_by_default() -> None:
+    out = bench("scale.py", "--skip-restart", "--vmis", "20", "--repeat", "1")
+    assert "throughput (20 VMIs, one VF each, test:///default," in out
+    assert "bare libvirt define+start loop" in out and "bare loop listening for events" in out
+
+
+@pytest.mark.libvirtd
+def test_scale_runs_over_the_socket_of_a_private_libvirtd() -> None:
+    out = bench(
+        "scale.py", "--skip-restart", "--vmis", "20", "--repeat", "1",
+        "--throughput-connect", "test+unix:///default", "--private-libvirtd",
+    )  # fmt: skip
+    assert "throughput (20 VMIs, one VF each, test+unix:///default?socket=" in out
+    assert "ratio" in out
+
+
+@pytest.mark.libvirtd
+def test_latency_runs_each_rate_on_a_clean_driver_over_the_socket() -> None:
+    """Two runs in a row on one daemon: the second must not inherit the first's guests (it used
+    to adopt and tear them down, and lose guests whose VFs they still held)."""
+    out = bench(
+        "latency.py", "--burst", "20", "--rate", "0", "--rate", "50",
+        "--connect", "test+unix:///default", "--private-libvirtd",
+    )  # fmt: skip
+    assert "P2 burst of 20 on test+unix:///default?socket=" in out
+    assert "agent, all at once" in out and "agent, 50/s" in out and "bare loop, all at once" in out
+
+
+def test_latency_runs_in_process() -> None:
+    out = bench("latency.py", "--burst", "20", "--rate", "0")
+    assert "P2 burst of 20 on test:///default:" in out
