@@ -49,11 +49,16 @@ class LibvirtHypervisor:
         on_event: Callable[[DomainEvent], None] = lambda _event: None,
         on_reopen: Callable[[], None] = lambda: None,
     ) -> None:
-        self.connection = Connection(uri, on_event, on_reopen)
         # The handle each define returns, for the start that follows it in the same pass: over
         # libvirtd's socket a look-up by name is one more round trip per new guest.
         self._defined = _RecentHandles()
         self._ours = _OwnDomains()
+
+        def reopened() -> None:
+            self._defined.clear()  # a handle keeps its (dead) connection open, and its callbacks
+            on_reopen()
+
+        self.connection = Connection(uri, on_event, reopened)
 
     @property
     def uri(self) -> str:
@@ -224,6 +229,10 @@ class _RecentHandles:
     def take(self, name: str) -> libvirt.virDomain | None:
         with self._lock:
             return self._handles.pop(name, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._handles.clear()
 
 
 class _OwnDomains:

@@ -173,3 +173,20 @@ def test_a_domain_undefined_and_defined_again_by_someone_else_is_read_again(
     found = hypervisor.foreign_devices("me")
     assert {str(bdf): name for bdf, name in found.items()}.get("0000:35:01.0") == "calls-reused"
     keeper.close()
+
+
+def test_a_reopened_connection_lets_go_of_the_handles_of_the_old_one() -> None:
+    """A handle keeps its connection open (and its event callbacks registered) after a drop."""
+    keeper = libvirt.open("test:///default")
+    reopened: list[bool] = []
+    hv = LibvirtHypervisor("test:///default", on_reopen=lambda: reopened.append(True))
+    try:
+        hv.define(XML.format(name="calls-held"))
+        hv.connection.drop(hv.connection.get())
+        hv.connect()
+        assert reopened == [True]
+        assert hv._defined.take("calls-held") is None
+    finally:
+        hv.connection.close()
+        keeper.lookupByName("calls-held").undefine()
+        keeper.close()
