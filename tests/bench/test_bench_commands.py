@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -28,7 +26,6 @@ def test_scale_runs_in_process_by_default() -> None:
     assert "bare libvirt define+start loop" in out and "bare loop listening for events" in out
 
 
-@pytest.mark.libvirtd
 def test_scale_runs_over_the_socket_of_a_private_libvirtd() -> None:
     out = bench(
         "scale.py", "--skip-restart", "--vmis", "20", "--repeat", "1",
@@ -38,7 +35,6 @@ def test_scale_runs_over_the_socket_of_a_private_libvirtd() -> None:
     assert "ratio" in out
 
 
-@pytest.mark.libvirtd
 def test_latency_runs_each_rate_on_a_clean_driver_over_the_socket() -> None:
     """Two runs in a row on one daemon: the second must not inherit the first's guests (it used
     to adopt and tear them down, and lose guests whose VFs they still held)."""
