@@ -6,7 +6,6 @@ domain, destroying a stopped one, undefining a missing one), decided by error co
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -21,6 +20,7 @@ from handler.virt.connection import Connection
 from handler.virt.domain_events import DomainEvent
 from handler.virt.errors import ErrorKind, VirtError, classify, wrap
 from handler.virt.guest_network import interface_addresses
+from handler.virt.known_domains import OwnDomains, RecentHandles
 
 T = TypeVar("T")
 
@@ -51,8 +51,8 @@ class LibvirtHypervisor:
     ) -> None:
         # The handle each define returns, for the start that follows it in the same pass: over
         # libvirtd's socket a look-up by name is one more round trip per new guest.
-        self._defined = _RecentHandles()
-        self._ours = _OwnDomains()
+        self._defined = RecentHandles()
+        self._ours = OwnDomains()
 
         def reopened() -> None:
             self._defined.clear()  # a handle keeps its (dead) connection open, and its callbacks
@@ -207,57 +207,6 @@ class LibvirtHypervisor:
             return apply(conn)
         except libvirt.libvirtError as error:
             raise self.connection.failed(conn, error, operation) from None
-
-
-class _RecentHandles:
-    """Domain handles by name, taken once; the oldest go first, so a define never followed by a
-    start (a guest defined halted) cannot pile up."""
-
-    KEPT = 256
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._handles: dict[str, libvirt.virDomain] = {}
-
-    def put(self, name: str, dom: libvirt.virDomain) -> None:
-        with self._lock:
-            self._handles.pop(name, None)
-            self._handles[name] = dom
-            if len(self._handles) > self.KEPT:
-                del self._handles[next(iter(self._handles))]
-
-    def take(self, name: str) -> libvirt.virDomain | None:
-        with self._lock:
-            return self._handles.pop(name, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._handles.clear()
-
-
-class _OwnDomains:
-    """UUIDs of the domains known to carry this agent's identity, so their XML need not be read
-    again to tell them from foreign ones. Pruned to the domains that still exist at each read."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._owner: str | None = None
-        self._uuids: set[str] = set()
-
-    def add(self, owner: str | None, uuid: str) -> None:
-        """``owner`` None: defined by this agent, which renders its own owner into every domain."""
-        with self._lock:
-            if owner is None or owner == self._owner:
-                self._uuids.add(uuid)
-
-    def keep_only(self, owner: str, existing: set[str]) -> frozenset[str]:
-        """The known UUIDs of ``owner`` among ``existing`` (all are forgotten if the owner changed)."""
-        with self._lock:
-            if self._owner is not None and owner != self._owner:  # one agent has one owner
-                self._uuids = set()
-            self._owner = owner
-            self._uuids &= existing
-            return frozenset(self._uuids)
 
 
 def _observe(dom: libvirt.virDomain) -> ObservedDomain:

@@ -16,7 +16,8 @@ from lxml import etree
 
 from handler.core.domain_identity import DomainIdentity, identity_element
 from handler.virt.errors import VirtError
-from handler.virt.hypervisor import LibvirtHypervisor, _RecentHandles
+from handler.virt.hypervisor import LibvirtHypervisor
+from handler.virt.known_domains import RecentHandles
 
 XML = """<domain type='test'><name>{name}</name><memory>65536</memory>
 <os><type>hvm</type></os></domain>"""
@@ -104,12 +105,12 @@ def test_a_failed_create_is_forgiven_only_if_the_domain_runs(
 
 
 def test_recent_handles_are_taken_once_and_bounded() -> None:
-    handles = _RecentHandles()
-    for number in range(_RecentHandles.KEPT + 10):
+    handles = RecentHandles()
+    for number in range(RecentHandles.KEPT + 10):
         handles.put(f"d{number}", number)
     assert handles.take("d0") is None  # the oldest went first
-    assert handles.take(f"d{_RecentHandles.KEPT + 9}") == _RecentHandles.KEPT + 9
-    assert handles.take(f"d{_RecentHandles.KEPT + 9}") is None
+    assert handles.take(f"d{RecentHandles.KEPT + 9}") == RecentHandles.KEPT + 9
+    assert handles.take(f"d{RecentHandles.KEPT + 9}") is None
 
 
 HOSTDEV_XML = """<domain type='test'><name>{name}</name><memory>65536</memory><os><type>hvm</type></os>
