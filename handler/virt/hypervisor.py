@@ -122,7 +122,12 @@ class LibvirtHypervisor:
 
     def undefine(self, name: str) -> None:
         self._defined.take(name)
-        self._on_domain(name, "undefine", lambda dom: dom.undefine(), ok=(ErrorKind.NO_DOMAIN,))
+
+        def forget(dom: libvirt.virDomain) -> None:
+            dom.undefine()
+            self._ours.discard(dom.UUIDString())  # whoever defines that UUID next is read again
+
+        self._on_domain(name, "undefine", forget, ok=(ErrorKind.NO_DOMAIN,))
 
     def observe(self, name: str) -> ObservedDomain | None:
         conn = self.connection.get()

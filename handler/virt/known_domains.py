@@ -52,6 +52,10 @@ class OwnDomains:
             if owner is None or owner == self._owner:
                 self._uuids.add(uuid)
 
+    def discard(self, uuid: str) -> None:
+        with self._lock:
+            self._uuids.discard(uuid)
+
     def keep_only(self, owner: str, existing: set[str]) -> frozenset[str]:
         """The known UUIDs of ``owner`` among ``existing`` (all are forgotten if the owner changed)."""
         with self._lock:

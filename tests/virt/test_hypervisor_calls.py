@@ -165,12 +165,14 @@ def test_own_domains_xml_is_read_once_foreign_ones_every_time(
 def test_a_domain_undefined_and_defined_again_by_someone_else_is_read_again(
     hypervisor: LibvirtHypervisor, xml_reads: list[str]
 ) -> None:
-    hypervisor.define(HOSTDEV_XML.format(name="calls-reused", metadata=ours("r"), bus=0x35))
+    uuid = "<uuid>5d1e4b1c-0b8a-4f7e-9a51-3c2d7e6f8a90</uuid>"
+    mine = HOSTDEV_XML.format(name="calls-reused", metadata=ours("r"), bus=0x35)
+    hypervisor.define(mine.replace("</name>", f"</name>{uuid}"))
     assert "calls-reused" not in hypervisor.foreign_devices("me").values()
-    hypervisor.undefine("calls-reused")
-    hypervisor.foreign_devices("me")  # the undefined UUID is pruned
+    hypervisor.undefine("calls-reused")  # and at once defined again by someone else, same UUID
     keeper = libvirt.open("test:///default")
-    keeper.defineXML(HOSTDEV_XML.format(name="calls-reused", metadata="", bus=0x35))
+    theirs = HOSTDEV_XML.format(name="calls-reused", metadata="", bus=0x35)
+    keeper.defineXML(theirs.replace("</name>", f"</name>{uuid}"))
     found = hypervisor.foreign_devices("me")
     assert {str(bdf): name for bdf, name in found.items()}.get("0000:35:01.0") == "calls-reused"
     keeper.close()
