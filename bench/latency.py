@@ -42,6 +42,7 @@ from pathlib import Path
 
 import libvirt
 import yaml
+from bench_domains import bench_domains, remove_domains
 from daemon_uri import on_daemon_of
 from workload import NAMESPACE, RESOURCE, build_host, manifest_text
 
@@ -99,23 +100,19 @@ def require_clean_driver(uri: str) -> None:
     its agent adopt and tear them down (and find their VFs taken) while it is being timed."""
     connection = libvirt.open(uri)
     try:
-        left = [d.name() for d in connection.listAllDomains(0) if d.name().startswith(f"{NAMESPACE}_")]
+        left = [dom.name() for dom in bench_domains(connection)]
     finally:
         connection.close()
     if left:
         raise SystemExit(f"{uri} still has {len(left)} domains of an earlier run, e.g. {left[0]}")
 
 
-def remove_domains(uri: str, prefix: str) -> None:
-    """Destroy and undefine a run's domains, so the next run starts on an empty driver: the
-    driver's state lives as long as any connection to it (in libvirtd, that may be another's)."""
+def clear_driver(uri: str) -> None:
+    """Remove a run's domains, so the next run starts on an empty driver: the driver's state
+    lives as long as any connection to it (in libvirtd, that may be another's)."""
     connection = libvirt.open(uri)
     try:
-        for domain in connection.listAllDomains(0):
-            if domain.name().startswith(prefix):
-                if domain.isActive():
-                    domain.destroy()
-                domain.undefine()
+        remove_domains(connection)
     finally:
         connection.close()
 
@@ -174,7 +171,7 @@ def agent_burst(work: Path, host_root: Path, burst: int, rate: float, uri: str, 
         sweeping.set()
         clock.close()
         node.shutdown(StopPolicy.KEEP)
-        remove_domains(uri, f"{NAMESPACE}_")
+        clear_driver(uri)
 
 
 def _resync_every_second(node: BareMetalNode, stop: threading.Event) -> None:
@@ -210,7 +207,7 @@ def baseline_burst(host_root: Path, burst: int, uri: str) -> tuple[list[float], 
     finally:
         clock.close()
         connection.close()
-        remove_domains(uri, f"{NAMESPACE}_base-")
+        clear_driver(uri)
 
 
 def main() -> int:

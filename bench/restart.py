@@ -19,11 +19,11 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libvirt
+from bench_domains import remove_domains
 from processes import NotifySocket, StatusFile, peak_rss_kib, stop, wait_cpu_idle
 from throughput import agent_settings
 from workload import NAMESPACE, Workload
@@ -180,22 +180,6 @@ def bare_listing(uri: str) -> float:
             read_identity_element(dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS))
     conn.close()
     return time.monotonic() - started
-
-
-def remove_domains(conn: libvirt.virConnect) -> None:
-    """Destroy and undefine our guests, several at a time (each QEMU takes a while to go)."""
-    ours = [dom for dom in conn.listAllDomains(0) if dom.name().startswith(f"{NAMESPACE}_")]
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(_remove, ours))
-
-
-def _remove(dom: libvirt.virDomain) -> None:
-    try:
-        if dom.isActive():
-            dom.destroy()
-        dom.undefine()
-    except libvirt.libvirtError as error:
-        print(f"restart: could not remove {dom.name()}: {error}", file=sys.stderr)
 
 
 def _agent_args(workload: Workload, uri: str) -> list[str]:

@@ -51,7 +51,8 @@ def main() -> int:
             throughput_uri = args.throughput_connect
             if args.private_libvirtd and (uri is not None or through_daemon(throughput_uri)):
                 private = stack.enter_context(private_libvirtd(work)).uri
-                uri = private if uri is not None else None
+                if uri is not None:
+                    uri = private
                 throughput_uri = on_daemon_of(throughput_uri, private)
             report = run(args, work, host_root, uri, throughput_uri)
         print(json.dumps(report, indent=2) if args.json else _summary_text(report))

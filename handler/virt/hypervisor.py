@@ -161,10 +161,10 @@ class LibvirtHypervisor:
         for the answer.
         """
         domains = self._call("list domains", lambda conn: conn.listAllDomains(0))
-        ours = self._ours.keep_only(owner, {dom.UUIDString() for dom in domains})
+        by_uuid = {dom.UUIDString(): dom for dom in domains}  # kept by each handle: no call to libvirt
+        ours = self._ours.keep_only(owner, set(by_uuid))
         owners: dict[Bdf, str] = {}
-        for dom in domains:
-            uuid = dom.UUIDString()  # kept by the handle: no call to libvirt
+        for uuid, dom in by_uuid.items():
             if uuid in ours:
                 continue
             try:
