@@ -49,3 +49,12 @@ def test_latency_runs_each_rate_on_a_clean_driver_over_the_socket() -> None:
 def test_latency_runs_in_process() -> None:
     out = bench("latency.py", "--burst", "20", "--rate", "0")
     assert "P2 burst of 20 on test:///default:" in out
+
+
+def test_process_pool_plans_the_same_xml_both_ways() -> None:
+    """The pool variant must plan what the agent plans inline, or its CPU figure means nothing."""
+    out = bench("process_pool.py", "--vmis", "200", "--repeat", "1", "--threads", "2")
+    assert "200 plans of new guests from 2 threads, median of 1 alternating rounds; pool of 1 process(es)" in out
+    assert "same XML from both: True" in out
+    pool = next(line for line in out.splitlines() if line.lstrip().startswith("pool "))
+    assert "pool processes 0.000 CPU-s" not in pool, "the pool's processes did no measured work"
