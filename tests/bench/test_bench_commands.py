@@ -58,3 +58,18 @@ def test_process_pool_plans_the_same_xml_both_ways() -> None:
     assert "same XML from both: True" in out
     pool = next(line for line in out.splitlines() if line.lstrip().startswith("pool "))
     assert "pool processes 0.000 CPU-s" not in pool, "the pool's processes did no measured work"
+
+
+def test_event_wakeups_runs_each_variant_on_a_private_libvirtd() -> None:
+    out = bench("event_wakeups.py", "--guests", "20", "--repeat", "1")
+    assert "20 guests on test+unix:///default?socket=" in out
+    for variant in ("one connection", "events apart", "calls before loop"):
+        line = next(line for line in out.splitlines() if line.strip().startswith(variant))
+        assert "events seen" in line and " 0 events seen" not in line, line
+
+
+def test_interleaved_times_the_work_alone_and_between_calls() -> None:
+    out = bench("interleaved.py", "--vmis", "20", "--repeat", "1", "--batch", "1", "--batch", "4")
+    assert "device check + plan of 20 VMIs, one thread, on test+unix:///default?socket=" in out
+    for name in ("alone, no libvirt calls", "between the calls, batches of 1", "between the calls, batches of 4"):
+        assert name in out
