@@ -68,7 +68,7 @@ def child(variant: str, uri: str, guests: int) -> dict[str, Any]:
     deadline, last = time.monotonic() + 10, -1
     while seen[0] != last and time.monotonic() < deadline:  # until the events stop coming
         last = seen[0]
-        time.sleep(0.2)
+        time.sleep(0.5)
     woke = iterations[0] - before
     for index in range(guests):
         domain = calls.lookupByName(f"wakeup-{index}")
