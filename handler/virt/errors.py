@@ -68,3 +68,10 @@ def classify(error: libvirt.libvirtError) -> ErrorKind:
 def wrap(error: libvirt.libvirtError, operation: str) -> VirtError:
     message = (error.get_error_message() or str(error)).strip().replace("\n", " ")
     return VirtError(classify(error), error.get_error_code() or 0, message, operation)
+
+
+def unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:
+    """``error`` from connecting to ``uri``, with what to do about it."""
+    wrapped = wrap(error, f"connect {uri}")
+    hint = "start libvirtd (or virtqemud), or check that this user is in the libvirt group"
+    return VirtError(ErrorKind.CONNECTION, wrapped.code, f"{wrapped.message}; fix: {hint}", f"connect {uri}")

@@ -84,7 +84,9 @@ def daemon(monkeypatch: pytest.MonkeyPatch) -> Libvirtd:
 def hypervisor(clock: FakeClock) -> tuple[LibvirtHypervisor, list[str]]:
     reopened: list[str] = []
     hv = LibvirtHypervisor("qemu:///system", on_reopen=lambda: reopened.append("reopened"))
-    hv.connection = Connection("qemu:///system", lambda _e: None, lambda: reopened.append("reopened"), clock)
+    hv.connection = Connection(
+        "qemu:///system", lambda _e: None, lambda: reopened.append("reopened"), clock, listen_apart=False
+    )
     return hv, reopened
 
 
@@ -170,7 +172,7 @@ def test_reopening_backs_off_while_libvirtd_is_down(daemon: Libvirtd) -> None:
 
 def test_a_spare_connection_that_died_while_idle_is_replaced(daemon: Libvirtd) -> None:
     """A libvirtd restart leaves idle spares dead; the next long call gets a fresh one."""
-    connection = Connection("qemu:///system", lambda _e: None)
+    connection = Connection("qemu:///system", lambda _e: None, listen_apart=False)
     with connection.spare() as first:
         pass
     first.alive = False  # type: ignore[attr-defined]

@@ -1,0 +1,127 @@
+"""A daemon's lifecycle events, heard by a child process, so the agent's own connection stays off
+libvirt's event loop.
+
+Over a daemon's socket, a client that runs libvirt's event loop hands the socket to the loop
+between calls, so every call wakes the loop thread twice; in Python each wake-up also takes the
+interpreter lock from the workers (docs/benchmarks.md, the seventh round of P1). The loop, the
+event callbacks and keepalive therefore run in a process of their own
+(``event_listener_main.py``). This side reads its lines and reports when it stops: the daemon
+closed the connection, keepalive gave up on it, or the process died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import libvirt
+
+from handler.virt.domain_events import DomainEvent, lifecycle_event
+from handler.virt.errors import ErrorKind, VirtError, unreachable
+
+START_SECONDS = 15.0
+"""How long the listener may take to connect: Python's start-up, then libvirt's open."""
+STOP_SECONDS = 2.0
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def listens_apart(uri: str) -> bool:
+    """Whether ``uri`` reaches a daemon. ``test:///...`` runs libvirt's test driver inside the
+    calling process, whose state no other process sees: its events must be heard in-process."""
+    return uri.split(":", 1)[0] != "test"
+
+
+class EventListener:
+    def __init__(
+        self,
+        uri: str,
+        on_event: Callable[[DomainEvent], None],
+        on_stopped: Callable[[EventListener], None],
+    ) -> None:
+        self.uri = uri
+        self._on_event = on_event
+        self._on_stopped = on_stopped
+        self._ready = threading.Event()
+        self._failure: VirtError | None = None
+        self._alive = False
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self._alive
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        """Start listening; raises VirtError(CONNECTION) if the daemon cannot be reached."""
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "handler.virt.event_listener_main", self.uri],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # never hold the agent's own output open
+            text=True,
+            env=env,
+        )
+        assert self._process.stdout is not None
+        threading.Thread(target=self._read, args=(self._process.stdout,), name="libvirt-listener", daemon=True).start()
+        if not self._ready.wait(START_SECONDS):
+            self.close()
+            raise VirtError(ErrorKind.CONNECTION, 0, f"no answer in {START_SECONDS:.0f} s", f"listen to {self.uri}")
+        if self._failure is not None:
+            self.close()
+            raise self._failure
+
+    def close(self) -> None:
+        """Stop the process (its stdin closes, so it exits), and wait for it a little."""
+        self._alive = False
+        process = self._process
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _read(self, lines: IO[str]) -> None:
+        for line in lines:
+            self._handle(json.loads(line))
+        # End of file: the process closed its output or died. Reap it here, as nobody may
+        # call close() on a listener that stopped by itself.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            if self._process is not None:
+                self._process.wait(STOP_SECONDS)
+        was_alive, self._alive = self._alive, False
+        if self._failure is None and not self._ready.is_set():
+            self._failure = VirtError(ErrorKind.CONNECTION, 0, "the listener exited", f"listen to {self.uri}")
+        self._ready.set()
+        if was_alive:
+            self._on_stopped(self)
+
+    def _handle(self, fields: list[Any]) -> None:
+        kind = fields[0]
+        if kind == "event":
+            self._on_event(lifecycle_event(fields[1], fields[2], fields[3]))
+        elif kind == "ready":
+            self._alive = True
+            self._ready.set()
+        elif kind == "error":
+            code, domain, message = fields[1], fields[2], fields[3]
+            error = libvirt.libvirtError(message)
+            error.err = (code, domain, message, 2, None, None, None, 0, 0)
+            self._failure = unreachable(self.uri, error)
+            self._ready.set()
