@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import shutil
 import statistics
 import subprocess
@@ -70,13 +69,9 @@ def defined_xml(result: Plan) -> str:
     return next(action.xml for action in result.actions if isinstance(action, DefineDomain))
 
 
-def process_cpu(pid: int) -> float:
-    """User + system CPU of a running process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def child(mode: str, vmi_dir: Path, threads: int, processes: int) -> dict[str, Any]:
+    from processes import cpu_seconds
+
     from handler.baremetal.directory_source import DirectorySource
 
     source = DirectorySource(vmi_dir)
@@ -89,12 +84,12 @@ def child(mode: str, vmi_dir: Path, threads: int, processes: int) -> dict[str, A
         list(pool.map(plan_one, desired[:processes]))  # processes started, imports done
     make = plan_one if pool is None else lambda d: pool.submit(plan_one, d).result()
     pids = list(getattr(pool, "_processes", {}))  # forked by the forkserver: not our children
-    children = -sum(map(process_cpu, pids))
+    children = -sum(map(cpu_seconds, pids))
     cpu, wall = time.process_time(), time.monotonic()
     with ThreadPoolExecutor(threads) as workers:
         results = list(workers.map(make, desired))
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    children += sum(map(process_cpu, pids))
+    children += sum(map(cpu_seconds, pids))
     if pool is not None:
         pool.shutdown()
     return {"cpu": cpu, "children_cpu": children, "wall": wall, "xmls": [defined_xml(r) for r in results]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -25,9 +26,15 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process has used (all its threads)."""
+    """User plus system CPU time the process has used (all its threads), with that of its live
+    children (the agent's libvirt event listener), so work moved to a child is still counted."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    total = (int(fields[11]) + int(fields[12])) / TICK
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in children.read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += cpu_seconds(int(child))
+    return total
 
 
 def wait_cpu_idle(pid: int, quiet: float = 0.3, timeout: float = 30.0) -> None:
