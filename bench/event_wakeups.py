@@ -13,8 +13,9 @@ iterations:
 * *one connection*: calls and events share one connection, as the agent does;
 * *events apart*: events on a second connection, calls on the first;
 * *calls before loop*: the calls' connection was opened before the event loop was registered,
-  so libvirt never gives it to the loop (no wake-ups from calls; also no keepalive or close
-  notice on it, which is why the agent does not do this).
+  so libvirt never gives it to the loop (no wake-ups from calls, but also no keepalive or close
+  notice on it). The agent gets the same effect with a process that never registers a loop,
+  and a listener process that has one (``handler/virt/event_listener.py``).
 
 A benchmark, never a test: nothing is asserted.
 """
