@@ -41,6 +41,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from output import emit
+
 RESOURCE = "qat.intel.com/generic"
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -210,10 +212,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
 
 
 if __name__ == "__main__":

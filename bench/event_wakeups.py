@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from output import emit
+
 HERE = Path(__file__).resolve().parent
 VARIANTS = ("one connection", "events apart", "calls before loop")
 XML = "<domain type='test'><name>wakeup-{index}</name><memory>65536</memory><os><type>hvm</type></os></domain>"
@@ -116,10 +118,7 @@ def main() -> None:
             daemon = stack.enter_context(private_libvirtd(work)).uri
             uri = "test+unix:///default?socket=" + daemon.split("socket=", 1)[1]
         result = measure(args, uri)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from output import emit  # noqa: E402
+
 
 def child(vmi_dir: Path, host_root: Path, uri: str, batch: int) -> dict[str, Any]:
     import libvirt
@@ -122,10 +124,7 @@ def main() -> None:
             daemon = stack.enter_context(private_libvirtd(work)).uri
             uri = "test+unix:///default?socket=" + daemon.split("socket=", 1)[1]
         result = measure(args, uri, work)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
 
 
 if __name__ == "__main__":

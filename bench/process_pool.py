@@ -40,6 +40,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from output import emit  # noqa: E402
+
 from handler.core.actions import DefineDomain  # noqa: E402
 from handler.core.desired import Desired, Observed  # noqa: E402
 from handler.core.planner import Plan, PlanSettings, plan  # noqa: E402
@@ -148,10 +150,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        report(result)
+    emit(result, args.json, report)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,8 @@ def _summary_text(report: dict[str, Any]) -> str:
         f"  bare libvirt define+start loop       {s['baseline_seconds']:.3f} s",
         f"  ratio                                {s['ratio']:.1f}x   (runs: {s['ratio_spread'][0]:.1f}x"
         f" .. {s['ratio_spread'][1]:.1f}x)",
-        f"  agent CPU (all threads, its listener too) vs bare loop {s['agent_cpu_seconds']:.2f} s vs {s['baseline_cpu_seconds']:.2f} s",
+        f"  agent CPU (all threads, its listener too) vs bare loop {s['agent_cpu_seconds']:.2f} s"
+        f" vs {s['baseline_cpu_seconds']:.2f} s",
         f"  bare loop listening for events       {s['events_baseline_seconds']:.3f} s,"
         f" {s['events_baseline_cpu_seconds']:.2f} CPU-s   (agent ratio to it {s['events_ratio']:.1f}x)",
         f"  of the agent time, reading manifests {_seconds(s['reading_seconds'])} (before the first reconcile)",
