@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import libvirt
+import structlog
 
 from handler.virt.domain_events import DomainEvent, lifecycle_event
 from handler.virt.errors import ErrorKind, VirtError, unreachable
@@ -30,6 +31,7 @@ START_SECONDS = 15.0
 """How long the listener may take to connect: Python's start-up, then libvirt's open."""
 STOP_SECONDS = 2.0
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+log = structlog.get_logger("qat_handler.event_listener")
 
 
 def listens_apart(uri: str) -> bool:
@@ -85,6 +87,9 @@ class EventListener:
     def close(self) -> None:
         """Stop the process (its stdin closes, so it exits), and wait for it a little."""
         self._alive = False
+        self._end_process()
+
+    def _end_process(self) -> None:
         process = self._process
         if process is None:
             return
@@ -98,19 +103,26 @@ class EventListener:
             process.wait()
 
     def _read(self, lines: IO[str]) -> None:
-        for line in lines:
-            self._handle(json.loads(line))
-        # End of file: the process closed its output or died. Reap it here, as nobody may
-        # call close() on a listener that stopped by itself.
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            if self._process is not None:
-                self._process.wait(STOP_SECONDS)
-        was_alive, self._alive = self._alive, False
-        if self._failure is None and not self._ready.is_set():
-            self._failure = VirtError(ErrorKind.CONNECTION, 0, "the listener exited", f"listen to {self.uri}")
-        self._ready.set()
-        if was_alive:
-            self._on_stopped(self)
+        try:
+            for line in lines:
+                try:
+                    fields = json.loads(line)
+                except ValueError:
+                    continue  # only the listener writes there; a torn line is not an event
+                self._handle(fields)
+        except Exception:
+            log.exception("libvirt event listener failed; reconnecting", connect=self.uri)
+        finally:
+            # End of file (the process exited), or this thread failed: either way nothing
+            # more will be heard. End the process and reap it here, as nobody may call close()
+            # on a listener that stopped by itself, and tell the connection.
+            self._end_process()
+            was_alive, self._alive = self._alive, False
+            if self._failure is None and not self._ready.is_set():
+                self._failure = VirtError(ErrorKind.CONNECTION, 0, "the listener exited", f"listen to {self.uri}")
+            self._ready.set()
+            if was_alive:
+                self._on_stopped(self)
 
     def _handle(self, fields: list[Any]) -> None:
         kind = fields[0]

@@ -186,3 +186,24 @@ def test_an_unreachable_daemon_is_one_error_and_leaves_no_listener(tmp_path: Pat
     assert "fix: start libvirtd" in str(raised.value) and "\n" not in str(raised.value)
     assert connection.listener_pid is None
     assert not connection.connected
+
+
+def test_a_failing_event_handler_ends_the_listener_and_the_connection_reopens(daemon_uri: str) -> None:
+    """If the reader thread dies, nothing more is heard: the listener must not look alive."""
+
+    def broken(_event: DomainEvent) -> None:
+        raise RuntimeError("handler bug")
+
+    connection = Connection(daemon_uri, broken)
+    try:
+        conn = connection.get()
+        pid = connection.listener_pid
+        assert pid is not None
+        define_and_start(conn, "heard-4")
+        wait_until("the connection to give up on a listener it no longer hears", lambda: not connection.connected, WAIT)
+        wait_until(f"listener {pid} to exit", lambda: not alive(pid), WAIT)
+        connection.get()
+        assert connection.listener_pid not in (None, pid)
+    finally:
+        connection.close()
+        remove(daemon_uri, "heard-4")
