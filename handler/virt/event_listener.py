@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import site
 import subprocess
 import sys
 import threading
@@ -66,7 +67,8 @@ class EventListener:
     def start(self) -> None:
         """Start listening; raises VirtError(CONNECTION) if the daemon cannot be reached."""
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
+        if _PACKAGE_ROOT not in site.getsitepackages():  # a checkout, not an install: show it the way
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "handler.virt.event_listener_main", self.uri],
             stdin=subprocess.PIPE,
