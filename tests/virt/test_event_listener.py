@@ -96,7 +96,11 @@ def test_events_arrive_through_the_listener(daemon_uri: str) -> None:
             "DEFINED and STARTED of heard-1", lambda: {"defined", "started"} <= set(heard.kinds("heard-1")), WAIT
         )
         assert connection.connected
-        assert connection.listener_pid is not None and alive(connection.listener_pid)
+        pid = connection.listener_pid
+        assert pid is not None and alive(pid)
+        # What `ps` or `systemctl status` shows for it (the README names it so).
+        command = Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+        assert command[1:4] == ["-m", "handler.virt.event_listener_main", daemon_uri]
     finally:
         connection.close()
         remove(daemon_uri, "heard-1")
