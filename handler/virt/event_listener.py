@@ -69,14 +69,18 @@ class EventListener:
         env = dict(os.environ)
         if _PACKAGE_ROOT not in site.getsitepackages():  # a checkout, not an install: show it the way
             env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "handler.virt.event_listener_main", self.uri],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,  # never hold the agent's own output open
-            text=True,
-            env=env,
-        )
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "handler.virt.event_listener_main", self.uri],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,  # never hold the agent's own output open
+                text=True,
+                env=env,
+            )
+        except OSError as error:  # out of processes or memory: like an unreachable daemon, tried again
+            message = f"cannot start the event listener: {error.strerror or error}"
+            raise VirtError(ErrorKind.CONNECTION, 0, message, f"listen to {self.uri}") from None
         assert self._process.stdout is not None
         threading.Thread(target=self._read, args=(self._process.stdout,), name="libvirt-listener", daemon=True).start()
         if not self._ready.wait(START_SECONDS):

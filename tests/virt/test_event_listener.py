@@ -9,6 +9,7 @@ unreachable daemon is one error with its fix and leaves no process behind.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
+from handler.virt import event_listener
 from handler.virt.connection import Connection
 from handler.virt.domain_events import DomainEvent
 from handler.virt.errors import ErrorKind, VirtError
@@ -209,3 +211,18 @@ def test_a_failing_event_handler_ends_the_listener_and_the_connection_reopens(da
     finally:
         connection.close()
         remove(daemon_uri, "heard-4")
+
+
+def test_a_listener_that_cannot_be_started_is_a_connection_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of processes (fork fails): one line, retried like an unreachable daemon, never a traceback."""
+
+    def no_fork(*_args: object, **_kwargs: object) -> subprocess.Popen[str]:
+        raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(event_listener.subprocess, "Popen", no_fork)
+    connection = Connection("test+unix:///default", lambda _e: None)
+    with pytest.raises(VirtError) as raised:
+        connection.get()
+    assert raised.value.kind is ErrorKind.CONNECTION
+    assert "cannot start the event listener: Resource temporarily unavailable" in str(raised.value)
+    assert not connection.connected
