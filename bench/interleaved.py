@@ -37,6 +37,7 @@ from output import emit  # noqa: E402
 
 def child(vmi_dir: Path, host_root: Path, uri: str, batch: int) -> dict[str, Any]:
     import libvirt
+    from bench_domains import remove_domains
     from process_pool import defined_xml, plan_one
 
     from handler.baremetal.directory_source import DirectorySource
@@ -67,11 +68,7 @@ def child(vmi_dir: Path, host_root: Path, uri: str, batch: int) -> dict[str, Any
                     conn.defineXML(xml).create()
     finally:
         if conn is not None:
-            for each in desired:
-                with contextlib.suppress(libvirt.libvirtError):
-                    domain = conn.lookupByName(each.domain_name)
-                    domain.destroy()
-                    domain.undefine()
+            remove_domains(conn)
     return {"us_per_vmi": 1e6 * spent / len(desired)}
 
 

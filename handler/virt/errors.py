@@ -72,6 +72,12 @@ def wrap(error: libvirt.libvirtError, operation: str) -> VirtError:
 
 def unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:
     """``error`` from connecting to ``uri``, with what to do about it."""
-    wrapped = wrap(error, f"connect {uri}")
+    return connect_failed(uri, error.get_error_code() or 0, error.get_error_message() or str(error))
+
+
+def connect_failed(uri: str, code: int, message: str) -> VirtError:
+    """Connecting to ``uri`` failed with libvirt's ``code`` and ``message`` (here, or in the
+    event listener's process), on one line with what to do about it."""
     hint = "start libvirtd (or virtqemud), or check that this user is in the libvirt group"
-    return VirtError(ErrorKind.CONNECTION, wrapped.code, f"{wrapped.message}; fix: {hint}", f"connect {uri}")
+    one_line = message.strip().replace("\n", " ")
+    return VirtError(ErrorKind.CONNECTION, code, f"{one_line}; fix: {hint}", f"connect {uri}")

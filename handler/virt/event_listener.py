@@ -22,11 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-import libvirt
 import structlog
 
 from handler.virt.domain_events import DomainEvent, lifecycle_event
-from handler.virt.errors import ErrorKind, VirtError, unreachable
+from handler.virt.errors import ErrorKind, VirtError, connect_failed
 
 START_SECONDS = 15.0
 """How long the listener may take to connect: Python's start-up, then libvirt's open."""
@@ -138,8 +137,5 @@ class EventListener:
             self._alive = True
             self._ready.set()
         elif kind == "error":
-            code, domain, message = fields[1], fields[2], fields[3]
-            error = libvirt.libvirtError(message)
-            error.err = (code, domain, message, 2, None, None, None, 0, 0)
-            self._failure = unreachable(self.uri, error)
+            self._failure = connect_failed(self.uri, fields[1], fields[2])
             self._ready.set()

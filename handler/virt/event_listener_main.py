@@ -4,8 +4,9 @@ Started by ``handler/virt/event_listener.py`` as ``python -m handler.virt.event_
 It writes one JSON array per line on stdout:
 - ``["ready"]`` once it listens;
 - ``["event", name, event, detail]`` for each lifecycle event;
-- ``["closed", reason]`` when the connection closes (it then exits);
-- ``["error", code, domain, message]`` if it cannot connect (it then exits).
+- ``["error", code, message]`` if it cannot connect (it then exits).
+
+When the connection closes it exits: the end of its output is the agent's notice.
 
 It also exits when its stdin reaches end of file, which means the agent is gone, even after
 a ``kill -9``. SIGTERM, SIGINT and SIGHUP are ignored: they are the agent's to handle (a stop
@@ -47,9 +48,8 @@ def _lifecycle(_conn: object, dom: libvirt.virDomain, event: int, detail: int, _
     say("event", dom.name(), event, detail)
 
 
-def _closed(_conn: object, reason: int, _opaque: object) -> None:
-    say("closed", reason)
-    os._exit(0)
+def _closed(_conn: object, _reason: int, _opaque: object) -> None:
+    os._exit(0)  # every event was flushed as it was said
 
 
 def main(argv: list[str]) -> int:
@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         conn.registerCloseCallback(_closed, None)
         conn.domainEventRegisterAny(None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, _lifecycle, None)
     except libvirt.libvirtError as error:
-        say("error", error.get_error_code(), error.get_error_domain(), error.get_error_message() or str(error))
+        say("error", error.get_error_code() or 0, error.get_error_message() or str(error))
         return 1
     say("ready")
     while True:
