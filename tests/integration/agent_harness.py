@@ -237,7 +237,10 @@ class AgentProcess:
         return t
 
     def wait_exit(self, timeout: float) -> int:
-        code = self.proc.wait(timeout)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"agent still running {timeout:.0f} s after being told to stop\n{self.tail()}") from None
         if self.exited_at is None:
             self.exited_at = time.time()
         return code
