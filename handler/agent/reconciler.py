@@ -95,7 +95,7 @@ class Reconciler:
             requeue,
             clock,
             metrics,
-            lambda name: self.hypervisor.observe(name),
+            lambda name: self.hypervisor.observe_alone(name),
             lambda key: self._desired(key).intent,
         )
         self.echoes = EchoFilter(clock)

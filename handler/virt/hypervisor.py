@@ -139,6 +139,20 @@ class LibvirtHypervisor:
                 return None
             raise wrapped from None
 
+    def observe_alone(self, name: str) -> ObservedDomain | None:
+        """As observe(), on a spare connection. A destroy holds its domain's lock in libvirtd until
+        QEMU is reaped (~2 s here), and every call that touches that domain (a look-up, a listing)
+        waits for it; libvirtd serves five calls of one connection at once. A check at a grace
+        deadline on the shared connection could queue behind five such calls."""
+        try:
+            with self.connection.spare() as conn:
+                return _observe(conn.lookupByName(name))
+        except libvirt.libvirtError as error:
+            wrapped = wrap(error, f"look up {name}")
+            if wrapped.kind is ErrorKind.NO_DOMAIN:
+                return None
+            raise wrapped from None
+
     def list_managed(self) -> list[ObservedDomain]:
         """Every domain carrying our metadata, active or not."""
         domains = self._call("list domains", lambda conn: conn.listAllDomains(0))

@@ -42,6 +42,9 @@ class Libvirt:
     def observe(self, name: str) -> ObservedDomain | None:
         return self.domains.get(name)
 
+    def observe_alone(self, name: str) -> ObservedDomain | None:
+        return self.observe(name)
+
     def define(self, xml: str) -> None:
         identity = read_identity(xml)
         assert identity is not None

@@ -240,7 +240,9 @@ class AgentProcess:
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"agent still running {timeout:.0f} s after being told to stop\n{self.tail()}") from None
+            raise AssertionError(
+                f"agent still running {timeout:.0f} s after being told to stop\n{self.tail()}"
+            ) from None
         if self.exited_at is None:
             self.exited_at = time.time()
         return code

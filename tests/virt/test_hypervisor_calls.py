@@ -193,3 +193,15 @@ def test_a_reopened_connection_lets_go_of_the_handles_of_the_old_one() -> None:
         hv.connection.close()
         keeper.lookupByName("calls-held").undefine()
         keeper.close()
+
+
+def test_the_check_at_a_grace_deadline_never_waits_on_the_shared_connection(hypervisor: LibvirtHypervisor) -> None:
+    """observe_alone() answers on a spare connection: libvirtd serves five calls of one connection at
+    once, and calls touching a domain that is being destroyed wait for its QEMU to be reaped."""
+    hypervisor.define(XML.format(name="calls-deadline"))
+    hypervisor.start("calls-deadline")
+    hypervisor.connection.close()  # from here on, any use of the shared connection would reopen it
+    seen = hypervisor.observe_alone("calls-deadline")
+    assert seen is not None and seen.active and seen.name == "calls-deadline"
+    assert hypervisor.observe_alone("calls-missing") is None
+    assert not hypervisor.connection.connected, "the shared connection was used"
