@@ -25,6 +25,7 @@ from handler.core.vmi_parse import API_VERSIONS
 from handler.kube.client import GROUP, PLURAL, TRANSPORT_ERRORS, VERSION
 from handler.kube.event_recorder import EventRecorder
 from handler.kube.informer import Informer
+from handler.kube.own_writes import OwnWrites, uid, version
 from handler.kube.timestamps import now_iso
 
 log = structlog.get_logger("qat_handler.status")
@@ -50,29 +51,30 @@ class KubeStatusSink:
         self._lock = threading.Lock()
         self._written: dict[str, tuple[str, VMIStatus]] = {}
         """Our last write per key (with the VMI uid): the watch may not have echoed it yet."""
+        self._own = OwnWrites()
 
     # -- the StatusSink port --------------------------------------------------------------
     def last_status(self, key: str) -> VMIStatus | None:
         obj = self._vmis.get(key)
-        uid = _uid(obj)
         with self._lock:
             written = self._written.get(key)
-        if written is not None and written[0] == uid:
+        if written is not None and written[0] == uid(obj):
             return written[1]
         return status_from_object(obj) if obj is not None else None
 
     def write(self, key: str, status: VMIStatus) -> None:
-        obj = self._vmis.get(key)
+        obj = self._own.freshest(key, self._vmis.get(key))
         if obj is None:
             return
         namespace, name = key.split("/", 1)
-        version = version_of(obj)
-        self._patch_status(key, status, obj, version)
-        if self._status_subresource:  # after the status: the guard above is the version we read
+        api_version = version_of(obj)
+        written = self._patch_status(key, status, obj, api_version)
+        if self._status_subresource and written is not None:  # after the status: its guard is the version we read
             annotations = {"metadata": {"annotations": status_annotations(status)}}
-            self._patch(namespace, name, annotations, status_only=False, version=version)
+            result = self._patch(namespace, name, annotations, status_only=False, version=api_version)
+            self._own.wrote(key, version(written), result)
         with self._lock:
-            self._written[key] = (_uid(obj), status)
+            self._written[key] = (uid(obj), status)
         self._on_status(key, status)
 
     def record_event(self, key: str, event: RecordEvent) -> None:
@@ -85,12 +87,16 @@ class KubeStatusSink:
 
     def forget(self, key: str) -> None:
         self._edit_finalizers(key, add=False)
+        self._own.forget(key)
         with self._lock:
             self._written.pop(key, None)
 
     # -- API calls ------------------------------------------------------------------------
-    def _patch_status(self, key: str, status: VMIStatus, obj: dict[str, Any], version: str) -> None:
-        """Patch the status computed from the object as last seen, guarded by its resourceVersion.
+    def _patch_status(
+        self, key: str, status: VMIStatus, obj: dict[str, Any], api_version: str
+    ) -> dict[str, Any] | None:
+        """Patch the status computed from the object as last seen, guarded by its resourceVersion;
+        returns the VMI as the patch left it (None if the VMI is gone).
 
         The body merges into what the VMI carried (the controller's Failed, its conditions), so
         it is only valid for that version: on a conflict the VMI is read afresh and the body made
@@ -101,24 +107,29 @@ class KubeStatusSink:
             body: dict[str, Any] = {"status": status_body(status, self._node, now_iso(), obj.get("status"))}
             if not self._status_subresource:
                 body["metadata"] = {"annotations": status_annotations(status)}
-            guard = (obj.get("metadata") or {}).get("resourceVersion")
+            guard = version(obj)
             if guard:
                 body.setdefault("metadata", {})["resourceVersion"] = guard
             try:
-                self._patch(namespace, name, body, status_only=self._status_subresource, version=version, retry=False)
-                return
+                result = self._patch(
+                    namespace, name, body, status_only=self._status_subresource, version=api_version, retry=False
+                )
+                self._own.wrote(key, guard, result)
+                return result
             except _Conflict:
                 if attempt == ATTEMPTS:
                     raise KubeApiError(f"patch {key}: 409 Conflict {ATTEMPTS} times; retried next pass") from None
                 log.info("status patch conflicted; reading the VMI afresh", vmi=key, attempt=attempt)
                 fresh = self._get(key)
                 if fresh is None:
-                    return  # the VMI is gone; nothing left to report on
+                    return None  # the VMI is gone; nothing left to report on
                 obj = fresh
+        return None  # not reached: the last attempt raises
 
     def _patch(
         self, namespace: str, name: str, body: dict[str, Any], status_only: bool, version: str, retry: bool = True
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """The patched VMI as the server returned it; None if the VMI is gone."""
         call = (
             self._custom.patch_namespaced_custom_object_status
             if status_only
@@ -126,19 +137,20 @@ class KubeStatusSink:
         )
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                call(GROUP, version, namespace, PLURAL, name, body)
-                return
+                result = call(GROUP, version, namespace, PLURAL, name, body)
+                return result if isinstance(result, dict) else None
             except TRANSPORT_ERRORS as error:
                 raise _transport_error(error, f"patch {namespace}/{name}") from None
             except ApiException as error:
                 if error.status == 404:
-                    return  # the VMI is gone; nothing left to report on
+                    return None  # the VMI is gone; nothing left to report on
                 if error.status == 409 and not retry:
                     raise _Conflict() from None
                 if error.status != 409 or attempt == ATTEMPTS:
                     raise _api_error(error, f"patch {namespace}/{name}") from None
                 log.info("status patch conflicted; retrying", vmi=f"{namespace}/{name}", attempt=attempt)
                 time.sleep(0.05 * attempt)
+        return None  # not reached: the last attempt raises
 
     def _get(self, key: str) -> dict[str, Any] | None:
         namespace, name = key.split("/", 1)
@@ -167,8 +179,9 @@ class KubeStatusSink:
             wanted = [*finalizers, FINALIZER] if add else [f for f in finalizers if f != FINALIZER]
             patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}
             try:
-                self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+                result = self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
                 log.info("finalizer added" if add else "finalizer removed", vmi=key, finalizer=FINALIZER)
+                self._own.wrote(key, version(current), result)
                 return
             except TRANSPORT_ERRORS as error:
                 raise _transport_error(error, f"update finalizers of {key}") from None
@@ -201,7 +214,3 @@ def version_of(obj: dict[str, Any]) -> str:
     """The API version the VMI was read in (v1, or its alias v1alpha3): status goes back in it."""
     group, _, version = str(obj.get("apiVersion") or "").partition("/")
     return version if group == GROUP and f"{group}/{version}" in API_VERSIONS else VERSION
-
-
-def _uid(obj: dict[str, Any] | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("uid", ""))

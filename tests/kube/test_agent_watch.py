@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from handler.core.kube_status import FINALIZER
 from tests.kube.agent_harness import GROUP, VMIS, Cluster, eventually
 
 COLLECTION = rf"^/apis/kubevirt.io/v1/{VMIS}$"
@@ -104,12 +105,25 @@ def test_conflicting_status_patch_is_retried(any_cluster: Cluster) -> None:
 
 def test_status_made_from_a_stale_cache_is_remade_from_the_fresh_vmi(cluster: Cluster) -> None:
     """The agent's cache is behind (its watch is cut) when someone else changes the VMI: its
-    guarded status patch conflicts for real, and the status is made again from the VMI as it is."""
+    guarded status patch conflicts for real, and the status is made again from the VMI as it is.
+
+    The VMI already carries the finalizer (as an earlier agent run leaves it), so the pass writes
+    nothing before its status: a finalizer patch would return the newer VMI and avoid the conflict."""
     cluster.set_configmap_gates("QAT")
-    cluster.start_agent()
+    node = cluster.start_agent()
     vmi = cluster.create_vmi("stale")
     pod_uid = cluster.create_pod(vmi)
     eventually(lambda: cluster.synchronized_reason("stale") == "WaitingForLauncher", what="the first status")
+    claimed = cluster.custom.patch_namespaced_custom_object(
+        GROUP, "v1", cluster.namespace, VMIS, "stale", {"metadata": {"finalizers": [FINALIZER]}}
+    )
+    eventually(
+        lambda: (
+            (node.source.vmis.get(f"{cluster.namespace}/stale") or {}).get("metadata", {}).get("resourceVersion")
+            == claimed["metadata"]["resourceVersion"]
+        ),
+        what="the agent's cache to show the finalizer",
+    )
 
     hold_vmi_watches(cluster)
     cluster.custom.patch_namespaced_custom_object(
@@ -146,3 +160,33 @@ def test_a_healthy_agent_never_conflicts_with_itself(any_cluster: Cluster) -> No
     patches = cluster.server.requests("PATCH", rf"/{VMIS}/quick-")
     assert len(patches) >= 9
     assert [r.path for r in patches if r.status == 409] == []
+
+
+def test_a_status_written_before_the_watch_echoes_the_finalizer_does_not_conflict(any_cluster: Cluster) -> None:
+    """The pass that starts a guest adds the finalizer, then writes the status. With the watch
+    held back, the informer still shows the version from before the finalizer: the status patch
+    is guarded by the version the agent's own finalizer patch returned, not by that stale copy."""
+    cluster = any_cluster
+    cluster.set_configmap_gates("QAT")
+    node = cluster.start_agent()
+    vmi = cluster.create_vmi("held", grace=5)
+    pod_uid = cluster.create_pod(vmi)
+    eventually(lambda: cluster.condition("held", "Synchronized") is not None, what="a first status")
+
+    def cache_current() -> bool:
+        cached, served = node.source.vmis.get(f"{cluster.namespace}/held"), cluster.vmi("held")
+        version = ((cached or {}).get("metadata") or {}).get("resourceVersion")
+        return served is not None and version == served["metadata"]["resourceVersion"]
+
+    eventually(cache_current, what="the informer to hold the VMI as served")
+    patches_before = len(cluster.server.requests("PATCH", rf"/{VMIS}/held"))
+    cluster.server.pause_watches()
+    try:
+        cluster.write_handoff(pod_uid, vmi, {"QAT0": str(cluster.usable_vfs[0])})
+        eventually(lambda: cluster.phase("held") == "Running", what="Running while the watch is held")
+        assert not cache_current(), "the watch was not held: nothing was tested"
+    finally:
+        cluster.server.resume_watches()
+    patches = cluster.server.requests("PATCH", rf"/{VMIS}/held")[patches_before:]
+    assert patches, "no patch while the watch was held"
+    assert [r.status for r in patches if r.status == 409] == [], [(r.method, r.status) for r in patches]
