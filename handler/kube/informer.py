@@ -22,6 +22,7 @@ from kubernetes.client.exceptions import ApiException
 
 from handler.core.backoff import Backoff
 from handler.kube.client import raw
+from handler.kube.object_meta import resource_version
 
 log = structlog.get_logger("qat_handler.informer")
 
@@ -189,7 +190,7 @@ class Informer:
             previous = old.get(key)
             if previous is None:
                 self._on_change("ADDED", obj)
-            elif _rv(previous) != _rv(obj):
+            elif resource_version(previous) != resource_version(obj):
                 self._on_change("MODIFIED", obj)
         self._rv = (listing.get("metadata") or {}).get("resourceVersion") or ""
         self.synced.set()
@@ -213,7 +214,7 @@ class Informer:
             self._watch = None
 
     def _apply(self, kind: str, obj: Obj) -> None:
-        version = _rv(obj)
+        version = resource_version(obj)
         if version:
             self._rv = version
         if kind == "BOOKMARK":
@@ -231,7 +232,3 @@ def _describe(error: ApiException) -> str:
     if error.status == 403:
         return "403 Forbidden; fix: grant the agent's ServiceAccount list and watch (see deploy/rbac-*.yaml)"
     return f"API error {error.status}: {error.reason}"
-
-
-def _rv(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")

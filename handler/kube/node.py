@@ -22,6 +22,7 @@ from handler.kube.container_disks import LauncherContainerDisks
 from handler.kube.handoff_slots import HandoffSlots
 from handler.kube.informer import WatchSettings
 from handler.kube.networks import KubeNetworks
+from handler.kube.object_meta import uid_of
 from handler.kube.pod_resources import PodResourcesClient
 from handler.kube.secrets import KubeSecretReader
 from handler.kube.source import KubeSource
@@ -127,7 +128,7 @@ class KubeNode:
     def _report(self, key: str, status: VMIStatus) -> None:
         """Tell the VMI's launcher how its guest is doing; it waits on this during pod shutdown."""
         obj = self.source.vmis.get(key)
-        uid = str(((obj or {}).get("metadata") or {}).get("uid", ""))
+        uid = uid_of(obj)
         slot = self.source.launcher_slot(uid) if uid else None
         if slot is None:
             return

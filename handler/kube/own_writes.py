@@ -12,6 +12,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from handler.kube.object_meta import resource_version, uid_of
+
 SUPERSEDED_KEPT = 16
 """Replaced versions remembered per VMI; the watch normally catches up after one or two."""
 
@@ -24,11 +26,11 @@ class OwnWrites:
 
     def wrote(self, key: str, replaced: str | None, result: object) -> None:
         """A patch of ``key`` based on version ``replaced`` answered ``result`` (the whole object)."""
-        if not isinstance(result, dict) or not version(result):
+        if not isinstance(result, dict) or not resource_version(result):
             return
         with self._lock:
             old = self._latest.get(key)
-            superseded = old[0] + (version(old[1]),) if old is not None else ()
+            superseded = old[0] + (resource_version(old[1]),) if old is not None else ()
             if replaced:
                 superseded += (replaced,)
             self._latest[key] = (superseded[-SUPERSEDED_KEPT:], result)
@@ -42,7 +44,7 @@ class OwnWrites:
             if own is None:
                 return cached
             superseded, result = own
-            if uid(result) == uid(cached) and version(cached) in superseded:
+            if uid_of(result) == uid_of(cached) and resource_version(cached) in superseded:
                 return result
             # The cache shows our last write, or a newer one, or another VMI of that name.
             del self._latest[key]
@@ -51,11 +53,3 @@ class OwnWrites:
     def forget(self, key: str) -> None:
         with self._lock:
             self._latest.pop(key, None)
-
-
-def version(obj: dict[str, Any]) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-
-
-def uid(obj: dict[str, Any] | None) -> str:
-    return str(((obj or {}).get("metadata") or {}).get("uid", ""))

@@ -25,7 +25,8 @@ from handler.core.vmi_parse import API_VERSIONS
 from handler.kube.client import GROUP, PLURAL, TRANSPORT_ERRORS, VERSION
 from handler.kube.event_recorder import EventRecorder
 from handler.kube.informer import Informer
-from handler.kube.own_writes import OwnWrites, uid, version
+from handler.kube.object_meta import resource_version, uid_of
+from handler.kube.own_writes import OwnWrites
 from handler.kube.timestamps import now_iso
 
 log = structlog.get_logger("qat_handler.status")
@@ -58,7 +59,7 @@ class KubeStatusSink:
         obj = self._vmis.get(key)
         with self._lock:
             written = self._written.get(key)
-        if written is not None and written[0] == uid(obj):
+        if written is not None and written[0] == uid_of(obj):
             return written[1]
         return status_from_object(obj) if obj is not None else None
 
@@ -72,9 +73,9 @@ class KubeStatusSink:
         if self._status_subresource and written is not None:  # after the status: its guard is the version we read
             annotations = {"metadata": {"annotations": status_annotations(status)}}
             result = self._patch(namespace, name, annotations, status_only=False, version=api_version)
-            self._own.wrote(key, version(written), result)
+            self._own.wrote(key, resource_version(written), result)
         with self._lock:
-            self._written[key] = (uid(obj), status)
+            self._written[key] = (uid_of(obj), status)
         self._on_status(key, status)
 
     def record_event(self, key: str, event: RecordEvent) -> None:
@@ -107,7 +108,7 @@ class KubeStatusSink:
             body: dict[str, Any] = {"status": status_body(status, self._node, now_iso(), obj.get("status"))}
             if not self._status_subresource:
                 body["metadata"] = {"annotations": status_annotations(status)}
-            guard = version(obj)
+            guard = resource_version(obj)
             if guard:
                 body.setdefault("metadata", {})["resourceVersion"] = guard
             try:
@@ -181,7 +182,7 @@ class KubeStatusSink:
             try:
                 result = self._custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
                 log.info("finalizer added" if add else "finalizer removed", vmi=key, finalizer=FINALIZER)
-                self._own.wrote(key, version(current), result)
+                self._own.wrote(key, resource_version(current), result)
                 return
             except TRANSPORT_ERRORS as error:
                 raise _transport_error(error, f"update finalizers of {key}") from None

@@ -134,10 +134,7 @@ class LibvirtHypervisor:
         try:
             return _observe(conn.lookupByName(name))
         except libvirt.libvirtError as error:
-            wrapped = self.connection.failed(conn, error, f"look up {name}")
-            if wrapped.kind is ErrorKind.NO_DOMAIN:
-                return None
-            raise wrapped from None
+            return _none_if_missing(self.connection.failed(conn, error, f"look up {name}"))
 
     def observe_alone(self, name: str) -> ObservedDomain | None:
         """As observe(), on a spare connection. A destroy holds its domain's lock in libvirtd until
@@ -148,10 +145,7 @@ class LibvirtHypervisor:
             with self.connection.spare() as conn:
                 return _observe(conn.lookupByName(name))
         except libvirt.libvirtError as error:
-            wrapped = wrap(error, f"look up {name}")
-            if wrapped.kind is ErrorKind.NO_DOMAIN:
-                return None
-            raise wrapped from None
+            return _none_if_missing(wrap(error, f"look up {name}"))
 
     def list_managed(self) -> list[ObservedDomain]:
         """Every domain carrying our metadata, active or not."""
@@ -226,6 +220,13 @@ class LibvirtHypervisor:
             return apply(conn)
         except libvirt.libvirtError as error:
             raise self.connection.failed(conn, error, operation) from None
+
+
+def _none_if_missing(wrapped: VirtError) -> ObservedDomain | None:
+    """A look-up's failure: None when the domain does not exist, else raised."""
+    if wrapped.kind is ErrorKind.NO_DOMAIN:
+        return None
+    raise wrapped from None
 
 
 def _observe(dom: libvirt.virDomain) -> ObservedDomain:
