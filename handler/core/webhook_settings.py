@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 
 from handler.core.cert_rotation import TlsLifetimes
 
+VALIDATE_PATH = "/validate-virtualmachineinstances"
+"""The path kube-apiserver POSTs reviews to (the ValidatingWebhookConfiguration names it too)."""
+
 
 @dataclass(frozen=True, slots=True)
 class WebhookTlsSettings:

@@ -18,11 +18,11 @@ import structlog
 
 from handler.core.admission import AdmissionPolicy, VmiRequest, decide
 from handler.core.admission_review import BadReview, read_review, review_response
+from handler.core.webhook_settings import VALIDATE_PATH
 from handler.webhook.certs import CertSource, listening_context
 
 log = structlog.get_logger("qat_handler.webhook")
 
-VALIDATE_PATH = "/validate-virtualmachineinstances"
 MAX_BODY = 3 * 1024 * 1024
 """kube-apiserver's own request limit; a bigger review is refused, not read."""
 

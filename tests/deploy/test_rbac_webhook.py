@@ -9,8 +9,7 @@ from typing import Any
 from handler.cli.webhook_cmd import STACK_ACCOUNTS
 from handler.core.feature_gates import CONFIGMAP_NAME
 from handler.core.vmi_parse import API_VERSIONS
-from handler.core.webhook_settings import WebhookTlsSettings
-from handler.webhook.server import VALIDATE_PATH
+from handler.core.webhook_settings import VALIDATE_PATH, WebhookTlsSettings
 from tests.deploy.manifests import REPO, cli_args, load_all, one, pod_spec
 from tests.deploy.test_rbac import (
     AGENT_ENTRY,

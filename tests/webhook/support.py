@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from handler.core.webhook_settings import WebhookTlsSettings
+from handler.core.webhook_settings import VALIDATE_PATH, WebhookTlsSettings
 from handler.kube.webhook_tls import ca_bundle_of, ensure_webhook_tls
-from handler.webhook.server import VALIDATE_PATH
 from tests.support.fakekube import FakeApiServer
 from tests.support.http_probe import free_port
 
