@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handler.baremetal.status_store import read_status_file
-from handler.cli.common import DEFAULTS, Formatter
+from handler.baremetal.status_store import STATUS_FILE, read_status_file
+from handler.cli.common import DEFAULTS, Formatter, fail
 
 EXAMPLES = """\
 examples:
@@ -35,7 +35,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    vmis = read_status_file(args.state_dir)
+    if not args.state_dir.is_dir():
+        return fail(f"--state-dir {args.state_dir}: no such directory; fix: give the agent's own --state-dir")
+    try:
+        vmis = read_status_file(args.state_dir)
+    except OSError as error:
+        return fail(f"{args.state_dir / STATUS_FILE}: {error.strerror}; fix: run as the agent's user (root)")
+    except ValueError:
+        return fail(f"{args.state_dir / STATUS_FILE}: not JSON; fix: restart the agent, which writes it anew")
     rows = [_row(key, data) for key, data in sorted(vmis.items())]
     if args.output == "json":
         print(json.dumps(rows, indent=2))

@@ -248,6 +248,26 @@ def test_status_json_of_an_empty_state_dir(capsys: pytest.CaptureFixture[str], t
     assert code == 0 and json.loads(out) == []
 
 
+def test_status_of_a_missing_state_dir_is_one_line_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_cli(capsys, "status", "--state-dir", str(tmp_path / "typo"))
+    assert (code, out) == (2, "")
+    assert (
+        err
+        == f"qat-handler: --state-dir {tmp_path / 'typo'}: no such directory; fix: give the agent's own --state-dir\n"
+    )
+
+
+def test_status_of_a_damaged_status_file_is_one_line_naming_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "status.json").write_text('{"vmis": {"ns/vm": ')
+    code, out, err = run_cli(capsys, "status", "--state-dir", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"qat-handler: {tmp_path / 'status.json'}: not JSON; fix: ") and err.count("\n") == 1
+
+
 def test_status_table_and_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     store = StatusStore(tmp_path)
     device = AssignedDevice("qat0", "qat.intel.com/generic", Bdf(0, 0x3D, 1, 1), "QAT0..QATn")
