@@ -138,7 +138,7 @@ def test_lifecycle_directives(unit: dict[str, list[str]]) -> None:
     assert unit["Service.NotifyAccess"] == ["main"]
     assert unit["Service.Restart"] == ["on-failure"]
     assert unit["Service.KillMode"] == ["mixed"]
-    assert unit["Service.ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert unit["Service.ExecReload"] == ['/bin/sh -c "kill -HUP $MAINPID"']
     assert 10 <= seconds(unit["Service.WatchdogSec"][0]) <= 120
     timeout = seconds(unit["Service.TimeoutStopSec"][0])
     assert timeout >= UNIT_STOP_TIMEOUT_SECONDS == stop_seconds(UNIT_GRACE_SECONDS)
@@ -160,6 +160,7 @@ def test_directories_and_identity(unit: dict[str, list[str]]) -> None:
     assert unit["Service.RuntimeDirectory"] == ["qat-handler"]
     assert unit["Service.RuntimeDirectoryPreserve"] == ["yes"]
     assert "qat-handler" in unit["Service.ConfigurationDirectory"][0].split()
+    assert unit["Service.ReadOnlyPaths"] == ["/etc/qat-handler"]
     assert unit["Service.User"] == ["qat-handler"]
     assert unit["Service.SupplementaryGroups"] == ["libvirt"]
     assert unit["Service.CapabilityBoundingSet"] == [""]
