@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.state_dir.is_dir():
-        return fail(f"--state-dir {args.state_dir}: no such directory; fix: give the agent's own --state-dir")
+    if not args.state_dir.is_dir():  # not an error: an agent that is starting makes it
+        print(f"qat-handler: --state-dir {args.state_dir} does not exist (yet); is it the agent's?", file=sys.stderr)
     try:
         vmis = read_status_file(args.state_dir)
     except OSError as error:
