@@ -1,9 +1,10 @@
-"""One thread that wakes at each stop's grace deadline and hands the VMI to a callback.
+"""One thread that wakes at keyed deadlines and hands each key to a callback.
 
-The reconcile pass planned for the deadline waits behind every other pass due at the same
-moment (with N guests and one grace, about N / workers passes), so a destroy decided there
-goes out later the more guests there are. The timer does not queue behind anything: each
-firing only starts the destroy lane's thread for that VMI, which decides and acts on its own.
+Its first use is each stop's grace deadline. The reconcile pass planned for the deadline waits
+behind every other pass due at the same moment (with N guests and one grace, about N / workers
+passes), so a destroy decided there goes out later the more guests there are. The timer does not
+queue behind anything: each firing only starts the destroy lane's thread for that VMI, which
+decides and acts on its own. The manifest directory uses it too, for files that settle.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ log = structlog.get_logger("qat_handler.deadlines")
 
 
 class DeadlineTimer:
-    def __init__(self, clock: Callable[[], float], fire: Callable[[str], None]) -> None:
+    def __init__(self, clock: Callable[[], float], fire: Callable[[str], None], name: str = "grace-deadlines") -> None:
         self._clock = clock
+        self._name = name
         self._fire = fire
         self._due = KeyedQueue(clock)
-        """Keyed by VMI, earliest time kept: a stale entry fires early and the callback re-arms."""
+        """Earliest time kept for each key: a stale entry fires early and the callback re-arms."""
         self._thread: threading.Thread | None = None
 
     def arm(self, key: str, at: float) -> None:
@@ -32,7 +34,7 @@ class DeadlineTimer:
     def start(self) -> None:
         """Fire on a thread of its own (the agent); tests on a fake clock call fire_due()."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="grace-deadlines", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
     def close(self) -> None:
@@ -52,5 +54,5 @@ class DeadlineTimer:
             self._due.done(key)
             try:
                 self._fire(key)
-            except Exception:  # the reconcile pass at the deadline is the backstop
-                log.exception("deadline timer crashed", vmi=key)
+            except Exception:  # a grace's reconcile pass is the backstop; a file is read on its next change
+                log.exception("deadline timer crashed", timer=self._name, key=key)

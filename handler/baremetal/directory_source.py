@@ -2,23 +2,38 @@
 
 ``<stem>.yaml`` (or .yml/.json) is a VMI; ``<stem>.env`` beside it holds its device
 environment. Each file is read on its own, so one bad manifest never blocks another.
+
+A file is read once it is complete: when its writer closes it or it is renamed into place,
+never half-written (a valid first half of a manifest would start a guest without the devices
+its second half asks for). A new manifest that asks for devices and has no env file yet waits
+a moment for it, since ``cp vmi.yaml vmi.env`` lands the manifest first and the allocator
+would otherwise pick VFs that the env file names differently.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import structlog
 
+from handler.agent.deadline_timer import DeadlineTimer
 from handler.baremetal.manifest_entry import ManifestEntry, read_entry
 from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest, is_manifest_name
 from handler.core.desired import Desired
-from handler.ops.directory_watch import DirectoryWatch
+from handler.ops.directory_watch import Change, DirectoryWatch
 
 log = structlog.get_logger("qat_handler.manifests")
+
+SETTLE_SECONDS = 1.0
+"""A file created or written to but not closed (a symlink made, a chmod, a writer that never
+closes) is read once it has been left alone this long. A writer's close reads it at once."""
+ENV_WAIT_SECONDS = 1.0
+"""How long a new manifest that asks for devices waits for its env file before the allocator
+picks VFs for it."""
 
 
 class DirectorySource:
@@ -26,14 +41,26 @@ class DirectorySource:
         self,
         directory: Path,
         on_change: Callable[[str], None] = lambda _key: None,
+        clock: Callable[[], float] = time.monotonic,
+        settle_seconds: float = SETTLE_SECONDS,
+        env_wait_seconds: float = ENV_WAIT_SECONDS,
     ) -> None:
         self.directory = directory
         self.on_change = on_change
+        self._clock = clock
+        self._settle_seconds = settle_seconds
+        self._env_wait_seconds = env_wait_seconds
         self._lock = threading.RLock()
         self._entries: dict[str, ManifestEntry] = {}
         self._key_of: dict[Path, str] = {}
         self._shadowed: dict[str, set[Path]] = {}
         """Duplicate manifests waiting for the key's owner file to go away."""
+        self._touched: dict[Path, float] = {}
+        """Files changed but not closed, with the time of their last change."""
+        self._env_wait: dict[Path, float] = {}
+        """New manifests held for their env file, with when the wait ends."""
+        self.timer = DeadlineTimer(clock, self._due, name="manifest-settle")
+        """Fires for held and settling files; tests on a fake clock call its fire_due()."""
         self._watch = DirectoryWatch(directory, self._path_changed)
 
     # -- the DesiredSource port -------------------------------------------------------
@@ -63,13 +90,18 @@ class DirectorySource:
         for path in gone:
             self.reload(path)
 
-    def reload(self, path: Path) -> None:
+    def reload(self, path: Path, arriving: bool = False) -> None:
+        """Read ``path`` and store what it asks for. ``arriving``: the watch saw it change, so a
+        new manifest without its env file may be held for it (a scan never holds anything)."""
         changed: list[str] = []
         with self._lock:
             old_key = self._key_of.get(path)
+            entry = read_entry(path, old_key)
+            if entry is not None and arriving and old_key is None and self._held_for_env(entry):
+                return
+            self._env_wait.pop(path, None)
             for waiting in self._shadowed.values():
                 waiting.discard(path)
-            entry = read_entry(path, old_key)
             if entry is None:  # the file is gone
                 self._key_of.pop(path, None)
                 if old_key is not None and self._entries[old_key].path == path:
@@ -106,6 +138,21 @@ class DirectorySource:
             )
         return changed
 
+    def _held_for_env(self, entry: ManifestEntry) -> bool:
+        if not entry.desired.allocate:  # it has its env file, or asks for no devices
+            return False
+        until = self._env_wait.get(entry.path)
+        if until is None:
+            until = self._env_wait[entry.path] = self._clock() + self._env_wait_seconds
+            log.info(
+                "manifest waits for its env file", vmi=entry.key, file=entry.path.name, seconds=self._env_wait_seconds
+            )
+        if self._clock() >= until:
+            log.info("no env file came; the agent allocates VFs", vmi=entry.key, file=entry.path.name)
+            return False
+        self.timer.arm(str(entry.path), until)
+        return True
+
     def _store_heir(self, key: str) -> list[str]:
         """The first duplicate that waited for ``key``, now that its owner file is gone or renamed."""
         heir = min(self._shadowed.pop(key, set()), default=None)
@@ -113,22 +160,49 @@ class DirectorySource:
         return self._store(entry, None) if entry is not None else []
 
     def manifest_for(self, changed: Path) -> list[Path]:
-        """The manifest(s) a changed file affects: itself, or the manifests sharing an env file's stem."""
-        if changed.suffix == ENV_SUFFIX:
-            return [
-                changed.with_suffix(suffix)
-                for suffix in MANIFEST_SUFFIXES
-                if changed.with_suffix(suffix).exists() or changed.with_suffix(suffix) in self._key_of
-            ]
-        return [changed] if is_manifest(changed) else []
+        """The manifest(s) a changed file affects: itself, or the manifests sharing an env file's
+        stem that have been read whole (or wait for it) and are not being written right now. A
+        manifest that is still being written is read at its own close, never on its env file's."""
+        if changed.suffix != ENV_SUFFIX:
+            return [changed] if is_manifest(changed) else []
+        with self._lock:
+            candidates = [changed.with_suffix(suffix) for suffix in MANIFEST_SUFFIXES]
+            return [m for m in candidates if (m in self._key_of or m in self._env_wait) and m not in self._touched]
 
     # -- watching ---------------------------------------------------------------------
     def start(self) -> None:
+        self.timer.start()
         self._watch.start()
 
     def stop(self) -> None:
         self._watch.stop()
+        self.timer.close()
 
-    def _path_changed(self, path: Path) -> None:
+    def _path_changed(self, path: Path, change: Change) -> None:
+        if change is Change.PARTIAL:  # read when its writer closes it, or once it settles
+            now = self._clock()
+            with self._lock:
+                self._touched[path] = now
+            self.timer.arm(str(path), now + self._settle_seconds)
+            return
+        with self._lock:
+            self._touched.pop(path, None)
+        self._read_changed(path)
+
+    def _read_changed(self, path: Path) -> None:
         for manifest in self.manifest_for(path):
-            self.reload(manifest)
+            self.reload(manifest, arriving=True)
+
+    def _due(self, name: str) -> None:
+        path = Path(name)
+        with self._lock:
+            touched = self._touched.get(path)
+            if touched is not None and self._clock() < touched + self._settle_seconds:
+                self.timer.arm(name, touched + self._settle_seconds)  # changed again since
+                return
+            self._touched.pop(path, None)
+            held = path in self._env_wait
+        if touched is not None:
+            self._read_changed(path)
+        elif held:
+            self.reload(path, arriving=True)

@@ -21,7 +21,7 @@ import structlog
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, Handoff, handoff_from_json, report_to_json
 from handler.core.refusal import Refusal, Refused
 from handler.ops.atomic_file import write_atomically
-from handler.ops.directory_watch import DirectoryWatch
+from handler.ops.directory_watch import Change, DirectoryWatch
 
 log = structlog.get_logger("qat_handler.handoff")
 
@@ -107,7 +107,9 @@ class HandoffSlots:
     def stop(self) -> None:
         self._watch.stop()
 
-    def _path_changed(self, path: Path) -> None:
+    def _path_changed(self, path: Path, _change: Change) -> None:
+        # Every change is read at once: the launcher writes its handoff by an atomic rename, and
+        # a pod's partial write is refused like any other bad handoff until the next change.
         try:
             relative = path.relative_to(self.pods_dir)
         except ValueError:

@@ -27,9 +27,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def kubernetes_imported(*argv: str) -> bool:
-    done = subprocess.run(
-        [sys.executable, "-c", PROGRAM, *argv], capture_output=True, text=True, timeout=60, cwd=REPO
-    )
+    done = subprocess.run([sys.executable, "-c", PROGRAM, *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
     lines = [line for line in done.stderr.splitlines() if line.startswith(REPORT)]
     assert len(lines) == 1, f"no report from {argv}: rc {done.returncode}, stderr {done.stderr[-2000:]}"
     return lines[0] == REPORT + "True"

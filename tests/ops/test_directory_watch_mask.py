@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from watchdog.observers.inotify_c import InotifyConstants
 
-from handler.ops.directory_watch import DirectoryWatch
+from handler.ops.directory_watch import Change, DirectoryWatch
 
 
 def _until(probe, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -22,7 +22,8 @@ def _until(probe, what: str) -> None:  # type: ignore[no-untyped-def]
 
 def test_reads_are_not_asked_for_and_changes_are_seen(tmp_path: Path) -> None:
     seen: list[Path] = []
-    watch = DirectoryWatch(tmp_path, seen.append)
+    changes: list[tuple[Path, Change]] = []
+    watch = DirectoryWatch(tmp_path, lambda path, change: (seen.append(path), changes.append((path, change))))
     watch.start()
     try:
         assert watch._observer is not None
@@ -31,9 +32,10 @@ def test_reads_are_not_asked_for_and_changes_are_seen(tmp_path: Path) -> None:
         assert not mask & (InotifyConstants.IN_OPEN | InotifyConstants.IN_CLOSE_NOWRITE | InotifyConstants.IN_ACCESS)
         assert mask & InotifyConstants.IN_CLOSE_WRITE and mask & InotifyConstants.IN_MOVE
         (tmp_path / "a.yaml").write_text("x")
-        _until(lambda: tmp_path / "a.yaml" in seen, "the write")
+        _until(lambda: (tmp_path / "a.yaml", Change.FINAL) in changes, "the write, closed")
+        assert changes[0] == (tmp_path / "a.yaml", Change.PARTIAL)  # created: its writer was still at it
         (tmp_path / "a.yaml").rename(tmp_path / "b.yaml")
-        _until(lambda: tmp_path / "b.yaml" in seen, "the rename")
+        _until(lambda: (tmp_path / "b.yaml", Change.FINAL) in changes, "the rename")
         (tmp_path / "b.yaml").unlink()
         count = len(seen)
         _until(lambda: len(seen) > count, "the removal")
