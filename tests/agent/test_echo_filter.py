@@ -23,16 +23,9 @@ from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
 from handler.settings import AgentSettings
+from tests.support.fake_clock import FakeClock
 
 GENERIC = "qat.intel.com/generic"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_each_expectation_drops_one_event_of_its_kind_for_its_domain() -> None:

@@ -7,14 +7,7 @@ import time
 from collections import Counter
 
 from handler.agent.keyed_queue import KeyedQueue
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.fake_clock import FakeClock
 
 
 def drain(queue: KeyedQueue) -> list[str]:

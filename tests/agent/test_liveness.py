@@ -30,6 +30,7 @@ from handler.core.render_settings import RenderSettings
 from handler.core.status import VMIStatus
 from handler.ops.heartbeat import Heartbeat
 from handler.ops.sdnotify import Notifier
+from tests.support.fake_clock import FakeClock
 
 PERIOD = 0.25
 """Seconds between watchdog pings: half of WatchdogSec=0.5s (exact in binary, so the fake clock is too)."""
@@ -99,14 +100,6 @@ def notify_socket(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     sock.close()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def pings_over(liveness: Liveness, sock: socket.socket, clock: FakeClock, ticks: int) -> int:
     """``ticks`` turns of the main loop, one watchdog period apart: WATCHDOG=1 datagrams received."""
     count = 0
@@ -128,7 +121,7 @@ def wait_real(what: str, check: Callable[[], bool], timeout: float = 10.0) -> No
 
 
 def test_a_wedged_worker_stops_the_watchdog_and_recovery_resumes_it(notify_socket: socket.socket) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     hypervisor = WedgingHypervisor()
     reconciler = Reconciler(NoVMIs(), hypervisor, NullSink(), PlanSettings(RenderSettings()))
     engine = Engine(reconciler, EngineSettings(workers=1), clock=clock)

@@ -20,6 +20,7 @@ import pytest
 from handler.baremetal.directory_source import ENV_WAIT_SECONDS, SETTLE_SECONDS, DirectorySource
 from handler.core.desired import Desired
 from handler.ops.directory_watch import Change
+from tests.support.fake_clock import FakeClock
 
 KEY = "edge/gw"
 HEAD = "apiVersion: kubevirt.io/v1\nkind: VirtualMachineInstance\nmetadata: {name: gw, namespace: edge}\n"
@@ -28,17 +29,9 @@ WITH_QAT = WITHOUT_DEVICES + "    devices:\n      qats:\n        - {name: qat0, 
 ENV = "QAT0=0000:3d:01.3\n"
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture

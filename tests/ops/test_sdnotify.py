@@ -13,6 +13,7 @@ import pytest
 
 from handler.ops.heartbeat import Heartbeat
 from handler.ops.sdnotify import Notifier
+from tests.support.fake_clock import FakeClock
 
 
 @pytest.fixture
@@ -124,14 +125,6 @@ def test_watchdog_interval(
         else:
             monkeypatch.setenv(name, str(os.getpid()) if value == "self" else value)
     assert Notifier().watchdog_interval() == expected
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_heartbeat_forwards_at_most_every_half_interval(

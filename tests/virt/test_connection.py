@@ -17,6 +17,7 @@ from handler.virt import connection as connection_module
 from handler.virt.connection import RECONNECT, Connection
 from handler.virt.errors import ErrorKind, VirtError
 from handler.virt.hypervisor import LibvirtHypervisor
+from tests.support.fake_clock import FakeClock
 
 
 def libvirt_error(code: int, domain: int = libvirt.VIR_FROM_NONE, message: str = "boom") -> libvirt.libvirtError:
@@ -64,14 +65,6 @@ class Libvirtd:
         conn = FakeConn(len(self.opened))
         self.opened.append(conn)
         return conn
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
