@@ -73,3 +73,9 @@ def test_interleaved_times_the_work_alone_and_between_calls() -> None:
     assert "device check + plan of 20 VMIs, one thread, on test+unix:///default?socket=" in out
     for name in ("alone, no libvirt calls", "between the calls, batches of 1", "between the calls, batches of 4"):
         assert name in out
+
+
+def test_startup_times_each_command_beside_a_bare_interpreter() -> None:
+    out = bench("startup.py", "--rounds", "1")
+    assert "CLI start-up, median of 1 alternating rounds" in out
+    assert "python -c pass" in out and "qat-handler launcher (refuses: no VMI) [this tree]" in out
