@@ -46,13 +46,13 @@ from bench_domains import bench_domains, remove_domains
 from daemon_uri import on_daemon_of
 from workload import NAMESPACE, RESOURCE, build_host, manifest_text
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.manifest_file import default_uid
 from handler.baremetal.node import BareMetalNode
 from handler.cli.common import agent_owner
 from handler.core.device_env import AssignedDevice
 from handler.core.domain_xml import render_domain
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.core.vmi_parse import parse_vmi
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks

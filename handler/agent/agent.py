@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 
 import structlog
 
@@ -16,16 +15,10 @@ from handler.agent.reconciler import Outcome, Reconciler
 from handler.agent.worker_pulse import WorkerPulse
 from handler.core.backoff import Backoff
 from handler.core.stop_budget import STOP_MARGIN_SECONDS, stop_extension
+from handler.core.stop_policy import StopPolicy
 from handler.core.vmi import key_of_domain
 
 log = structlog.get_logger("qat_handler.agent")
-
-
-class StopPolicy(StrEnum):
-    SHUTDOWN = "shutdown"
-    """Shut every guest down (ACPI, destroy at grace) before the agent exits, like libvirt-guests."""
-    KEEP = "keep"
-    """Leave guests running; a new agent adopts them. For upgrades of the agent itself."""
 
 
 RECONCILE_RETRY = Backoff(1.0, 300.0)

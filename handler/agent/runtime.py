@@ -12,7 +12,7 @@ from pathlib import Path
 
 import structlog
 
-from handler.agent.agent import Engine, EngineSettings, StopPolicy
+from handler.agent.agent import Engine, EngineSettings
 from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.ports import (
     DesiredSource,
@@ -24,6 +24,7 @@ from handler.agent.ports import (
 )
 from handler.agent.reconciler import Reconciler
 from handler.core.numa import NumaPolicy
+from handler.core.stop_policy import StopPolicy
 from handler.host.guest_files import GuestFiles
 from handler.host.image_cache import ImageCache
 from handler.host.numa_topology import read_numa_topology

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import structlog
 
-from handler.agent.agent import Engine, StopPolicy
+from handler.agent.agent import Engine
 from handler.agent.ports import DeviceInspector
 from handler.agent.reconciler import Reconciler
 from handler.agent.runtime import NodeRuntime
@@ -15,6 +15,7 @@ from handler.baremetal.allocator import VfAllocator
 from handler.baremetal.directory_source import DirectorySource
 from handler.baremetal.status_store import StatusStore
 from handler.core.permitted_devices import PermittedDevices
+from handler.core.stop_policy import StopPolicy
 from handler.host.net_bridges import is_host_bridge
 from handler.ops.metrics import Metrics
 from handler.settings import AgentSettings

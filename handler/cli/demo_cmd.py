@@ -16,12 +16,12 @@ from pathlib import Path
 import libvirt
 from lxml import etree
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.node import BareMetalNode
 from handler.cli import status_cmd
 from handler.cli.common import Formatter, agent_owner, fail
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from handler import __version__
-from handler.cli import (
-    agent_cmd,
-    console_cmd,
-    controller_cmd,
-    crd_cmd,
-    demo_cmd,
-    doctor_cmd,
-    launcher_cmd,
-    render_cmd,
-    status_cmd,
-    webhook_cmd,
-)
+
+COMMANDS = {
+    "agent": "agent_cmd",
+    "launcher": "launcher_cmd",
+    "controller": "controller_cmd",
+    "webhook": "webhook_cmd",
+    "render": "render_cmd",
+    "status": "status_cmd",
+    "console": "console_cmd",
+    "doctor": "doctor_cmd",
+    "demo": "demo_cmd",
+    "crd": "crd_cmd",
+}
+"""Each subcommand and its module in handler/cli/, in the order --help lists them."""
 
 DESCRIPTION = """\
 qat-handler gives Intel QuickAssist (QAT) virtual functions to virtual machines.
@@ -28,30 +31,25 @@ vfio <hostdev> entries, keeping them in step with the manifests.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with ``only`` just that subcommand: its module alone is imported, so the
+    launcher in every pod starts without the agent's engine, libvirt or the Kubernetes client."""
     parser = argparse.ArgumentParser(
         prog="qat-handler", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"qat-handler {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (
-        agent_cmd,
-        launcher_cmd,
-        controller_cmd,
-        webhook_cmd,
-        render_cmd,
-        status_cmd,
-        console_cmd,
-        doctor_cmd,
-        demo_cmd,
-        crd_cmd,
-    ):
-        module.register(commands)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(f"handler.cli.{module}").register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # The only options before the subcommand are --help and --version, so the first word is it.
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

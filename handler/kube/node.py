@@ -10,11 +10,12 @@ from pathlib import Path
 import structlog
 from kubernetes import client
 
-from handler.agent.agent import Engine, StopPolicy
+from handler.agent.agent import Engine
 from handler.agent.ports import DeviceInspector
 from handler.agent.runtime import NodeRuntime
 from handler.core.handoff import AgentReport
 from handler.core.status import VMIStatus
+from handler.core.stop_policy import StopPolicy
 from handler.host.guest_files import GuestFiles
 from handler.host.net_bridges import is_host_bridge
 from handler.kube.client import serves_vmi_status

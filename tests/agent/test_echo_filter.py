@@ -11,7 +11,7 @@ import libvirt
 import pytest
 import yaml
 
-from handler.agent.agent import Engine, EngineSettings, StopPolicy
+from handler.agent.agent import Engine, EngineSettings
 from handler.agent.echo_filter import EchoFilter
 from handler.agent.keyed_queue import KeyedQueue
 from handler.agent.reconciler import Reconciler
@@ -19,6 +19,7 @@ from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.agent.agent import Engine, EngineSettings, StopPolicy
+from handler.agent.agent import Engine, EngineSettings
 from handler.agent.liveness import Liveness
 from handler.agent.reconciler import Reconciler
 from handler.core.actions import RecordEvent
@@ -28,6 +28,7 @@ from handler.core.domain_state import ObservedDomain
 from handler.core.planner import PlanSettings
 from handler.core.render_settings import RenderSettings
 from handler.core.status import VMIStatus
+from handler.core.stop_policy import StopPolicy
 from handler.ops.heartbeat import Heartbeat
 from handler.ops.sdnotify import Notifier
 from tests.support.fake_clock import FakeClock

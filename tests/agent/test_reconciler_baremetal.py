@@ -33,11 +33,11 @@ import pytest
 import yaml
 from lxml import etree
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host

@@ -11,7 +11,6 @@ import libvirt
 import pytest
 import yaml
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.allocator import ALLOCATIONS_FILE, VfAllocator
 from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
@@ -21,6 +20,7 @@ from handler.core.domain_identity import DomainIdentity
 from handler.core.domain_state import ObservedDomain, Power
 from handler.core.refusal import Refused
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
 from handler.host.domain_templates import load_templates

@@ -10,13 +10,13 @@ import libvirt
 import pytest
 import yaml
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.allocator import VfAllocator
 from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.numa import NumaPolicy
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.core.vmi_parse import parse_vmi
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks

@@ -10,12 +10,12 @@ import libvirt
 import pytest
 import yaml
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.node import BareMetalNode
 from handler.baremetal.status_store import read_status_file
 from handler.core.bdf import Bdf
 from handler.core.domain_identity import METADATA_NS, read_identity_element
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host

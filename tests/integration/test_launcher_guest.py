@@ -20,9 +20,9 @@ import libvirt
 import pytest
 from kubernetes import client
 
-from handler.agent.agent import StopPolicy
 from handler.core.backoff import Backoff
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.kube.informer import WatchSettings
 from handler.kube.node import KubeNode

@@ -19,12 +19,12 @@ from typing import Any
 import libvirt
 from kubernetes import client
 
-from handler.agent.agent import StopPolicy
 from handler.core.backoff import Backoff
 from handler.core.bdf import Bdf
 from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, Handoff, handoff_to_json
 from handler.core.kube_status import FINALIZER
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.core.vmi import NODE_LABEL
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks

@@ -16,9 +16,9 @@ import libvirt
 import pytest
 from kubernetes import client
 
-from handler.agent.agent import StopPolicy
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host

@@ -22,11 +22,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from handler.agent.agent import StopPolicy
 from handler.baremetal.manifest_entry import read_entry
 from handler.baremetal.node import BareMetalNode
 from handler.core.bdf import Bdf
 from handler.core.render_settings import RenderSettings
+from handler.core.stop_policy import StopPolicy
 from handler.host.domain_templates import load_templates
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
