@@ -50,7 +50,6 @@ if [ "$ROOT" != / ]; then
     exit 0
 fi
 systemd-sysusers /usr/lib/sysusers.d/qat-handler.conf
-getent group libvirt >/dev/null || say "warning: no group libvirt yet; install libvirt-daemon-system first"
 if [ -d /run/systemd/system ]; then
     systemctl daemon-reload
     systemctl enable --now qat-handler.service

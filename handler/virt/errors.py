@@ -75,9 +75,21 @@ def unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:
     return connect_failed(uri, error.get_error_code() or 0, error.get_error_message() or str(error))
 
 
+_AUTH_ERRORS = frozenset(
+    {libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED, libvirt.VIR_ERR_AUTH_UNAVAILABLE}
+)
+"""libvirtd answered, and refused this client."""
+
+
 def connect_failed(uri: str, code: int, message: str) -> VirtError:
     """Connecting to ``uri`` failed with libvirt's ``code`` and ``message`` (here, or in the
     event listener's process), on one line with what to do about it."""
-    hint = "start libvirtd (or virtqemud), or check that this user is in the libvirt group"
+    if code in _AUTH_ERRORS:
+        hint = (
+            "add this user to group libvirt in the user database (usermod -aG libvirt USER; libvirt's polkit rule"
+            " reads it, so a service's SupplementaryGroups= is not enough), or run as root"
+        )
+    else:
+        hint = "start libvirtd (or virtqemud), or check that this user is in the libvirt group"
     one_line = message.strip().replace("\n", " ")
     return VirtError(ErrorKind.CONNECTION, code, f"{one_line}; fix: {hint}", f"connect {uri}")

@@ -4,9 +4,11 @@ The machines here have no systemd as PID 1, so the host is a container: the proj
 (deploy/image/build.sh), Debian's systemd, and the unit with its files laid out by
 ``deploy/baremetal/install.sh --root`` exactly as on a bare-metal host. It boots
 ``/lib/systemd/systemd`` under podman. It runs privileged, because systemd sets up each
-service's mount namespace, cgroup and seccomp filter itself. It has no libvirtd, so
+service's mount namespace, cgroup and seccomp filter itself. Debian's libvirt-daemon-system
+(with its polkit rule) runs in it too, without QEMU, which this host cannot run for it, so
 ``/etc/default/qat-handler`` points the agent at libvirt's in-process test driver, as an
-operator would edit it. Nothing else in the files differs from an installation.
+operator would edit it, and a test switches it to ``qemu:///system`` to prove the connection.
+Nothing else in the files differs from an installation.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def host_image() -> str:
     try:
         install_systemd = (
             "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
-            " systemd >/dev/null && rm -rf /var/lib/apt/lists/*"
+            " systemd libvirt-daemon-system dbus >/dev/null && rm -rf /var/lib/apt/lists/*"
         )
         _run("buildah", "run", "--isolation", "chroot", ctr, "--", "sh", "-c", install_systemd)
         root = Path(_run("buildah", "mount", ctr).strip())
@@ -74,8 +76,8 @@ def host_image() -> str:
         assert "--connect qemu:///system" in text
         defaults.write_text(text.replace("--connect qemu:///system", f"--connect {CONNECT}"))
         _run("buildah", "umount", ctr)
-        # libvirt's package would create the group; systemd-sysusers creates the user at boot.
-        setup = "groupadd -r libvirt && systemctl enable qat-handler.service && systemctl mask getty.target"
+        # systemd-sysusers creates the user at boot, from install.sh's entry, as on a real host.
+        setup = "systemctl enable qat-handler.service && systemctl mask getty.target"
         _run("buildah", "run", "--isolation", "chroot", ctr, "--", "sh", "-c", setup)
         _run(
             "buildah",

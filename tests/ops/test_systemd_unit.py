@@ -196,6 +196,10 @@ def test_sysusers_creates_the_unit_user(tmp_path: Path, unit: dict[str, list[str
     out = result.stdout + result.stderr
     assert f"Creating user '{unit['Service.User'][0]}'" in out
     assert f"Creating group '{unit['Service.Group'][0]}'" in out
+    # polkit's rule for group libvirt reads the user database: the group must be there, not only
+    # in SupplementaryGroups= (tests/ops/test_unit_under_systemd.py shows the refusal without it)
+    members = [line.split() for line in SYSUSERS.read_text().splitlines() if line.startswith("m ")]
+    assert members == [["m", unit["Service.User"][0], group] for group in unit["Service.SupplementaryGroups"]]
 
 
 PR_SET_MDWE = 65

@@ -129,3 +129,29 @@ def test_stop_shuts_guests_down_asks_for_a_long_grace_and_ends_cleanly(host: Sys
         assert json.loads(host.ok("qat-handler status -o json")) != []  # the last status stays readable
     finally:
         host.ok("systemctl start qat-handler", timeout=120)
+
+
+def test_on_the_system_libvirtd_polkit_lets_the_agent_in_and_its_listener_runs(host: SystemdHost) -> None:
+    # libvirtd asks polkit; polkit's rule for group libvirt reads the user database, where the
+    # sysusers entry puts qat-handler (SupplementaryGroups= alone was refused: libvirt error 94).
+    assert "qat-handler" in host.ok("getent group libvirt").strip().split(":")[3].split(",")
+    defaults = "/etc/default/qat-handler"
+    host.ok(f"sed -i 's|--connect test:///default|--connect qemu:///system|' {defaults}")
+    try:
+        host.ok("systemctl restart qat-handler", timeout=120)
+        shown = host.show("ActiveState", "MainPID")
+        assert shown["ActiveState"] == "active", host.journal()
+        fetch = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())'"
+        assert "qat_handler_libvirt_connected 1.0" in host.ok(f"{fetch} http://127.0.0.1:9471/metrics").splitlines()
+        # The daemon's events are heard by the agent's listener process, inside the same sandbox
+        # (the bracketed pattern keeps this shell and its grep from matching themselves).
+        listeners = host.ok(
+            "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null"
+            " | grep -q 'handler[.]virt[.]event_listener_main'"
+            " && awk '/^(PPid|Uid):/{printf \"%s \", $2} END{print \"\"}' $p/status; done; true"
+        ).split("\n")
+        uid = host.ok("id -u qat-handler").strip()
+        assert [line.split() for line in listeners if line.strip()] == [[shown["MainPID"], uid]], listeners
+    finally:
+        host.ok(f"sed -i 's|--connect qemu:///system|--connect test:///default|' {defaults}")
+        host.ok("systemctl restart qat-handler", timeout=120)
