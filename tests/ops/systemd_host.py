@@ -5,10 +5,10 @@ The machines here have no systemd as PID 1, so the host is a container: the proj
 ``deploy/baremetal/install.sh --root`` exactly as on a bare-metal host. It boots
 ``/lib/systemd/systemd`` under podman. It runs privileged, because systemd sets up each
 service's mount namespace, cgroup and seccomp filter itself. Debian's libvirt-daemon-system
-(with its polkit rule) runs in it too, without QEMU, which this host cannot run for it, so
-``/etc/default/qat-handler`` points the agent at libvirt's in-process test driver, as an
-operator would edit it, and a test switches it to ``qemu:///system`` to prove the connection.
-Nothing else in the files differs from an installation.
+(with its polkit rule) and QEMU run in it too. ``/etc/default/qat-handler`` points the agent
+at libvirt's in-process test driver, as an operator would edit it, so most tests need no
+guest; the tests of the system libvirtd switch it to ``qemu:///system`` (TCG guests: there
+is no KVM in here). Nothing else in the files differs from an installation.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def host_image() -> str:
     try:
         install_systemd = (
             "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
-            " systemd libvirt-daemon-system dbus >/dev/null && rm -rf /var/lib/apt/lists/*"
+            " systemd libvirt-daemon-system dbus qemu-system-x86 >/dev/null && rm -rf /var/lib/apt/lists/*"
         )
         _run("buildah", "run", "--isolation", "chroot", ctr, "--", "sh", "-c", install_systemd)
         root = Path(_run("buildah", "mount", ctr).strip())
@@ -131,6 +131,31 @@ class SystemdHost:
 
     def journal(self, lines: int = 40) -> str:
         return self.sh(f"journalctl -u qat-handler --no-pager -o cat -n {lines}")[1]
+
+    def processes(self, pattern: str) -> list[tuple[str, str]]:
+        """(PPid, Uid) of each process whose command line matches the grep ``pattern``. The host has
+        no ps; write the pattern so that it does not match itself (``qemu-system-x86[_]64``)."""
+        out = self.ok(
+            "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null"
+            f" | grep -q '{pattern}'"
+            ' && awk \'/^(PPid|Uid):/{printf "%s ", $2} END{print ""}\' $p/status; done; true'
+        )
+        return [(fields[0], fields[1]) for fields in (line.split() for line in out.splitlines()) if fields]
+
+    @contextmanager
+    def on_system_libvirtd(self) -> Iterator[None]:
+        """The agent restarted on ``qemu:///system`` with TCG guests; back on the test driver after.
+        The earlier tests' manifests go first: real guests of theirs would take real graces to stop."""
+        self.ok("rm -f /etc/qat-handler/vmis/*")
+        self.wait("the earlier VMIs forgotten", "qat-handler status -o json | grep -qx '\\[\\]'")
+        defaults = "/etc/default/qat-handler"
+        to_system = "s|--connect test:///default|--connect qemu:///system|; s|--domain-type kvm|--domain-type qemu|"
+        to_test = "s|--connect qemu:///system|--connect test:///default|; s|--domain-type qemu|--domain-type kvm|"
+        self.ok(f"sed -i '{to_system}' {defaults} && systemctl restart qat-handler", timeout=120)
+        try:
+            yield
+        finally:
+            self.ok(f"sed -i '{to_test}' {defaults} && systemctl restart qat-handler", timeout=120)
 
     def write_manifest(self, name: str, text: str) -> None:
         """As an operator should: written beside the directory's files, then renamed into place."""

@@ -35,9 +35,9 @@ def host() -> Iterator[SystemdHost]:
         yield host
 
 
-def running(host: SystemdHost, name: str) -> dict[str, object]:
+def running(host: SystemdHost, name: str, timeout: float = 60) -> dict[str, object]:
     """Wait until ``qat-handler status`` shows unit/NAME Running; its row of ``-o json``."""
-    host.wait(f"unit/{name} Running", f"qat-handler status | grep -qE '^unit +{name} +Running '")
+    host.wait(f"unit/{name} Running", f"qat-handler status | grep -qE '^unit +{name} +Running '", timeout)
     rows = json.loads(host.ok("qat-handler status -o json"))
     row: dict[str, object] = next(r for r in rows if r["namespace"] == "unit" and r["name"] == name)
     return row
@@ -135,23 +135,31 @@ def test_on_the_system_libvirtd_polkit_lets_the_agent_in_and_its_listener_runs(h
     # libvirtd asks polkit; polkit's rule for group libvirt reads the user database, where the
     # sysusers entry puts qat-handler (SupplementaryGroups= alone was refused: libvirt error 94).
     assert "qat-handler" in host.ok("getent group libvirt").strip().split(":")[3].split(",")
-    defaults = "/etc/default/qat-handler"
-    host.ok(f"sed -i 's|--connect test:///default|--connect qemu:///system|' {defaults}")
-    try:
-        host.ok("systemctl restart qat-handler", timeout=120)
+    with host.on_system_libvirtd():
         shown = host.show("ActiveState", "MainPID")
         assert shown["ActiveState"] == "active", host.journal()
         fetch = "python3 -c 'import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())'"
         assert "qat_handler_libvirt_connected 1.0" in host.ok(f"{fetch} http://127.0.0.1:9471/metrics").splitlines()
-        # The daemon's events are heard by the agent's listener process, inside the same sandbox
-        # (the bracketed pattern keeps this shell and its grep from matching themselves).
-        listeners = host.ok(
-            "for p in /proc/[0-9]*; do tr '\\0' ' ' <$p/cmdline 2>/dev/null"
-            " | grep -q 'handler[.]virt[.]event_listener_main'"
-            " && awk '/^(PPid|Uid):/{printf \"%s \", $2} END{print \"\"}' $p/status; done; true"
-        ).split("\n")
+        # The daemon's events are heard by the agent's listener process, inside the same sandbox.
         uid = host.ok("id -u qat-handler").strip()
-        assert [line.split() for line in listeners if line.strip()] == [[shown["MainPID"], uid]], listeners
-    finally:
-        host.ok(f"sed -i 's|--connect qemu:///system|--connect test:///default|' {defaults}")
-        host.ok("systemctl restart qat-handler", timeout=120)
+        assert host.processes("handler[.]virt[.]event_listener_main") == [(shown["MainPID"], uid)]
+
+
+def test_a_real_guest_runs_under_the_unit_and_a_deaf_one_is_destroyed_at_its_grace(host: SystemdHost) -> None:
+    with host.on_system_libvirtd():
+        # No OS in it, so nothing answers ACPI: the stop must destroy it when its 5 s grace ends.
+        host.write_manifest("real.yaml", MANIFEST.format(name="real", grace=5).replace("64Mi", "32Mi"))
+        try:
+            running(host, "real", timeout=180)  # the first define makes libvirtd probe QEMU
+            qemu_uid = host.ok("id -u libvirt-qemu").strip()
+            owners = [uid for _ppid, uid in host.processes("^/usr/bin/qemu-system-x86[_]64")]
+            assert owners == [qemu_uid], owners  # QEMU itself, started by libvirtd, not by the agent
+            host.ok("test -f /var/lib/qat-handler/logs/unit_real.serial.log")  # QEMU writes in our state dir
+            host.ok("systemctl stop qat-handler", timeout=120)
+            assert host.show("Result")["Result"] == "success"
+            log = host.journal(30)
+            assert "unit_real destroyed after 5 s: the guest did not power off within its 5 s grace period" in log
+            assert "all guests are off" in log
+            assert "shut off" in host.ok("virsh -c qemu:///system domstate unit_real")
+        finally:
+            host.ok("rm -f /etc/qat-handler/vmis/real.yaml")
