@@ -29,8 +29,10 @@ from handler.ops.stop_signals import StopSignals
 from handler.settings import AgentSettings
 
 log = structlog.get_logger("qat_handler.cli")
-LIVENESS_SECONDS = 30.0
-"""/healthz fails when the main loop or a reconcile worker has not turned for this long."""
+LIVENESS_SECONDS = 90.0
+"""/healthz fails when the main loop or a reconcile worker has not turned for this long: longer
+than libvirt's slowest legitimate call (a first define on a fresh libvirtd probes QEMU, 26 s
+measured, 30-55 s on a slow host), as the unit's watchdog (half of WatchdogSec=3min)."""
 
 
 class Node(Protocol):
