@@ -74,12 +74,12 @@ def exempt_users(accounts: list[str]) -> frozenset[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Imported here: the Kubernetes client alone takes a quarter of a second to import, and
-    # every other subcommand (the launcher in each pod, the bare-metal agent) has no use for it.
     try:
         exempt = exempt_users(getattr(args, "stack_service_account", None) or list(STACK_ACCOUNTS))
     except ValueError as error:
         return fail(str(error))
+    # Imported here: the Kubernetes client alone takes a quarter of a second to import, and
+    # no other subcommand has a use for it.
     from handler.cli.webhook_serve import serve
 
     return serve(args, exempt)

@@ -27,6 +27,8 @@ _CONNECTION_CODES = {
     libvirt.VIR_ERR_RPC,
     libvirt.VIR_ERR_AUTH_FAILED,
 }
+_AUTH_CODES = {libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED, libvirt.VIR_ERR_AUTH_UNAVAILABLE}
+"""Connecting failed because libvirtd answered and refused this client."""
 _UNSUPPORTED_CODES = {
     libvirt.VIR_ERR_NO_SUPPORT,
     libvirt.VIR_ERR_CONFIG_UNSUPPORTED,
@@ -75,16 +77,10 @@ def unreachable(uri: str, error: libvirt.libvirtError) -> VirtError:
     return connect_failed(uri, error.get_error_code() or 0, error.get_error_message() or str(error))
 
 
-_AUTH_ERRORS = frozenset(
-    {libvirt.VIR_ERR_AUTH_FAILED, libvirt.VIR_ERR_AUTH_CANCELLED, libvirt.VIR_ERR_AUTH_UNAVAILABLE}
-)
-"""libvirtd answered, and refused this client."""
-
-
 def connect_failed(uri: str, code: int, message: str) -> VirtError:
     """Connecting to ``uri`` failed with libvirt's ``code`` and ``message`` (here, or in the
     event listener's process), on one line with what to do about it."""
-    if code in _AUTH_ERRORS:
+    if code in _AUTH_CODES:
         hint = (
             "add this user to group libvirt in the user database (usermod -aG libvirt USER; libvirt's polkit rule"
             " reads it, so a service's SupplementaryGroups= is not enough), or run as root"
