@@ -58,13 +58,15 @@ class DeviceGate:
         """The VMI's domain is gone: its VFs are free, and VMIs waiting for one get another look."""
         held = self.claims.held_by(key)
         self.claims.release(key)
-        if self._allocator is not None:
-            self._allocator.release(key)
-        with self._lock:
-            self._waiting.discard(key)
-            waiting = sorted(self._waiting) if held else []
-        for other in waiting:
-            self._requeue(other)
+        try:
+            if self._allocator is not None:
+                self._allocator.release(key)  # may fail to write its file; the VFs are free anyway
+        finally:
+            with self._lock:
+                self._waiting.discard(key)
+                waiting = sorted(self._waiting) if held else []
+            for other in waiting:
+                self._requeue(other)
 
     def waiting(self) -> list[str]:
         with self._lock:

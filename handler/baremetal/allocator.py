@@ -3,7 +3,8 @@
 Every allocation is written (atomically, fsynced) to ``<state-dir>/allocations.json``
 before the domain that uses it is defined, and dropped only after the domain is
 undefined. Together with the domains' own metadata this means one VF never reaches two
-VMIs, whatever moment the agent crashes at.
+VMIs, whatever moment the agent crashes at. An allocation that cannot be written (a full
+disk) is not made: the VMI waits, and its reconcile says why in one line and tries again.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from handler.core.vmi import VMI
 from handler.host.fresh_checks import FreshDeviceChecks
 from handler.host.inspector import HostInspector
 from handler.host.numa_topology import read_numa_topology
-from handler.ops.atomic_file import write_atomically
+from handler.ops.atomic_file import StateNotWritable, write_state_file
 
 log = structlog.get_logger("qat_handler.allocator")
 
@@ -48,6 +49,8 @@ class VfAllocator:
         self._inspector = HostInspector(self._fresh)
         self._scanned_at = float("-inf")
         self._numa: NumaTopology | None = None
+        self._unsaved = False
+        """The file lags the records (a write failed): the next change, or a release, writes it."""
         state_dir.mkdir(parents=True, exist_ok=True)
         self._load()
 
@@ -65,17 +68,31 @@ class VfAllocator:
             if chosen is None:
                 chosen = self._choose(vmi, held, taken_elsewhere, None, refuse=True)
             assert chosen is not None
+            previous = self._records.get(vmi.key)
             self._records[vmi.key] = (vmi.uid, tuple(chosen))
-            self._save()
+            try:
+                self._save()
+            except StateNotWritable:
+                # Not recorded, not given: a guest must never hold a VF the file does not show.
+                if previous is None:
+                    del self._records[vmi.key]
+                else:
+                    self._records[vmi.key] = previous
+                raise
         log.info("VFs allocated", vmi=vmi.key, uid=vmi.uid, bdfs=[str(d.bdf) for d in chosen])
         return tuple(chosen)
 
     def release(self, key: str) -> None:
+        """Free the VMI's VFs. If the file cannot be written they are free all the same (their
+        domain is gone, and a restart drops a record with neither domain nor manifest), and
+        StateNotWritable makes the caller's reconcile retry until the file is right again."""
         with self._lock:
-            if self._records.pop(key, None) is None:
+            released = self._records.pop(key, None) is not None
+            if not released and not self._unsaved:
                 return
             self._save()
-        log.info("VFs released", vmi=key)
+        if released:
+            log.info("VFs released", vmi=key)
 
     def adopt(self, domains: Iterable[ObservedDomain], known_keys: set[str]) -> None:
         """After a restart: a domain's metadata wins over the records, and records of VMIs that
@@ -92,7 +109,10 @@ class VfAllocator:
                     self._records[identity.key] = (identity.uid, allocated)
             for key in [k for k in self._records if k not in known_keys and k not in with_domain]:
                 del self._records[key]
-            self._save()
+            try:
+                self._save()
+            except StateNotWritable as error:  # the records in memory are right; the next change writes them
+                log.error("allocation records could not be written", error=str(error))
 
     def assignments(self) -> dict[str, tuple[AssignedDevice, ...]]:
         with self._lock:
@@ -145,6 +165,7 @@ class VfAllocator:
 
     # -- the records file ---------------------------------------------------------------------
     def _save(self) -> None:
+        self._unsaved = True
         document = {
             "version": 1,
             "allocations": {
@@ -155,7 +176,8 @@ class VfAllocator:
                 for key, (uid, devices) in sorted(self._records.items())
             },
         }
-        write_atomically(self.path, json.dumps(document, indent=1).encode())
+        write_state_file(self.path, json.dumps(document, indent=1).encode())
+        self._unsaved = False
 
     def _load(self) -> None:
         try:

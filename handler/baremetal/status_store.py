@@ -2,7 +2,9 @@
 
 Writes are coalesced: a burst of status changes (1,000 VMIs starting) costs one atomic,
 fsynced file replacement rather than 1,000. The file lags memory by at most
-``flush_delay`` seconds; what is lost in a crash is rebuilt from libvirt on restart.
+``flush_delay`` seconds; what is lost in a crash is rebuilt from libvirt on restart. A file
+that cannot be written (a full disk) is written again, with backoff, until it can be: the
+records stay in memory meanwhile, and the file catches up with all of them at once.
 """
 
 from __future__ import annotations
@@ -20,14 +22,18 @@ import structlog
 
 from handler.baremetal.status_json import status_from_json, status_to_json
 from handler.core.actions import RecordEvent
+from handler.core.backoff import Backoff
 from handler.core.status import VMIStatus
-from handler.ops.atomic_file import write_atomically
+from handler.ops.atomic_file import StateNotWritable, write_state_file
 
 STATUS_FILE = "status.json"
 FORMAT_VERSION = 1
 EVENTS_KEPT = 10
 _HEAD = f'{{"version": {FORMAT_VERSION}, "vmis": {{\n'.encode()
 _TAIL = b"\n}}\n"
+
+WRITE_RETRY = Backoff(1.0, 30.0)
+"""Between attempts to write a file that could not be written."""
 
 _SORTED = json.JSONEncoder(sort_keys=True)
 """What ``json.dumps(..., sort_keys=True)`` builds per call, kept."""
@@ -44,9 +50,16 @@ class _Record:
 
 
 class StatusStore:
-    def __init__(self, state_dir: Path, flush_delay: float = 0.05, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        flush_delay: float = 0.05,
+        wall: Callable[[], float] = time.time,
+        retry: Backoff = WRITE_RETRY,
+    ) -> None:
         self.path = state_dir / STATUS_FILE
         self.flush_delay = flush_delay
+        self._retry = retry
         self._wall = wall
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}
@@ -56,6 +69,7 @@ class StatusStore:
         self._stale: set[str] = set()
         """Keys changed or forgotten since the last flush: a flush re-encodes (or drops) only these."""
         self._dirty = threading.Event()
+        self._closing = threading.Event()
         self._closed = False
         self._flusher: threading.Thread | None = None
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -114,10 +128,14 @@ class StatusStore:
 
     def close(self) -> None:
         self._closed = True
+        self._closing.set()
         self._dirty.set()
         if self._flusher is not None:
             self._flusher.join(timeout=10)
-        self.flush()
+        try:
+            self.flush()
+        except StateNotWritable as error:  # the next start rebuilds the file from libvirt
+            log.error("status file could not be written at stop", error=str(error))
 
     def flush(self) -> None:
         """Replace the file with every record, one VMI per line (sorted); fsynced."""
@@ -127,7 +145,7 @@ class StatusStore:
             body = b",\n".join(self._lines)
         # Written in three pieces: joining the lines into the whole document, then encoding that,
         # copied the file's ~0.7 MB (1,000 VMIs) three more times on every flush.
-        write_atomically(self.path, (_HEAD, body, _TAIL))
+        write_state_file(self.path, (_HEAD, body, _TAIL))
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -137,6 +155,7 @@ class StatusStore:
         self._dirty.set()
 
     def _flush_loop(self) -> None:
+        failures = 0
         while not self._closed:
             self._dirty.wait()
             if self._closed:
@@ -144,9 +163,16 @@ class StatusStore:
             time.sleep(self.flush_delay)  # let the burst finish
             try:
                 self.flush()
-            except OSError as error:
-                log.error("status file could not be written", path=str(self.path), error=str(error))
-                time.sleep(1.0)
+            except StateNotWritable as error:
+                failures += 1
+                wait = self._retry.delay(failures)
+                log.error("status file could not be written", error=str(error), retry_seconds=wait)
+                self._dirty.set()  # nothing changed since is no reason to leave the file behind
+                self._closing.wait(wait)
+                continue
+            if failures:
+                log.info("status file written again", path=str(self.path), failed_attempts=failures)
+                failures = 0
 
     def _patch_lines(self) -> None:
         """Bring ``_lines`` up to date by touching only the stale keys' slots (lock held)."""

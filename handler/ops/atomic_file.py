@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from handler.core.port_error import PortError
+
 
 def write_atomically(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -> None:
     """``data``: the content, or its pieces in order (written as they are, never joined first)."""
@@ -34,3 +36,21 @@ def write_atomically(path: Path, data: bytes | Iterable[bytes], mode: int = 0o64
         os.fsync(directory)  # make the rename itself durable
     finally:
         os.close(directory)
+
+
+class StateNotWritable(PortError):
+    """A file of the agent's state could not be replaced (a full disk, a read-only mount)."""
+
+    reason = "StateNotWritable"
+
+
+def write_state_file(path: Path, data: bytes | Iterable[bytes], mode: int = 0o644) -> None:
+    """``write_atomically``, failing with one line that names the file and the fix: the
+    reconcile that needed the write reports it and tries again later, as for libvirt's errors."""
+    try:
+        write_atomically(path, data, mode)
+    except OSError as error:
+        raise StateNotWritable(
+            f"{path} could not be written ({error.strerror or error}); "
+            f"free space on its file system, or make {path.parent} writable"
+        ) from None
