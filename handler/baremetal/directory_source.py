@@ -8,6 +8,10 @@ never half-written (a valid first half of a manifest would start a guest without
 its second half asks for). A new manifest that asks for devices and has no env file yet waits
 a moment for it, since ``cp vmi.yaml vmi.env`` lands the manifest first and the allocator
 would otherwise pick VFs that the env file names differently.
+
+The directory is followed by its name: replaced (renamed over, removed and made again, a
+symlink re-pointed), it is read again whole. While no directory is there, the VMIs stay as
+they were: a directory swapped in two renames must not shut every guest down in between.
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class DirectorySource:
         """New manifests held for their env file, with when the wait ends."""
         self.timer = DeadlineTimer(clock, self._due, name="manifest-settle")
         """Fires for held and settling files; tests on a fake clock call its fire_due()."""
-        self._watch = DirectoryWatch(directory, self._path_changed)
+        self._watch = DirectoryWatch(directory, self._path_changed, on_replaced=self._directory_replaced)
 
     # -- the DesiredSource port -------------------------------------------------------
     def desired(self, key: str) -> Desired | None:
@@ -80,7 +84,12 @@ class DirectorySource:
     # -- reading ----------------------------------------------------------------------
     def scan(self) -> None:
         """Read every manifest now; the watcher keeps the picture current afterwards."""
-        names = sorted(name for name in os.listdir(self.directory) if is_manifest_name(name))
+        try:
+            listed = os.listdir(self.directory)
+        except (FileNotFoundError, NotADirectoryError):
+            self._directory_replaced(False)
+            return
+        names = sorted(name for name in listed if is_manifest_name(name))
         present = [self.directory / name for name in names]  # one directory: by name is by path
         for path in present:
             self.reload(path)
@@ -177,6 +186,23 @@ class DirectorySource:
     def stop(self) -> None:
         self._watch.stop()
         self.timer.close()
+
+    def rescan(self) -> None:
+        """SIGHUP: read every manifest again, and make sure the watch is on the directory the
+        name leads to now."""
+        self._watch.check_name()
+        self.scan()
+
+    def _directory_replaced(self, present: bool) -> None:
+        if not present:
+            log.warning(
+                "VMI directory is gone; its VMIs stay as they are until it is back",
+                directory=str(self.directory),
+                fix=f"create {self.directory} again, or point --vmi-dir at the manifests' new place",
+            )
+            return
+        log.warning("VMI directory replaced; reading it again", directory=str(self.directory))
+        self.scan()
 
     def _path_changed(self, path: Path, change: Change) -> None:
         if change is Change.PARTIAL:  # read when its writer closes it, or once it settles

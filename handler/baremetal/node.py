@@ -96,7 +96,7 @@ class BareMetalNode:
 
     def reload(self) -> None:
         """SIGHUP: re-read the manifest directory; running guests are untouched unless their manifest changed."""
-        self.source.scan()
+        self.source.rescan()
         self.engine.resync()
 
     def shutdown(self, policy: StopPolicy) -> None:

@@ -5,10 +5,19 @@ path an event touches (a rename touches two), and a watcher that survives whatev
 callback raises, since one bad file must never stop the watching of the others. Each
 change says whether the path's content is final (closed after writing, renamed, removed)
 or may still be changing (created or modified, with its writer possibly still at it).
+
+inotify watches a directory, not a name: a directory renamed away keeps its watch, and one
+made again under the same name has none. Given ``on_replaced``, the watch also follows the
+name: the parent directory is watched for that name alone, and when the name is removed,
+renamed, made again or re-pointed (a symlink swapped), the watch moves to whatever the name
+now is and the caller is told, to read it again.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -28,7 +37,7 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
+from watchdog.observers.api import BaseObserver, ObservedWatch
 
 log = structlog.get_logger("qat_handler.watch")
 
@@ -59,25 +68,124 @@ class Change(Enum):
 _FINAL_EVENTS = ("closed", "moved", "deleted")
 
 
+class _Followed(Enum):
+    STOPPED = "stopped"
+    SAME = "same"
+    """The name still leads to the watched directory."""
+    REPLACED = "replaced"
+    """It leads to another directory now, which is watched instead."""
+    GONE = "gone"
+    """It leads to no directory: nothing is watched until one is there again."""
+
+
 class DirectoryWatch:
-    def __init__(self, directory: Path, on_path: Callable[[Path, Change], None], recursive: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        on_path: Callable[[Path, Change], None],
+        recursive: bool = False,
+        on_replaced: Callable[[bool], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.on_path = on_path
         self.recursive = recursive
+        self.on_replaced = on_replaced
+        """Called with whether the name is a directory now, after the watch has moved to it."""
+        self._lock = threading.Lock()
         self._observer: BaseObserver | None = None
+        self._watch: ObservedWatch | None = None
+        self._identity: tuple[int, int] | None = None
+        """(st_dev, st_ino) of the directory being watched."""
+        self._name_changed = threading.Event()
 
     def start(self) -> None:
         observer = Observer()
-        observer.schedule(_Handler(self.on_path), str(self.directory), recursive=self.recursive, event_filter=_CHANGES)
         observer.daemon = True
+        with self._lock:
+            self._observer = observer
+            self._watch_directory(observer)
+        if self.on_replaced is not None:
+            # Followed on a thread of its own: moving a watch from inside the observer's own
+            # event dispatch would hold its lock while waiting for ours.
+            threading.Thread(target=self._follow_loop, name="watch-follow", daemon=True).start()
+            name = self.directory.absolute()  # not resolved: a symlink's name is what is followed
+            observer.schedule(
+                _NameHandler(name, self._name_changed.set), str(name.parent), recursive=False, event_filter=_CHANGES
+            )
         observer.start()
-        self._observer = observer
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        with self._lock:
+            observer, self._observer = self._observer, None
+        self._name_changed.set()
+        if observer is not None:
+            observer.stop()
+            observer.join(timeout=5)
+
+    def check_name(self) -> None:
+        """Look whether the name still leads to the watched directory (SIGHUP's backstop)."""
+        self._name_changed.set()
+
+    def _follow_loop(self) -> None:
+        while True:
+            self._name_changed.wait()
+            self._name_changed.clear()
+            try:
+                followed = self._follow()
+                if followed is _Followed.STOPPED:
+                    return
+                if followed is not _Followed.SAME and self.on_replaced is not None:
+                    self.on_replaced(followed is _Followed.REPLACED)
+            except Exception:  # the watch on the files must outlive any failure here
+                log.exception("watched directory could not be followed", directory=str(self.directory))
+
+    def _follow(self) -> _Followed:
+        with self._lock:
+            observer = self._observer
+            if observer is None:
+                return _Followed.STOPPED
+            identity = _identity(self.directory)
+            if identity == self._identity:
+                return _Followed.SAME
+            if self._watch is not None:
+                observer.unschedule(self._watch)
+                self._watch = None
+            self._watch_directory(observer)
+            return _Followed.REPLACED if identity is not None else _Followed.GONE
+
+    def _watch_directory(self, observer: BaseObserver) -> None:
+        self._identity = _identity(self.directory)
+        if self._identity is not None:
+            # A directory given as a symlink is watched through it (watchdog watches the link
+            # itself unless told). Never in a recursive watch, where links are others' to make.
+            self._watch = observer.schedule(
+                _Handler(self.on_path),
+                str(self.directory),
+                recursive=self.recursive,
+                event_filter=_CHANGES,
+                follow_symlink=not self.recursive,
+            )
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    """The directory the name leads to now (through symlinks), or None if it leads to none."""
+    try:
+        info = os.stat(directory)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+class _NameHandler(FileSystemEventHandler):
+    """Events in the parent directory that touch the watched directory's name."""
+
+    def __init__(self, directory: Path, changed: Callable[[], None]) -> None:
+        self.name = str(directory)
+        self.changed = changed
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if self.name in (os.fsdecode(event.src_path), os.fsdecode(getattr(event, "dest_path", "") or "")):
+            self.changed()
 
 
 class _Handler(FileSystemEventHandler):

@@ -55,3 +55,25 @@ def test_a_dangling_or_looping_link_is_no_manifest_and_a_directory_is_a_broken_o
     desired = source.desired("default/dir")
     assert desired is not None and desired.blocked is not None
     assert "dir.yaml cannot be read (IsADirectoryError" in desired.blocked.line()
+
+
+def test_while_the_directory_is_gone_its_vmis_stay_and_a_new_one_is_read_whole(tmp_path: Path) -> None:
+    """A directory swapped in by two renames is missing between them: reading it then as empty
+    would shut every guest down and start them again a moment later."""
+    directory = tmp_path / "vmis"
+    directory.mkdir()
+    for name in ("kept", "removed"):
+        (directory / f"{name}.yaml").write_text(manifest(name))
+    changed: list[str] = []
+    source = DirectorySource(directory, changed.append)
+    source.scan()
+    directory.rename(tmp_path / "vmis.old")
+    source.rescan()  # a SIGHUP, between the two renames
+    source.scan()
+    assert sorted(source.keys()) == ["default/kept", "default/removed"]
+    assert sorted(changed) == ["default/kept", "default/removed"], "nothing changed while it was gone"
+    directory.mkdir()
+    (directory / "kept.yaml").write_text(manifest("kept"))
+    (directory / "added.yaml").write_text(manifest("added"))
+    source.scan()
+    assert sorted(source.keys()) == ["default/added", "default/kept"]
