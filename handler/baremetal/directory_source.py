@@ -9,6 +9,10 @@ its second half asks for). A new manifest that asks for devices and has no env f
 a moment for it, since ``cp vmi.yaml vmi.env`` lands the manifest first and the allocator
 would otherwise pick VFs that the env file names differently.
 
+A manifest that vanishes counts as removed once it has stayed away a moment: editors save by
+renaming the old file away and writing a new one, and the guest must not get a shutdown in
+between.
+
 The directory is followed by its name: replaced (renamed over, removed and made again, a
 symlink re-pointed), it is read again whole. While no directory is there, the VMIs stay as
 they were: a directory swapped in two renames must not shut every guest down in between.
@@ -38,6 +42,9 @@ closes) is read once it has been left alone this long. A writer's close reads it
 ENV_WAIT_SECONDS = 1.0
 """How long a new manifest that asks for devices waits for its env file before the allocator
 picks VFs for it."""
+REMOVAL_SETTLE_SECONDS = 1.0
+"""How long a manifest must stay away before its VMI counts as removed (vim, for one, renames
+the file away before writing the new one)."""
 
 
 class DirectorySource:
@@ -48,12 +55,14 @@ class DirectorySource:
         clock: Callable[[], float] = time.monotonic,
         settle_seconds: float = SETTLE_SECONDS,
         env_wait_seconds: float = ENV_WAIT_SECONDS,
+        removal_settle_seconds: float = REMOVAL_SETTLE_SECONDS,
     ) -> None:
         self.directory = directory
         self.on_change = on_change
         self._clock = clock
         self._settle_seconds = settle_seconds
         self._env_wait_seconds = env_wait_seconds
+        self._removal_settle_seconds = removal_settle_seconds
         self._lock = threading.RLock()
         self._entries: dict[str, ManifestEntry] = {}
         self._key_of: dict[Path, str] = {}
@@ -63,6 +72,8 @@ class DirectorySource:
         """Files changed but not closed, with the time of their last change."""
         self._env_wait: dict[Path, float] = {}
         """New manifests held for their env file, with when the wait ends."""
+        self._leaving: dict[Path, float] = {}
+        """Known manifests found missing, with when they count as removed if still away."""
         self.timer = DeadlineTimer(clock, self._due, name="manifest-settle")
         """Fires for held and settling files; tests on a fake clock call its fire_due()."""
         self._watch = DirectoryWatch(directory, self._path_changed, on_replaced=self._directory_replaced)
@@ -108,7 +119,10 @@ class DirectorySource:
             entry = read_entry(path, old_key)
             if entry is not None and arriving and old_key is None and self._held_for_env(entry):
                 return
+            if entry is None and old_key is not None and self._held_for_return(path):
+                return
             self._env_wait.pop(path, None)
+            self._leaving.pop(path, None)
             for waiting in self._shadowed.values():
                 waiting.discard(path)
             if entry is None:  # the file is gone
@@ -160,6 +174,17 @@ class DirectorySource:
             log.info("no env file came; the agent allocates VFs", vmi=entry.key, file=entry.path.name)
             return False
         self.timer.arm(str(entry.path), until)
+        return True
+
+    def _held_for_return(self, path: Path) -> bool:
+        """Whether a known manifest found missing is still given time to come back."""
+        if self._removal_settle_seconds <= 0:
+            return False
+        now = self._clock()
+        until = self._leaving.setdefault(path, now + self._removal_settle_seconds)
+        if now >= until:
+            return False
+        self.timer.arm(str(path), until)
         return True
 
     def _store_heir(self, key: str) -> list[str]:
@@ -228,7 +253,10 @@ class DirectorySource:
                 return
             self._touched.pop(path, None)
             held = path in self._env_wait
+            leaving = path in self._leaving
         if touched is not None:
             self._read_changed(path)
         elif held:
             self.reload(path, arriving=True)
+        elif leaving:
+            self.reload(path)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from handler.baremetal.directory_source import DirectorySource
+from handler.baremetal.directory_source import REMOVAL_SETTLE_SECONDS, DirectorySource
+from tests.support.fake_clock import FakeClock
 
 
 def manifest(name: str, memory: str = "64Mi") -> str:
@@ -23,24 +24,51 @@ def test_scan_reads_manifests_only_and_forgets_removed_ones(tmp_path: Path) -> N
     for ignored in (".hidden.yaml", "c.yaml~", "notes.txt", "a.env"):
         (tmp_path / ignored).write_text(manifest("ignored"))
     changed: list[str] = []
-    source = DirectorySource(tmp_path, changed.append)
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, changed.append, clock=clock)
     source.scan()
     assert sorted(source.keys()) == ["default/a", "default/b"] == sorted(changed)
     (tmp_path / "a.yaml").unlink()
     source.scan()
+    assert sorted(source.keys()) == ["default/a", "default/b"], "removed before it could come back"
+    clock.now += REMOVAL_SETTLE_SECONDS
+    assert source.timer.fire_due() == 1
     assert list(source.keys()) == ["default/b"]
     assert changed[-1] == "default/a"
+
+
+def test_a_manifest_saved_the_way_vim_saves_is_a_change_never_a_removal(tmp_path: Path) -> None:
+    """vim renames the file away (its backup), writes the new one, then deletes the backup."""
+    (tmp_path / "a.yaml").write_text(manifest("a", "64Mi"))
+    changed: list[str] = []
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, changed.append, clock=clock)
+    source.scan()
+    (tmp_path / "a.yaml").rename(tmp_path / "a.yaml~")
+    source.reload(tmp_path / "a.yaml", arriving=True)  # the watch's rename event, read in the gap
+    clock.now += REMOVAL_SETTLE_SECONDS / 2
+    (tmp_path / "a.yaml").write_text(manifest("a", "128Mi"))
+    (tmp_path / "a.yaml~").unlink()
+    source.reload(tmp_path / "a.yaml", arriving=True)  # its close
+    clock.now += REMOVAL_SETTLE_SECONDS
+    source.timer.fire_due()
+    desired = source.desired("default/a")
+    assert desired is not None and desired.vmi is not None and desired.vmi.memory_bytes == 128 * 2**20
+    assert changed == ["default/a", "default/a"], "one read at start, one for the change"
 
 
 def test_a_duplicate_waits_for_the_owner_and_takes_over_when_it_goes(tmp_path: Path) -> None:
     (tmp_path / "1-first.yaml").write_text(manifest("same", "64Mi"))
     (tmp_path / "2-second.yaml").write_text(manifest("same", "128Mi"))
-    source = DirectorySource(tmp_path)
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, clock=clock)
     source.scan()
     desired = source.desired("default/same")
     assert desired is not None and desired.vmi is not None and desired.vmi.memory_bytes == 64 * 2**20
     (tmp_path / "1-first.yaml").unlink()
     source.reload(tmp_path / "1-first.yaml")
+    clock.now += REMOVAL_SETTLE_SECONDS
+    source.timer.fire_due()
     desired = source.desired("default/same")
     assert desired is not None and desired.vmi is not None and desired.vmi.memory_bytes == 128 * 2**20
 
@@ -65,7 +93,8 @@ def test_while_the_directory_is_gone_its_vmis_stay_and_a_new_one_is_read_whole(t
     for name in ("kept", "removed"):
         (directory / f"{name}.yaml").write_text(manifest(name))
     changed: list[str] = []
-    source = DirectorySource(directory, changed.append)
+    clock = FakeClock()
+    source = DirectorySource(directory, changed.append, clock=clock)
     source.scan()
     directory.rename(tmp_path / "vmis.old")
     source.rescan()  # a SIGHUP, between the two renames
@@ -76,4 +105,6 @@ def test_while_the_directory_is_gone_its_vmis_stay_and_a_new_one_is_read_whole(t
     (directory / "kept.yaml").write_text(manifest("kept"))
     (directory / "added.yaml").write_text(manifest("added"))
     source.scan()
+    clock.now += REMOVAL_SETTLE_SECONDS
+    source.timer.fire_due()
     assert sorted(source.keys()) == ["default/added", "default/kept"]

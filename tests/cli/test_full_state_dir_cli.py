@@ -10,32 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from handler.baremetal.status_store import read_status_file
-from handler.core.bdf import Bdf
-from handler.host.simulated_host import SimulatedHost, SimulatedPf, build_simulated_host
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def manifest(name: str) -> str:
-    return f"""apiVersion: kubevirt.io/v1
-kind: VirtualMachineInstance
-metadata: {{name: {name}, namespace: edge}}
-spec:
-  domain:
-    memory: {{guest: 64Mi}}
-    devices:
-      qats: [{{name: qat0, deviceName: qat.intel.com/generic}}]
-"""
+from tests.cli.bare_agent import BareAgent, manifest, write_manifests
 
 
 @pytest.fixture
@@ -63,77 +45,41 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def wait_for(what: str, check: Callable[[], bool], agent: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert agent.poll() is None, f"the agent exited while waiting for: {what}"
-        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
-        time.sleep(0.05)
-
-
-def log_lines(log: Path) -> list[str]:
-    return log.read_text(errors="replace").splitlines()
-
-
 def test_a_full_state_dir_holds_new_guests_back_and_everything_catches_up_once_space_is_back(
     tmp_path: Path, small_state_dir: Path
 ) -> None:
-    build_simulated_host(tmp_path / "host", SimulatedHost(pfs=(SimulatedPf("C62x", Bdf(0, 0x3D, 0, 0), vfs=4),)))
-    vmis, state, log = tmp_path / "vmis", small_state_dir, tmp_path / "agent.log"
-    vmis.mkdir()
-    for name in ("kept", "removed"):
-        (vmis / f"{name}.yaml").write_text(manifest(name))
-    argv = ["agent", "--connect", "test:///default", "--vmi-dir", str(vmis), "--state-dir", str(state)]
-    argv += ["--host-root", str(tmp_path / "host"), "--on-stop", "keep", "--log-format", "json"]
-    with log.open("wb") as out:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "handler", *argv], stdout=out, stderr=subprocess.STDOUT, cwd=REPO
-        )
+    state = small_state_dir
+    write_manifests(tmp_path / "vmis", "kept", "removed")
+    vmis = tmp_path / "vmis"
+    agent = BareAgent(tmp_path, vmis, state)
     try:
-
-        def phases() -> dict[str, str | None]:
-            return {key: vmi.get("phase") for key, vmi in read_status_file(state).items()}
-
-        wait_for(
-            "both first VMIs Running", lambda: phases() == {"edge/kept": "Running", "edge/removed": "Running"}, agent
-        )
+        agent.wait_phases({"edge/kept": "Running", "edge/removed": "Running"}, "both first VMIs Running")
         filler = fill(state)
         print("state directory full:", os.statvfs(state).f_bavail, "blocks free")
         (vmis / "added.yaml").write_text(manifest("added"))
         (vmis / "removed.yaml").unlink()
 
         def failed(event: str, vmi: str | None = None) -> bool:
-            return any(event in line and (vmi is None or vmi in line) for line in log_lines(log))
+            return any(event in line and (vmi is None or vmi in line) for line in agent.lines())
 
-        wait_for("the added VMI's allocation refused", lambda: failed('"sync failed"', "edge/added"), agent)
-        wait_for("the status file refused", lambda: failed('"status file could not be written"'), agent)
+        agent.wait_for("the added VMI's allocation refused", lambda: failed('"sync failed"', "edge/added"))
+        agent.wait_for("the status file refused", lambda: failed('"status file could not be written"'))
         assert "edge/added" not in json.loads((state / "allocations.json").read_text())["allocations"]
-        print("while full: the added VMI waits, and", state / "status.json", "still shows", phases())
+        print("while full: the added VMI waits, and", state / "status.json", "still shows", agent.phases())
 
         filler.unlink()  # nothing else changes from here on
-        wait_for(
-            "the files to catch up once space is back",
-            lambda: phases() == {"edge/kept": "Running", "edge/added": "Running"},
-            agent,
-        )
+        agent.wait_phases({"edge/kept": "Running", "edge/added": "Running"}, "the files to catch up once space is back")
         status = read_status_file(state)
-        wait_for(
-            "allocations.json to match the guests",
-            lambda: (
-                {
-                    key: [d["bdf"] for d in entry["devices"]]
-                    for key, entry in json.loads((state / "allocations.json").read_text())["allocations"].items()
-                }
-                == {key: [d["bdf"] for d in status[key]["devices"]] for key in status}
-            ),
-            agent,
-        )
+
+        def allocations() -> dict[str, list[str]]:
+            records = json.loads((state / "allocations.json").read_text())["allocations"]
+            return {key: [d["bdf"] for d in entry["devices"]] for key, entry in records.items()}
+
+        guests = {key: [d["bdf"] for d in status[key]["devices"]] for key in status}
+        agent.wait_for("allocations.json to match the guests", lambda: allocations() == guests)
     finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.wait(timeout=30)
-    lines = log_lines(log)
-    assert all(line.startswith("{") for line in lines), [line for line in lines if not line.startswith("{")][:5]
-    records = [json.loads(line) for line in lines]
+        agent.stop()
+    records = agent.records()
     assert not [r for r in records if "crashed" in r["event"] or "exception" in r], "a crash, not one line"
     refused = next(r for r in records if r["event"] == "sync failed" and r.get("vmi") == "edge/added")
     assert refused["reason"] == "StateNotWritable"

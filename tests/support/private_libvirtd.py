@@ -44,7 +44,10 @@ class PrivateLibvirtd:
         return cls(Path(uri.split("socket=", 1)[1]).parent.parent)
 
     def start_all(self) -> None:
-        mounts = "".join(f"mount --bind {self.scratch / name} {target}\n" for target, name in PRIVATE.items())
+        # The mount points exist once the system's libvirtd has run; on a fresh host they may not.
+        mounts = "".join(
+            f"mkdir -p {target}\nmount --bind {self.scratch / name} {target}\n" for target, name in PRIVATE.items()
+        )
         script = mounts + f"virtlogd -d -p {self._pid_file('virtlogd')}\n"
         subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-ec", script], check=True)
         self.start()

@@ -1,0 +1,42 @@
+"""Editing a running guest's manifest in place, saved the way vim saves by default: the file is
+renamed away as a backup, the new one written, the backup removed. For that moment no
+manifest is there. The agent must take the save for a change (RestartRequired), never for a
+removal: a removal sends the guest an ACPI shutdown, and the guest would then stay off.
+
+The gap here (0.3 s) is longer than an editor's, so that the agent certainly looks while the
+file is away; the real CLI on libvirt's test driver.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from tests.cli.bare_agent import BareAgent, manifest, write_manifests
+
+
+def test_a_manifest_saved_by_rename_and_rewrite_is_a_change_and_the_guest_runs_on(tmp_path: Path) -> None:
+    vmis = write_manifests(tmp_path / "vmis", "edited")
+    agent = BareAgent(tmp_path, vmis)
+    try:
+        agent.wait_phases({"edge/edited": "Running"}, "the guest")
+        path = vmis / "edited.yaml"
+        path.rename(vmis / "edited.yaml~")
+        time.sleep(0.3)
+        path.write_text(manifest("edited", memory="128Mi"))
+        (vmis / "edited.yaml~").unlink()
+
+        def restart_required() -> bool:
+            return any('"RestartRequired"' in line for line in agent.lines())
+
+        agent.wait_for("the edit seen as a change", restart_required)
+        time.sleep(1.5)  # past the agent's wait for a vanished manifest to come back
+        assert agent.phases() == {"edge/edited": "Running"}
+    finally:
+        agent.stop()
+    mine = [r for r in agent.records() if r.get("vmi") == "edge/edited"]
+    assert not [r for r in mine if r["event"] in ("ACPI shutdown requested", "domain undefined", "VMI forgotten")]
+    assert [r.get("reason") for r in mine if r.get("reason") in ("Started", "RestartRequired")] == [
+        "Started",
+        "RestartRequired",
+    ]
