@@ -11,7 +11,8 @@ would otherwise pick VFs that the env file names differently.
 
 A manifest that vanishes counts as removed once it has stayed away a moment: editors save by
 renaming the old file away and writing a new one, and the guest must not get a shutdown in
-between.
+between. An env file that vanishes likewise, or the allocator would give a guest that is not
+running yet other VFs than the env file names.
 
 The directory is followed by its name: replaced (renamed over, removed and made again, a
 symlink re-pointed), it is read again whole. While no directory is there, the VMIs stay as
@@ -43,8 +44,8 @@ ENV_WAIT_SECONDS = 1.0
 """How long a new manifest that asks for devices waits for its env file before the allocator
 picks VFs for it."""
 REMOVAL_SETTLE_SECONDS = 1.0
-"""How long a manifest must stay away before its VMI counts as removed (vim, for one, renames
-the file away before writing the new one)."""
+"""How long a manifest (or its env file) must stay away before that counts (vim, for one,
+renames the file away before writing the new one)."""
 
 
 class DirectorySource:
@@ -119,7 +120,7 @@ class DirectorySource:
             entry = read_entry(path, old_key)
             if entry is not None and arriving and old_key is None and self._held_for_env(entry):
                 return
-            if entry is None and old_key is not None and self._held_for_return(path):
+            if old_key is not None and self._left(old_key, entry) and self._held_for_return(path):
                 return
             self._env_wait.pop(path, None)
             self._leaving.pop(path, None)
@@ -176,8 +177,17 @@ class DirectorySource:
         self.timer.arm(str(entry.path), until)
         return True
 
+    def _left(self, old_key: str, entry: ManifestEntry | None) -> bool:
+        """Whether a known manifest, or the env file it had, has gone: the manifest file is
+        missing, or it now leaves its VFs to the allocator where before it did not."""
+        if entry is None:
+            return True
+        before = self._entries.get(old_key)
+        return entry.desired.allocate and before is not None and not before.desired.allocate
+
     def _held_for_return(self, path: Path) -> bool:
-        """Whether a known manifest found missing is still given time to come back."""
+        """Whether a known manifest that has gone, or lost its env file, is still given time
+        for the file to come back (vim saves by renaming the file away, then writing anew)."""
         if self._removal_settle_seconds <= 0:
             return False
         now = self._clock()

@@ -108,3 +108,46 @@ def test_while_the_directory_is_gone_its_vmis_stay_and_a_new_one_is_read_whole(t
     clock.now += REMOVAL_SETTLE_SECONDS
     source.timer.fire_due()
     assert sorted(source.keys()) == ["default/added", "default/kept"]
+
+
+def test_an_env_file_saved_the_way_vim_saves_never_hands_the_vmi_to_the_allocator(tmp_path: Path) -> None:
+    """The VMI is refused (its env file names a VF that is no QAT VF) and the operator fixes
+    the env file in vim: in the gap the manifest has no env file, and the allocator must not
+    pick VFs for a guest that is about to get the ones the env file names."""
+    (tmp_path / "a.yaml").write_text(
+        manifest("a") + "    devices:\n      qats: [{name: q, deviceName: qat.intel.com/generic}]\n"
+    )
+    (tmp_path / "a.env").write_text("QAT0=not-a-bdf\n")
+    changed: list[str] = []
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, changed.append, clock=clock)
+    source.scan()
+    desired = source.desired("default/a")
+    assert desired is not None and desired.blocked is not None and not desired.allocate
+    (tmp_path / "a.env").rename(tmp_path / "a.env~")
+    source.reload(tmp_path / "a.yaml", arriving=True)  # the env file's rename, read in the gap
+    desired = source.desired("default/a")
+    assert desired is not None and not desired.allocate, "handed to the allocator in the gap"
+    (tmp_path / "a.env").write_text("QAT0=0000:3d:01.1\n")
+    source.reload(tmp_path / "a.yaml", arriving=True)
+    clock.now += REMOVAL_SETTLE_SECONDS
+    source.timer.fire_due()
+    desired = source.desired("default/a")
+    assert desired is not None and desired.blocked is None and [str(d.bdf) for d in desired.devices] == ["0000:3d:01.1"]
+    assert changed == ["default/a", "default/a"]
+
+
+def test_an_env_file_removed_for_good_hands_the_vmi_to_the_allocator_after_the_wait(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        manifest("a") + "    devices:\n      qats: [{name: q, deviceName: qat.intel.com/generic}]\n"
+    )
+    (tmp_path / "a.env").write_text("QAT0=0000:3d:01.1\n")
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, clock=clock)
+    source.scan()
+    (tmp_path / "a.env").unlink()
+    source.reload(tmp_path / "a.yaml", arriving=True)
+    clock.now += REMOVAL_SETTLE_SECONDS
+    assert source.timer.fire_due() == 1
+    desired = source.desired("default/a")
+    assert desired is not None and desired.allocate
