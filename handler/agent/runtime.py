@@ -111,14 +111,22 @@ class NodeRuntime:
         self._events.put(None)
         self.hypervisor.connection.close()
 
-    def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        """The main loop: tick twice a second and resync every VMI every ``resync_seconds``."""
+    def run(
+        self,
+        stop: threading.Event,
+        on_tick: Callable[[], None] | None = None,
+        before_resync: Callable[[], None] | None = None,
+    ) -> None:
+        """The main loop: tick twice a second and resync every VMI every ``resync_seconds``
+        (``before_resync``: the source's own look for changes its watch missed)."""
         next_resync = time.monotonic() + self.settings.resync_seconds
         while not stop.wait(0.5):
             self._keep_connected()
             if on_tick is not None:
                 on_tick()
             if time.monotonic() >= next_resync:
+                if before_resync is not None:
+                    before_resync()
                 self.engine.resync()
                 next_resync = time.monotonic() + self.settings.resync_seconds
 

@@ -14,6 +14,10 @@ renaming the old file away and writing a new one, and the guest must not get a s
 between. An env file that vanishes likewise, or the allocator would give a guest that is not
 running yet other VFs than the env file names.
 
+The watch can miss changes (the kernel's inotify queue overflows in a large burst; some file
+systems send no events at all), so ``sweep()``, at every resync, compares each manifest and
+env file with what was read and reads again those that changed, came or went.
+
 The directory is followed by its name: replaced (renamed over, removed and made again, a
 symlink re-pointed), it is read again whole. While no directory is there, the VMIs stay as
 they were: a directory swapped in two renames must not shut every guest down in between.
@@ -31,7 +35,13 @@ import structlog
 
 from handler.agent.deadline_timer import DeadlineTimer
 from handler.baremetal.manifest_entry import ManifestEntry, read_entry
-from handler.baremetal.manifest_file import ENV_SUFFIX, MANIFEST_SUFFIXES, is_manifest, is_manifest_name
+from handler.baremetal.manifest_file import (
+    ENV_SUFFIX,
+    MANIFEST_SUFFIXES,
+    env_path_for,
+    is_manifest,
+    is_manifest_name,
+)
 from handler.core.desired import Desired
 from handler.ops.directory_watch import Change, DirectoryWatch
 
@@ -43,6 +53,9 @@ closes) is read once it has been left alone this long. A writer's close reads it
 ENV_WAIT_SECONDS = 1.0
 """How long a new manifest that asks for devices waits for its env file before the allocator
 picks VFs for it."""
+_Signature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+"""A manifest's and its env file's (inode, size, mtime), None where there is no file."""
+
 REMOVAL_SETTLE_SECONDS = 1.0
 """How long a manifest (or its env file) must stay away before that counts (vim, for one,
 renames the file away before writing the new one)."""
@@ -75,6 +88,8 @@ class DirectorySource:
         """New manifests held for their env file, with when the wait ends."""
         self._leaving: dict[Path, float] = {}
         """Known manifests found missing, with when they count as removed if still away."""
+        self._read_as: dict[Path, _Signature] = {}
+        """Each manifest as it was when last read: its file and its env file, for sweep()."""
         self.timer = DeadlineTimer(clock, self._due, name="manifest-settle")
         """Fires for held and settling files; tests on a fake clock call its fire_due()."""
         self._watch = DirectoryWatch(directory, self._path_changed, on_replaced=self._directory_replaced)
@@ -117,6 +132,7 @@ class DirectorySource:
         changed: list[str] = []
         with self._lock:
             old_key = self._key_of.get(path)
+            self._read_as[path] = _signature(path)  # taken first: a write after it shows at the next sweep
             entry = read_entry(path, old_key)
             if entry is not None and arriving and old_key is None and self._held_for_env(entry):
                 return
@@ -127,6 +143,7 @@ class DirectorySource:
             for waiting in self._shadowed.values():
                 waiting.discard(path)
             if entry is None:  # the file is gone
+                self._read_as.pop(path, None)
                 self._key_of.pop(path, None)
                 if old_key is not None and self._entries[old_key].path == path:
                     del self._entries[old_key]
@@ -222,6 +239,31 @@ class DirectorySource:
         self._watch.stop()
         self.timer.close()
 
+    def sweep(self) -> None:
+        """Read again what changed, came or went without the watch saying so; files the watch
+        or a wait already has in hand are left to it."""
+        try:
+            names = sorted(name for name in os.listdir(self.directory) if is_manifest_name(name))
+        except (FileNotFoundError, NotADirectoryError):
+            return  # the name-following watch says so, and keeps the VMIs as they are
+        except OSError as error:
+            log.error("VMI directory cannot be listed", directory=str(self.directory), error=str(error))
+            return
+        present = [self.directory / name for name in names]
+        with self._lock:
+            busy = self._touched.keys() | self._env_wait.keys() | self._leaving.keys()
+            missed = [p for p in present if p not in busy and self._read_as.get(p) != _signature(p)]
+            present_set = set(present)
+            missed += [p for p in self._key_of if p not in present_set and p not in busy]
+        if missed:
+            log.warning(
+                "manifest changes the directory watch missed; reading them",
+                files=len(missed),
+                first=[p.name for p in missed[:5]],
+            )
+        for path in missed:
+            self.reload(path, arriving=True)
+
     def rescan(self) -> None:
         """SIGHUP: read every manifest again, and make sure the watch is on the directory the
         name leads to now."""
@@ -270,3 +312,16 @@ class DirectorySource:
             self.reload(path, arriving=True)
         elif leaving:
             self.reload(path)
+
+
+def _signature(manifest: Path) -> _Signature:
+    """The manifest's and its env file's (inode, size, mtime), or None for a missing one."""
+    return _stat(manifest), _stat(env_path_for(manifest))
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_size, info.st_mtime_ns

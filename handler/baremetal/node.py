@@ -92,7 +92,7 @@ class BareMetalNode:
         return done
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        self.runtime.run(stop, on_tick)
+        self.runtime.run(stop, on_tick, before_resync=self.source.sweep)
 
     def reload(self) -> None:
         """SIGHUP: re-read the manifest directory; running guests are untouched unless their manifest changed."""

@@ -151,3 +151,31 @@ def test_an_env_file_removed_for_good_hands_the_vmi_to_the_allocator_after_the_w
     assert source.timer.fire_due() == 1
     desired = source.desired("default/a")
     assert desired is not None and desired.allocate
+
+
+def test_a_sweep_reads_what_the_watch_missed_and_nothing_else(tmp_path: Path) -> None:
+    """The watch is not started here: every change below is one it missed (an inotify queue
+    overflow, a file system without inotify)."""
+    for name in ("same", "edited", "gone", "env"):
+        (tmp_path / f"{name}.yaml").write_text(manifest(name))
+    changed: list[str] = []
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, changed.append, clock=clock)
+    source.scan()
+    changed.clear()
+    source.sweep()
+    assert changed == [], "nothing changed, nothing read"
+    (tmp_path / "edited.yaml").write_text(manifest("edited", "128Mi"))
+    (tmp_path / "new.yaml").write_text(manifest("new"))
+    (tmp_path / "gone.yaml").unlink()
+    (tmp_path / "env.env").write_text("QAT0=0000:3d:01.1\n")
+    source.sweep()
+    assert sorted(changed) == ["default/edited", "default/env", "default/new"]
+    desired = source.desired("default/edited")
+    assert desired is not None and desired.vmi is not None and desired.vmi.memory_bytes == 128 * 2**20
+    clock.now += REMOVAL_SETTLE_SECONDS  # a removal counts once the file has stayed away
+    source.timer.fire_due()
+    assert sorted(source.keys()) == ["default/edited", "default/env", "default/new", "default/same"]
+    changed.clear()
+    source.sweep()
+    assert changed == []

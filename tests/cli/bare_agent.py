@@ -41,11 +41,11 @@ def write_manifests(directory: Path, *names: str) -> Path:
 
 
 class BareAgent:
-    def __init__(self, tmp_path: Path, vmi_dir: Path, state: Path | None = None) -> None:
+    def __init__(self, tmp_path: Path, vmi_dir: Path, *extra: str, state: Path | None = None) -> None:
         build_simulated_host(tmp_path / "host", SimulatedHost(pfs=(SimulatedPf("C62x", Bdf(0, 0x3D, 0, 0), vfs=4),)))
         self.state, self.log = state or tmp_path / "state", tmp_path / "agent.log"
         argv = ["agent", "--connect", "test:///default", "--vmi-dir", str(vmi_dir), "--state-dir", str(self.state)]
-        argv += ["--host-root", str(tmp_path / "host"), "--on-stop", "keep", "--log-format", "json"]
+        argv += ["--host-root", str(tmp_path / "host"), "--on-stop", "keep", "--log-format", "json", *extra]
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "handler", *argv], stdout=out, stderr=subprocess.STDOUT, cwd=REPO

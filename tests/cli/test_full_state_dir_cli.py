@@ -51,7 +51,7 @@ def test_a_full_state_dir_holds_new_guests_back_and_everything_catches_up_once_s
     state = small_state_dir
     write_manifests(tmp_path / "vmis", "kept", "removed")
     vmis = tmp_path / "vmis"
-    agent = BareAgent(tmp_path, vmis, state)
+    agent = BareAgent(tmp_path, vmis, state=state)
     try:
         agent.wait_phases({"edge/kept": "Running", "edge/removed": "Running"}, "both first VMIs Running")
         filler = fill(state)
