@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from handler.core.kube_status import FINALIZER
+from handler.kube.launcher_pods import pod_with_uid
 from tests.kube.agent_harness import GROUP, VMIS, Cluster, eventually
 
 COLLECTION = rf"^/apis/kubevirt.io/v1/{VMIS}$"
@@ -179,6 +180,9 @@ def test_a_status_written_before_the_watch_echoes_the_finalizer_does_not_conflic
         return served is not None and version == served["metadata"]["resourceVersion"]
 
     eventually(cache_current, what="the informer to hold the VMI as served")
+    # The handoff is checked against the launcher pod in the agent's cache: it must be there
+    # before the watches are held (under load its ADDED event can still be on its way).
+    eventually(lambda: pod_with_uid(node.source.pods.items(), pod_uid), what="the informer to hold the pod")
     patches_before = len(cluster.server.requests("PATCH", rf"/{VMIS}/held"))
     cluster.server.pause_watches()
     try:
