@@ -44,6 +44,8 @@ class HandoffSlots:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._slots: dict[str, Slot] = {}
+        self._read_as: dict[str, tuple[int, int, int] | None] = {}
+        """Each slot's handoff file as it was when last read, for sweep()."""
         self._watch = DirectoryWatch(self.pods_dir, self._path_changed, recursive=True)
 
     def for_vmi(self, vmi_uid: str) -> list[Slot]:
@@ -64,9 +66,30 @@ class HandoffSlots:
         for pod_uid in sorted(present | set(self._slots)):
             self.reload(pod_uid)
 
+    def sweep(self) -> None:
+        """Read again the slots whose handoff changed, came or went without the watch saying so
+        (an inotify queue overflow); the others are left alone."""
+        try:
+            present = {entry.name for entry in self.pods_dir.iterdir() if entry.is_dir()}
+        except OSError as error:
+            log.error("handoff slots cannot be listed", directory=str(self.pods_dir), error=str(error))
+            return
+        with self._lock:
+            known = dict(self._read_as)
+        missed = [uid for uid in sorted(present | known.keys()) if known.get(uid) != self._signature(uid)]
+        if missed:
+            log.warning("handoff changes the slot watch missed; reading them", slots=len(missed))
+        for pod_uid in missed:
+            self.reload(pod_uid)
+
     def reload(self, pod_uid: str) -> None:
+        signature = self._signature(pod_uid)  # taken first: a write after it shows at the next sweep
         slot = self._read(pod_uid)
         with self._lock:
+            if signature is None and slot is None:
+                self._read_as.pop(pod_uid, None)
+            else:
+                self._read_as[pod_uid] = signature
             old = self._slots.pop(pod_uid, None)
             if slot is not None:
                 self._slots[pod_uid] = slot
@@ -99,6 +122,14 @@ class HandoffSlots:
         except Refused as refused:
             log.warning(refused.refusal.line(), pod_uid=pod_uid, reason=refused.refusal.reason)
             return Slot(pod_uid, None, refused.refusal)
+
+    def _signature(self, pod_uid: str) -> tuple[int, int, int] | None:
+        """The slot's handoff file as it is now (inode, size, mtime), not followed if a link."""
+        try:
+            info = os.lstat(self.pods_dir / pod_uid / HANDOFF_FILE)
+        except OSError:
+            return None
+        return info.st_ino, info.st_size, info.st_mtime_ns
 
     # -- watching -------------------------------------------------------------------------
     def start(self) -> None:

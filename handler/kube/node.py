@@ -108,7 +108,7 @@ class KubeNode:
         return self._started.is_set() and self.engine.wait_idle(timeout)
 
     def run(self, stop: threading.Event, on_tick: Callable[[], None] | None = None) -> None:
-        self.runtime.run(stop, on_tick)
+        self.runtime.run(stop, on_tick, before_resync=self.slots.sweep)
 
     def reload(self) -> None:
         self.slots.scan()
