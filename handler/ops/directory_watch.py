@@ -103,7 +103,7 @@ class DirectoryWatch:
         observer.daemon = True
         with self._lock:
             self._observer = observer
-            self._watch_directory(observer)
+            self._watch_directory(observer, _identity(self.directory))
         if self.on_replaced is not None:
             # Followed on a thread of its own: moving a watch from inside the observer's own
             # event dispatch would hold its lock while waiting for ours.
@@ -150,12 +150,14 @@ class DirectoryWatch:
             if self._watch is not None:
                 observer.unschedule(self._watch)
                 self._watch = None
-            self._watch_directory(observer)
+            # With the identity seen here: a rename after the look brings its own event, and
+            # with it another look.
+            self._watch_directory(observer, identity)
             return _Followed.REPLACED if identity is not None else _Followed.GONE
 
-    def _watch_directory(self, observer: BaseObserver) -> None:
-        self._identity = _identity(self.directory)
-        if self._identity is not None:
+    def _watch_directory(self, observer: BaseObserver, identity: tuple[int, int] | None) -> None:
+        self._identity = identity
+        if identity is not None:
             # A directory given as a symlink is watched through it (watchdog watches the link
             # itself unless told). Never in a recursive watch, where links are others' to make.
             self._watch = observer.schedule(

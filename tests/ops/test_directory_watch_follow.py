@@ -5,6 +5,7 @@ and the caller told; the old one, renamed away, is no longer listened to."""
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -127,3 +128,20 @@ def test_a_recursive_watch_does_not_follow_symlinks(tmp_path: Path) -> None:
         assert [emitter.watch.follow_symlink for emitter in watch._observer.emitters] == [False]
     finally:
         watch.stop()
+
+
+def test_every_one_of_many_swaps_is_told_and_followed(watched: tuple[Path, Seen], tmp_path: Path) -> None:
+    """The follower may look between the two renames of a swap, and must then still follow the
+    second (it once took the directory from the first look but watched what the second left)."""
+    directory, seen = watched
+    for round_ in range(60):
+        (tmp_path / "next").mkdir()
+        told = len(seen.replaced)
+        os.rename(directory, tmp_path / "previous")
+        os.rename(tmp_path / "next", directory)
+        shutil.rmtree(tmp_path / "previous")
+        until(lambda told=told: True in seen.replaced[told:], f"swap {round_} to be told")
+        until(lambda: seen.replaced[-1] is True, f"swap {round_} to end on the new directory")
+        written = directory / f"{round_}.yaml"
+        written.write_text("x")
+        until(lambda written=written: written in seen.paths, f"a write after swap {round_}")
