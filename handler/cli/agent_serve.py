@@ -25,6 +25,7 @@ from handler.ops.heartbeat import Heartbeat
 from handler.ops.logs import configure_logging
 from handler.ops.metrics import Metrics
 from handler.ops.sdnotify import Notifier
+from handler.ops.state_lock import StateDirInUse, lock_state_dir
 from handler.ops.stop_signals import StopSignals
 from handler.settings import AgentSettings
 
@@ -61,6 +62,12 @@ def run_agent(args: argparse.Namespace, settings: AgentSettings) -> int:
         checks = FreshDeviceChecks(settings.host_root, permitted_devices(args))
     except Refused as refused:
         return fail(refused.refusal.line())
+    try:
+        lock_state_dir(settings.state_dir)  # held until the process ends
+    except StateDirInUse as error:
+        return fail(str(error))
+    except OSError as error:
+        return fail(_start_error(error))
     metrics = Metrics()
     try:
         node = (
