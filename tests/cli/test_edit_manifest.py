@@ -40,3 +40,26 @@ def test_a_manifest_saved_by_rename_and_rewrite_is_a_change_and_the_guest_runs_o
         "Started",
         "RestartRequired",
     ]
+
+
+def test_an_env_file_fixed_in_an_editor_gives_the_guest_its_vf_never_the_allocators(tmp_path: Path) -> None:
+    vmis = write_manifests(tmp_path / "vmis", "fixed")
+    (vmis / "fixed.env").write_text("QAT0=0000:3d:09.0\n")  # a typo: no such VF on this host
+    agent = BareAgent(tmp_path, vmis)
+    try:
+
+        def refused() -> bool:
+            return any('"DeviceRejected"' in line or '"DeviceEnvInvalid"' in line for line in agent.lines())
+
+        agent.wait_for("the typo refused", refused)
+        (vmis / "fixed.env").rename(vmis / "fixed.env~")
+        time.sleep(0.3)  # longer than an editor's save, so that the agent certainly looks
+        (vmis / "fixed.env").write_text("QAT0=0000:3d:01.3\n")
+        (vmis / "fixed.env~").unlink()
+        agent.wait_phases({"edge/fixed": "Running"}, "the guest on the fixed env file's VF")
+    finally:
+        agent.stop()
+    status = agent.records()
+    assert not [r for r in status if r["event"] == "VFs allocated"], "the allocator picked a VF mid-save"
+    started = [r for r in status if r.get("reason") == "Started" and r.get("vmi") == "edge/fixed"]
+    assert started and started[0]["bdfs"] == ["0000:3d:01.3"]
