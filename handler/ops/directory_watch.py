@@ -36,8 +36,8 @@ from watchdog.events import (
     FileSystemEvent,
     FileSystemEventHandler,
 )
-from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
+from watchdog.observers.inotify import InotifyObserver
 
 log = structlog.get_logger("qat_handler.watch")
 
@@ -99,7 +99,9 @@ class DirectoryWatch:
         self._name_changed = threading.Event()
 
     def start(self) -> None:
-        observer = Observer()
+        # Full events: a file renamed in from another directory is a move (complete), not a
+        # creation that might still be being written, which would wait to settle.
+        observer = InotifyObserver(generate_full_events=True)
         observer.daemon = True
         with self._lock:
             self._observer = observer

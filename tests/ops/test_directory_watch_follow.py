@@ -145,3 +145,22 @@ def test_every_one_of_many_swaps_is_told_and_followed(watched: tuple[Path, Seen]
         written = directory / f"{round_}.yaml"
         written.write_text("x")
         until(lambda written=written: written in seen.paths, f"a write after swap {round_}")
+
+
+def test_a_file_renamed_in_from_another_directory_is_complete_at_once(tmp_path: Path) -> None:
+    """`mv /tmp/vmi.yaml vmis/` (or an atomic write staged elsewhere): the file arrives whole."""
+    watched, staging = tmp_path / "vmis", tmp_path / "staging"
+    watched.mkdir()
+    staging.mkdir()
+    changes: list[tuple[Path, Change]] = []
+    watch = DirectoryWatch(watched, lambda path, change: changes.append((path, change)))
+    watch.start()
+    try:
+        (staging / "a.yaml").write_text("x")
+        (staging / "a.yaml").rename(watched / "a.yaml")
+        until(lambda: (watched / "a.yaml", Change.FINAL) in changes, "the file renamed in")
+        assert (watched / "a.yaml", Change.PARTIAL) not in changes
+        (watched / "a.yaml").rename(staging / "b.yaml")
+        until(lambda: changes.count((watched / "a.yaml", Change.FINAL)) == 2, "the file renamed out")
+    finally:
+        watch.stop()
