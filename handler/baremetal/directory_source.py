@@ -156,6 +156,13 @@ class DirectorySource:
 
     def _store(self, entry: ManifestEntry, old_key: str | None) -> list[str]:
         holder = self._entries.get(entry.key)
+        if holder is not None and holder.path != entry.path and holder.path in self._leaving:
+            # The file that held the key is gone and waits only to be sure: a rename (mv a.yaml
+            # b.yaml). The new file takes the key over at once; it is no duplicate.
+            self._leaving.pop(holder.path)
+            self._key_of.pop(holder.path, None)
+            self._read_as.pop(holder.path, None)
+            holder = None
         if holder is not None and holder.path != entry.path:
             self._shadowed.setdefault(entry.key, set()).add(entry.path)
             log.error(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
+
 from handler.baremetal.directory_source import REMOVAL_SETTLE_SECONDS, DirectorySource
 from tests.support.fake_clock import FakeClock
 
@@ -179,3 +181,27 @@ def test_a_sweep_reads_what_the_watch_missed_and_nothing_else(tmp_path: Path) ->
     changed.clear()
     source.sweep()
     assert changed == []
+
+
+def test_a_renamed_manifest_takes_its_key_over_at_once_and_is_no_duplicate(tmp_path: Path) -> None:
+    """mv a.yaml b.yaml: the old name is gone (and waits only to be sure) when the new one is
+    read, so the new file owns the VMI at once, with no duplicate reported."""
+    (tmp_path / "a.yaml").write_text(manifest("same"))
+    changed: list[str] = []
+    clock = FakeClock()
+    source = DirectorySource(tmp_path, changed.append, clock=clock)
+    source.scan()
+    (tmp_path / "a.yaml").rename(tmp_path / "b.yaml")
+    with structlog.testing.capture_logs() as logs:
+        source.reload(tmp_path / "a.yaml", arriving=True)  # the move's two paths, in either order
+        source.reload(tmp_path / "b.yaml", arriving=True)
+        clock.now += REMOVAL_SETTLE_SECONDS
+        source.timer.fire_due()
+    desired = source.desired("default/same")
+    assert desired is not None and list(source.keys()) == ["default/same"]
+    assert not [entry for entry in logs if entry["event"] == "duplicate VMI manifest ignored"]
+    (tmp_path / "b.yaml").unlink()
+    source.reload(tmp_path / "b.yaml", arriving=True)
+    clock.now += REMOVAL_SETTLE_SECONDS
+    source.timer.fire_due()
+    assert list(source.keys()) == [], "the new file is the one that counts"
