@@ -40,8 +40,15 @@ SNAPSHOT_SECONDS = 2.0
 
 
 class VfAllocator:
-    def __init__(self, state_dir: Path, host_root: Path, permitted: PermittedDevices | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        host_root: Path,
+        permitted: PermittedDevices | None = None,
+        on_write_failure: Callable[[str], None] = lambda _file: None,
+    ) -> None:
         self.path = state_dir / ALLOCATIONS_FILE
+        self._on_write_failure = on_write_failure
         self.host_root = host_root
         self._lock = threading.Lock()
         self._records: dict[str, tuple[str, tuple[AssignedDevice, ...]]] = {}
@@ -176,7 +183,11 @@ class VfAllocator:
                 for key, (uid, devices) in sorted(self._records.items())
             },
         }
-        write_state_file(self.path, json.dumps(document, indent=1).encode())
+        try:
+            write_state_file(self.path, json.dumps(document, indent=1).encode())
+        except StateNotWritable:
+            self._on_write_failure(ALLOCATIONS_FILE)
+            raise
         self._unsaved = False
 
     def _load(self) -> None:

@@ -34,9 +34,10 @@ class BareMetalNode:
         permitted: PermittedDevices | None = None,
     ) -> None:
         self.settings = settings
-        self.store = StatusStore(settings.state_dir)
+        write_failed = metrics.count_state_write_failure if metrics is not None else lambda _file: None
+        self.store = StatusStore(settings.state_dir, on_write_failure=write_failed)
         self.source = DirectorySource(settings.vmi_dir, on_change=self._changed)
-        self.allocator = VfAllocator(settings.state_dir, settings.host_root, permitted)
+        self.allocator = VfAllocator(settings.state_dir, settings.host_root, permitted, write_failed)
         self.runtime = NodeRuntime(
             settings,
             self.source,

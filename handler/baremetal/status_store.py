@@ -56,10 +56,13 @@ class StatusStore:
         flush_delay: float = 0.05,
         wall: Callable[[], float] = time.time,
         retry: Backoff = WRITE_RETRY,
+        on_write_failure: Callable[[str], None] = lambda _file: None,
     ) -> None:
         self.path = state_dir / STATUS_FILE
         self.flush_delay = flush_delay
         self._retry = retry
+        self._on_write_failure = on_write_failure
+        """Told the file's name at every failed write (the agent counts them in its metrics)."""
         self._wall = wall
         self._lock = threading.Lock()
         self._records: dict[str, _Record] = {}
@@ -165,6 +168,7 @@ class StatusStore:
                 self.flush()
             except StateNotWritable as error:
                 failures += 1
+                self._on_write_failure(STATUS_FILE)
                 wait = self._retry.delay(failures)
                 log.error("status file could not be written", error=str(error), retry_seconds=wait)
                 self._dirty.set()  # nothing changed since is no reason to leave the file behind

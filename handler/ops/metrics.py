@@ -43,6 +43,12 @@ class Metrics:
         )
         for outcome in SHUTDOWN_OUTCOMES:
             self._shutdowns.labels(outcome=outcome)
+        self._state_writes = Counter(
+            "qat_handler_state_write_failures",
+            "Writes of the agent's state files that failed (a full disk, a read-only mount), by file.",
+            ["file"],
+            registry=reg,
+        )
         add_process_metrics(reg, version)
         self._phases: set[str] = set()
 
@@ -71,6 +77,9 @@ class Metrics:
 
     def count_shutdown(self, outcome: str) -> None:
         self._shutdowns.labels(outcome=outcome).inc()
+
+    def count_state_write_failure(self, file: str) -> None:
+        self._state_writes.labels(file=file).inc()
 
     def render(self, accept: str = "") -> tuple[bytes, str]:
         return render(self.registry, accept)

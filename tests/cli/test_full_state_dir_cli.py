@@ -2,8 +2,9 @@
 of 256 KiB, filled to the last block while a VMI is added and another removed.
 
 While it is full, the new VMI waits (its VF cannot be recorded, so no guest gets it), and
-every failure is one log line naming the file and the fix. Once space is back, with nothing
-else changing, the new guest starts and the status and allocation files catch up.
+every failure is one log line naming the file and the fix, and is counted in the metrics.
+Once space is back, with nothing else changing, the new guest starts and the status and
+allocation files catch up.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,13 +47,22 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+def scrape(agent: BareAgent) -> dict[str, float]:
+    """The agent's /metrics, as Prometheus reads it: series -> value."""
+    served = next(r for r in agent.records() if r["event"] == "serving metrics and health")
+    with urllib.request.urlopen(f"http://127.0.0.1:{served['port']}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    series = (line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {name: float(value) for name, value in series}
+
+
 def test_a_full_state_dir_holds_new_guests_back_and_everything_catches_up_once_space_is_back(
     tmp_path: Path, small_state_dir: Path
 ) -> None:
     state = small_state_dir
     write_manifests(tmp_path / "vmis", "kept", "removed")
     vmis = tmp_path / "vmis"
-    agent = BareAgent(tmp_path, vmis, state=state)
+    agent = BareAgent(tmp_path, vmis, "--metrics-address", "127.0.0.1:0", state=state)
     try:
         agent.wait_phases({"edge/kept": "Running", "edge/removed": "Running"}, "both first VMIs Running")
         filler = fill(state)
@@ -65,6 +76,10 @@ def test_a_full_state_dir_holds_new_guests_back_and_everything_catches_up_once_s
         agent.wait_for("the added VMI's allocation refused", lambda: failed('"sync failed"', "edge/added"))
         agent.wait_for("the status file refused", lambda: failed('"status file could not be written"'))
         assert "edge/added" not in json.loads((state / "allocations.json").read_text())["allocations"]
+        metrics = scrape(agent)
+        assert metrics['qat_handler_state_write_failures_total{file="allocations.json"}'] >= 1
+        assert metrics['qat_handler_state_write_failures_total{file="status.json"}'] >= 1
+        assert metrics['qat_handler_reconcile_errors_total{reason="StateNotWritable"}'] >= 1
         print("while full: the added VMI waits, and", state / "status.json", "still shows", agent.phases())
 
         filler.unlink()  # nothing else changes from here on
