@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,16 @@ def read_text(path: str | Path) -> str:
     Each VMI reads two files this way at start; ``Path.read_text``'s text layer cost about 35 ms
     more per 1,000 VMIs (bench/reading.py)."""
     name = os.fspath(path)
-    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    # Non-blocking: opening a FIFO named like a manifest must not wait for a writer forever.
+    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
-        chunks = []
-        while chunk := os.read(fd, _CHUNK):
+        _check_readable(fd, name)
+        chunks, size = [], 0
+        while size <= MAX_FILE_BYTES and (chunk := os.read(fd, _CHUNK)):
             chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_FILE_BYTES:  # it grew while being read
+            raise OSError(errno.EFBIG, _TOO_LARGE, name)
     except OSError as error:  # a directory opens, and fails here, where FileIO's open would have
         raise type(error)(error.errno, error.strerror, name) from None
     finally:
@@ -61,6 +67,22 @@ def read_text(path: str | Path) -> str:
 
 
 _CHUNK = 1 << 16
+MAX_FILE_BYTES = 1536 * 1024
+"""A manifest or env file larger than this is refused: it is no VMI (the Kubernetes API server
+refuses objects of about this size too), and reading it whole would cost the agent memory."""
+_TOO_LARGE = f"larger than {MAX_FILE_BYTES} bytes, which no VMI manifest is"
+
+
+def _check_readable(fd: int, name: str) -> None:
+    """Only a regular file of a sane size is read: a FIFO, a socket or a device (a link to
+    /dev/zero, say) would block the directory's reader or never end."""
+    info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), name)
+    if not stat.S_ISREG(info.st_mode):
+        raise OSError(errno.EINVAL, "not a regular file (a FIFO, socket or device)", name)
+    if info.st_size > MAX_FILE_BYTES:
+        raise OSError(errno.EFBIG, _TOO_LARGE, name)
 
 
 def load_manifest(path: Path) -> Any:

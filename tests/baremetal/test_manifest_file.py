@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,14 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from handler.baremetal.manifest_file import _UID_NAMESPACE, default_uid, env_path_for, load_env, read_text
+from handler.baremetal.manifest_file import (
+    _UID_NAMESPACE,
+    MAX_FILE_BYTES,
+    default_uid,
+    env_path_for,
+    load_env,
+    read_text,
+)
 from handler.core.refusal import Refused
 
 FILES = settings(
@@ -68,3 +76,22 @@ def test_the_env_file_is_the_one_beside_the_manifest(tmp_path: Path, name: str) 
     with pytest.raises(Refused) as refused:
         load_env(manifest)
     assert refused.value.refusal.subject == f"{env_path_for(manifest).name} line 1"
+
+
+def test_only_a_regular_file_of_a_sane_size_is_read(tmp_path: Path) -> None:
+    """A FIFO named like a manifest must not block the reader waiting for a writer, a link to a
+    device must not be read forever, and a huge file is no manifest."""
+    os.mkfifo(tmp_path / "fifo.yaml")
+    (tmp_path / "zero.yaml").symlink_to("/dev/zero")
+    with (tmp_path / "huge.yaml").open("wb") as huge:
+        huge.truncate(MAX_FILE_BYTES + 1)
+    (tmp_path / "largest.yaml").write_bytes(b"#" * MAX_FILE_BYTES)
+    for name, problem in [
+        ("fifo.yaml", "not a regular file (a FIFO, socket or device)"),
+        ("zero.yaml", "not a regular file (a FIFO, socket or device)"),
+        ("huge.yaml", f"larger than {MAX_FILE_BYTES} bytes, which no VMI manifest is"),
+    ]:
+        with pytest.raises(OSError) as refused:
+            read_text(tmp_path / name)
+        assert refused.value.strerror == problem and refused.value.filename == str(tmp_path / name)
+    assert len(read_text(tmp_path / "largest.yaml")) == MAX_FILE_BYTES

@@ -9,6 +9,7 @@ file is away; the real CLI on libvirt's test driver.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -63,3 +64,23 @@ def test_an_env_file_fixed_in_an_editor_gives_the_guest_its_vf_never_the_allocat
     assert not [r for r in status if r["event"] == "VFs allocated"], "the allocator picked a VF mid-save"
     started = [r for r in status if r.get("reason") == "Started" and r.get("vmi") == "edge/fixed"]
     assert started and started[0]["bdfs"] == ["0000:3d:01.3"]
+
+
+def test_a_fifo_named_like_a_manifest_is_refused_and_blocks_no_other_manifest(tmp_path: Path) -> None:
+    """`mkfifo vmis/f.yaml` (or a link to /dev/zero): once, the directory's reader opened it and
+    waited for a writer forever, holding every later manifest back."""
+    vmis = write_manifests(tmp_path / "vmis")
+    agent = BareAgent(tmp_path, vmis)
+    try:
+        agent.wait_for("the agent to start", lambda: any('"first sync done"' in line for line in agent.lines()))
+        os.mkfifo(vmis / "f.yaml")
+        (vmis / "zero.yaml").symlink_to("/dev/zero")
+        time.sleep(1.5)  # past the settle of a file created but never closed, so both are read
+        (vmis / "after.yaml").write_text(manifest("after"))
+        agent.wait_for("a manifest written after them", lambda: agent.phases().get("edge/after") == "Running")
+        assert agent.phases() == {"default/f": "Scheduled", "default/zero": "Scheduled", "edge/after": "Running"}
+    finally:
+        agent.stop()
+    refused = [r for r in agent.records() if r.get("reason") == "InvalidManifest" and "file" in r]
+    assert {r["file"] for r in refused} == {"f.yaml", "zero.yaml"}
+    assert all("not a regular file (a FIFO, socket or device)" in r["event"] for r in refused), refused
