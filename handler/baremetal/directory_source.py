@@ -44,6 +44,7 @@ from handler.baremetal.manifest_file import (
 )
 from handler.core.desired import Desired
 from handler.ops.directory_watch import Change, DirectoryWatch
+from handler.ops.file_version import FileVersion, file_version
 
 log = structlog.get_logger("qat_handler.manifests")
 
@@ -53,8 +54,8 @@ closes) is read once it has been left alone this long. A writer's close reads it
 ENV_WAIT_SECONDS = 1.0
 """How long a new manifest that asks for devices waits for its env file before the allocator
 picks VFs for it."""
-_Signature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
-"""A manifest's and its env file's (inode, size, mtime), None where there is no file."""
+_Signature = tuple[FileVersion | None, FileVersion | None]
+"""A manifest's version and its env file's, None where there is no file."""
 
 REMOVAL_SETTLE_SECONDS = 1.0
 """How long a manifest (or its env file) must stay away before that counts (vim, for one,
@@ -111,13 +112,10 @@ class DirectorySource:
     # -- reading ----------------------------------------------------------------------
     def scan(self) -> None:
         """Read every manifest now; the watcher keeps the picture current afterwards."""
-        try:
-            listed = os.listdir(self.directory)
-        except (FileNotFoundError, NotADirectoryError):
+        present = self._manifest_paths()
+        if present is None:
             self._directory_replaced(False)
             return
-        names = sorted(name for name in listed if is_manifest_name(name))
-        present = [self.directory / name for name in names]  # one directory: by name is by path
         for path in present:
             self.reload(path)
         present_set = set(present)
@@ -212,8 +210,6 @@ class DirectorySource:
     def _held_for_return(self, path: Path) -> bool:
         """Whether a known manifest that has gone, or lost its env file, is still given time
         for the file to come back (vim saves by renaming the file away, then writing anew)."""
-        if self._removal_settle_seconds <= 0:
-            return False
         now = self._clock()
         until = self._leaving.setdefault(path, now + self._removal_settle_seconds)
         if now >= until:
@@ -250,18 +246,19 @@ class DirectorySource:
         """Read again what changed, came or went without the watch saying so; files the watch
         or a wait already has in hand are left to it."""
         try:
-            names = sorted(name for name in os.listdir(self.directory) if is_manifest_name(name))
-        except (FileNotFoundError, NotADirectoryError):
-            return  # the name-following watch says so, and keeps the VMIs as they are
+            present = self._manifest_paths()
         except OSError as error:
             log.error("VMI directory cannot be listed", directory=str(self.directory), error=str(error))
             return
-        present = [self.directory / name for name in names]
+        if present is None:
+            return  # the name-following watch says so, and keeps the VMIs as they are
         with self._lock:
             busy = self._touched.keys() | self._env_wait.keys() | self._leaving.keys()
-            missed = [p for p in present if p not in busy and self._read_as.get(p) != _signature(p)]
+            read_as = {p: self._read_as.get(p) for p in present if p not in busy}
             present_set = set(present)
-            missed += [p for p in self._key_of if p not in present_set and p not in busy]
+            gone = [p for p in self._key_of if p not in present_set and p not in busy]
+        # The files are looked at outside the lock: the watch's own reads need not wait on them.
+        missed = [p for p, version in read_as.items() if version != _signature(p)] + gone
         if missed:
             log.warning(
                 "manifest changes the directory watch missed; reading them",
@@ -270,6 +267,15 @@ class DirectorySource:
             )
         for path in missed:
             self.reload(path, arriving=True)
+
+    def _manifest_paths(self) -> list[Path] | None:
+        """The manifests in the directory now, sorted; None when the name leads to no directory."""
+        try:
+            listed = os.listdir(self.directory)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        # One directory: by name is by path.
+        return [self.directory / name for name in sorted(listed) if is_manifest_name(name)]
 
     def rescan(self) -> None:
         """SIGHUP: read every manifest again, and make sure the watch is on the directory the
@@ -322,13 +328,4 @@ class DirectorySource:
 
 
 def _signature(manifest: Path) -> _Signature:
-    """The manifest's and its env file's (inode, size, mtime), or None for a missing one."""
-    return _stat(manifest), _stat(env_path_for(manifest))
-
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_ino, info.st_size, info.st_mtime_ns
+    return file_version(manifest), file_version(env_path_for(manifest))

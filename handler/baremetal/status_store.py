@@ -73,7 +73,6 @@ class StatusStore:
         """Keys changed or forgotten since the last flush: a flush re-encodes (or drops) only these."""
         self._dirty = threading.Event()
         self._closing = threading.Event()
-        self._closed = False
         self._flusher: threading.Thread | None = None
         state_dir.mkdir(parents=True, exist_ok=True)
         self._load()
@@ -130,7 +129,6 @@ class StatusStore:
         self._flusher.start()
 
     def close(self) -> None:
-        self._closed = True
         self._closing.set()
         self._dirty.set()
         if self._flusher is not None:
@@ -159,9 +157,9 @@ class StatusStore:
 
     def _flush_loop(self) -> None:
         failures = 0
-        while not self._closed:
+        while not self._closing.is_set():
             self._dirty.wait()
-            if self._closed:
+            if self._closing.is_set():
                 return
             time.sleep(self.flush_delay)  # let the burst finish
             try:

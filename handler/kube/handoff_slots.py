@@ -22,6 +22,7 @@ from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, Handoff
 from handler.core.refusal import Refusal, Refused
 from handler.ops.atomic_file import write_atomically
 from handler.ops.directory_watch import Change, DirectoryWatch
+from handler.ops.file_version import FileVersion, file_version
 
 log = structlog.get_logger("qat_handler.handoff")
 
@@ -44,7 +45,7 @@ class HandoffSlots:
         self.on_change = on_change
         self._lock = threading.Lock()
         self._slots: dict[str, Slot] = {}
-        self._read_as: dict[str, tuple[int, int, int] | None] = {}
+        self._read_as: dict[str, FileVersion | None] = {}
         """Each slot's handoff file as it was when last read, for sweep()."""
         self._watch = DirectoryWatch(self.pods_dir, self._path_changed, recursive=True)
 
@@ -123,13 +124,9 @@ class HandoffSlots:
             log.warning(refused.refusal.line(), pod_uid=pod_uid, reason=refused.refusal.reason)
             return Slot(pod_uid, None, refused.refusal)
 
-    def _signature(self, pod_uid: str) -> tuple[int, int, int] | None:
-        """The slot's handoff file as it is now (inode, size, mtime), not followed if a link."""
-        try:
-            info = os.lstat(self.pods_dir / pod_uid / HANDOFF_FILE)
-        except OSError:
-            return None
-        return info.st_ino, info.st_size, info.st_mtime_ns
+    def _signature(self, pod_uid: str) -> FileVersion | None:
+        """The slot's handoff file as it is now; a link is not followed (a pod could make one)."""
+        return file_version(self.pods_dir / pod_uid / HANDOFF_FILE, follow_symlinks=False)
 
     # -- watching -------------------------------------------------------------------------
     def start(self) -> None:
