@@ -226,8 +226,11 @@ def _blocked(desired: Desired, observed: Observed) -> Plan:
     refusal = desired.blocked
     domain, last = observed.domain, observed.status
     finished = domain is None and last is not None and last.phase.terminal
-    if finished and refusal is not None and refusal.reason == WAITING_FOR_LAUNCHER:
-        # The guest is done and its pod gone, as at the end of every VMI's life: final stays final.
+    waiting = refusal is not None and refusal.reason == WAITING_FOR_LAUNCHER
+    if waiting and (finished or (domain is not None and domain.active)):
+        # The handoff matters only until the guest starts. A guest that is done and its pod gone is
+        # how every VMI's life ends: final stays final. A running guest keeps its VFs, and if its pod
+        # vanished, the controller's verdict (PodDisappeared) is what stops it, not this.
         return Plan(())
     reason = refusal.reason if refusal else "Unknown"
     message = refusal.line() if refusal else "the VMI could not be read"
@@ -242,7 +245,8 @@ def _blocked(desired: Desired, observed: Observed) -> Plan:
         name = desired.domain_name
         base = VMIStatus(Phase.SCHEDULED, name, (ready(False, reason, "the guest cannot start yet"),))
     status = base.with_condition(synchronized(False, reason, message))
-    return Plan(_transition(last, status, RecordEvent(reason, message, warning=True)))
+    # Every start waits a moment for its launcher: that is news, not a warning.
+    return Plan(_transition(last, status, RecordEvent(reason, message, warning=not waiting)))
 
 
 def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain) -> Plan:

@@ -534,3 +534,20 @@ def test_a_finished_vmi_whose_launcher_pod_is_gone_stays_finished() -> None:
         "Synchronized"
     ) == synchronized(False, "DeviceRejected", other.line())
     assert written(plan(desired, observed(), SETTINGS)).phase is Phase.SCHEDULED
+
+
+def test_waiting_for_the_launcher_is_news_before_the_start_and_nothing_after() -> None:
+    """Every start waits a moment for its launcher's handoff: a Normal Event, not a Warning. Once
+    the guest runs, a handoff that goes away (its pod force-deleted) changes nothing here: the
+    guest keeps its VFs until the controller fails the VMI."""
+    waiting = Refusal("WaitingForLauncher", "launcher handoff", "has not arrived from the VMI's pod yet", "check")
+    desired = replace(run_desired(), blocked=waiting)
+    before = plan(desired, observed(), SETTINGS)
+    assert written(before).condition("Synchronized") == synchronized(False, "WaitingForLauncher", waiting.line())
+    assert events(before) == [RecordEvent("WaitingForLauncher", waiting.line(), warning=False)]
+    assert plan(desired, observed(domain(), status=running_status()), SETTINGS).actions == ()
+    # A stopped guest still ends the way it ended, and a real refusal is still a warning.
+    stopped = plan(desired, observed(domain(Power.SHUTOFF, StopCause.GUEST_POWEROFF), status=running_status()), SETTINGS)
+    assert written(stopped).phase is Phase.SUCCEEDED
+    other = Refusal("DeviceRejected", "0000:3d:01.0", "is not bound to vfio-pci", "bind it")
+    assert [e.warning for e in events(plan(replace(run_desired(), blocked=other), observed(), SETTINGS))] == [True]

@@ -195,6 +195,10 @@ def test_kubectl_apply_to_running_guest_waiting_delete_gate_and_leader_change(st
     resources = pod["spec"]["containers"][0]["resources"]
     assert resources["requests"][RESOURCE] == resources["limits"][RESOURCE] == "1"
     first_vf = stack.running_with_vf("vmi-qat")
+    # A start that went well leaves nothing for `kubectl get events --field-selector type=Warning`.
+    selector = "involvedObject.name=vmi-qat,type=Warning"
+    warnings = stack.kubectl("get", "events", "--field-selector", selector, "-o", "name")
+    assert (warnings.returncode, warnings.stdout) == (0, ""), warnings
     assert first_vf in [str(v) for v in node.vfs] and first_vf not in node.free_vfs()
 
     # the leader dies mid-way: the standby takes over and makes exactly one pod for the next VMI

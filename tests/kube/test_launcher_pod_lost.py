@@ -68,6 +68,9 @@ def let_go(stack: Stack, name: str, reason: str, phrase: str) -> None:
     assert events.returncode == 0, events.stderr
     reasons = {(e["reason"], e["type"]) for e in json.loads(events.stdout)["items"]}
     assert (reason, "Warning") in reasons, reasons
+    # The controller's verdict is the only warning: a start's wait for its launcher is Normal, and the
+    # agent does not call a running guest's vanished pod a launcher that "has not arrived".
+    assert {r for r, kind in reasons if kind == "Warning"} == {reason}, reasons
     said = [line["event"] for line in agent_lines(stack, name)]
     assert "domain undefined" in said and "VMI forgotten" in said, said
     assert said.index("domain undefined") < said.index("VMI forgotten")
