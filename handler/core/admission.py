@@ -2,8 +2,9 @@
 
 The checks are the node's own, so a VMI the agent would refuse is refused at ``kubectl
 apply`` with the same one-line message: the parser (every field, name and value rule),
-the QAT feature gate for ``qats`` (``hostDevices`` are not gated, as on the node), and the
-permitted-devices list (a resource that no permitted device serves can never start).
+the QAT feature gate for ``qats`` (``hostDevices`` are not gated, as on the node), the
+permitted-devices list (a resource that no permitted device serves can never start), and
+the pod network, which no node in Kubernetes can give a guest (handler.core.nad).
 After creation a VMI's spec is immutable, except for the stack's own service accounts
 (KubeVirt's rule); status, labels, annotations and finalizers stay writable, so the
 agent's status patches pass even while the gate is off.
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from handler.core.feature_gates import GATE_OFF_MESSAGE, QAT_GATE
+from handler.core.nad import pod_network_refusal
 from handler.core.permitted_devices import PermittedDevices
 from handler.core.refusal import Refusal, Refused
 from handler.core.vmi import VMI
@@ -82,21 +84,21 @@ def decide(request: VmiRequest, policy: AdmissionPolicy) -> Verdict:
             return ALLOWED
         if request.username not in policy.exempt_users:
             return Verdict((Cause("spec", _immutable_line(request.username)),))
-        # The stack's own write: still a VMI the node can read, but the gate was judged at creation
-        # (and the node holds a gated VMI back by itself).
-        return validate(request, policy, gated=False)
+        # The stack's own write: still a VMI the node can read, but the gate and the networks were
+        # judged at creation (and the node holds such a VMI back by itself).
+        return validate(request, policy, creating=False)
     return ALLOWED
 
 
-def validate(request: VmiRequest, policy: AdmissionPolicy, *, gated: bool = True) -> Verdict:
+def validate(request: VmiRequest, policy: AdmissionPolicy, *, creating: bool = True) -> Verdict:
     """Every check the node would make before it ever sees a device."""
     manifest = _with_namespace(request.obj, request.namespace)
     try:
         vmi = parse_vmi(manifest, default_uid=request.uid)
     except Refused as refused:
         return Verdict((_cause(refused.refusal),))
-    gate = _gate_causes(vmi, policy.gates) if gated else []
-    causes = [*gate, *_permitted_causes(vmi, policy.permitted)]
+    judged_at_creation = [*_gate_causes(vmi, policy.gates), *_network_causes(vmi)] if creating else []
+    causes = [*judged_at_creation, *_permitted_causes(vmi, policy.permitted)]
     return Verdict(tuple(causes))
 
 
@@ -129,6 +131,12 @@ def _permitted_causes(vmi: VMI, permitted: PermittedDevices) -> list[Cause]:
         )
         causes.append(_cause(refusal))
     return causes
+
+
+def _network_causes(vmi: VMI) -> list[Cause]:
+    """Only what is known without the cluster's objects: a NetworkAttachmentDefinition may be
+    created after the VMI, so the node judges multus networks when the guest starts."""
+    return [_cause(pod_network_refusal(i).refusal) for i in vmi.interfaces if i.network.kind == "pod"]
 
 
 def _cause(refusal: Refusal) -> Cause:

@@ -92,6 +92,23 @@ def test_gate_and_permitted_causes_come_together() -> None:
     assert [c.field for c in causes] == ["spec.domain.devices.qats", "spec.domain.devices.qats[0].deviceName"]
 
 
+def test_the_pod_network_is_refused_as_every_node_would_and_multus_is_left_to_the_node() -> None:
+    """No node in Kubernetes can give a guest the pod network: admitting such a VMI would only
+    make a launcher pod hold a VF for a guest that never starts."""
+    obj = vmi()
+    obj["spec"]["networks"] = [{"name": "default", "pod": {}}, {"name": "storage", "multus": {"networkName": "br"}}]
+    obj["spec"]["domain"]["devices"]["interfaces"] = [
+        {"name": "default", "masquerade": {}},
+        {"name": "storage", "bridge": {}},
+    ]
+    (cause,) = create(obj)
+    assert cause.field == "spec.networks[0].pod"
+    assert cause.message.startswith("spec.networks[0].pod cannot be given in Kubernetes")
+    assert "fix: use a multus network" in cause.message
+    del obj["spec"]["networks"][0], obj["spec"]["domain"]["devices"]["interfaces"][0]
+    assert create(obj) == ()  # whether NetworkAttachmentDefinition br exists is the node's to judge
+
+
 def update(old: Any, new: Any, user: str, policy: AdmissionPolicy = GATE_OFF) -> tuple[Cause, ...]:
     return decide(VmiRequest("UPDATE", "ns", UID, user, new, old), policy).causes
 

@@ -114,3 +114,21 @@ def test_with_the_webhook_down_writes_fail_closed(cluster: tuple[FakeApiServer, 
     assert failed.returncode != 0
     assert f'failed calling webhook "{WEBHOOK_NAME}"' in failed.stderr
     assert server.get_object("virtualmachineinstances", "default", "vmi-qat") is None
+
+
+def test_a_vmi_on_the_pod_network_is_refused_at_apply(
+    cluster: tuple[FakeApiServer, Kubectl, Webhook], tmp_path: Path
+) -> None:
+    """The README's networking example as KubeVirt users write it (masquerade on the pod network):
+    no node here can give it, so kubectl says so instead of a pod holding a VF for nothing."""
+    server, kubectl, _ = cluster
+    vmi = yaml.safe_load((EXAMPLES / "vmi-qat.yaml").read_text())
+    vmi["spec"]["networks"] = [{"name": "default", "pod": {}}]
+    vmi["spec"]["domain"]["devices"]["interfaces"] = [{"name": "default", "masquerade": {}}]
+    path = tmp_path / "pod-network.yaml"
+    path.write_text(yaml.safe_dump(vmi))
+    denied = kubectl("apply", "-f", str(path))
+    assert denied.returncode != 0
+    assert "spec.networks[0].pod cannot be given in Kubernetes" in denied.stderr, denied.stderr
+    assert "fix: use a multus network" in denied.stderr
+    assert server.get_object("virtualmachineinstances", "default", "vmi-qat") is None
