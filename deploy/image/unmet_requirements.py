@@ -10,7 +10,7 @@ import importlib.metadata
 import sys
 
 sys.path.insert(0, sys.argv[1])
-from pip._vendor.packaging.requirements import Requirement  # noqa: E402
+from pip._vendor.packaging.requirements import Requirement
 
 
 def unmet(line: str) -> bool:

@@ -547,7 +547,9 @@ def test_waiting_for_the_launcher_is_news_before_the_start_and_nothing_after() -
     assert events(before) == [RecordEvent("WaitingForLauncher", waiting.line(), warning=False)]
     assert plan(desired, observed(domain(), status=running_status()), SETTINGS).actions == ()
     # A stopped guest still ends the way it ended, and a real refusal is still a warning.
-    stopped = plan(desired, observed(domain(Power.SHUTOFF, StopCause.GUEST_POWEROFF), status=running_status()), SETTINGS)
+    stopped = plan(
+        desired, observed(domain(Power.SHUTOFF, StopCause.GUEST_POWEROFF), status=running_status()), SETTINGS
+    )
     assert written(stopped).phase is Phase.SUCCEEDED
     other = Refusal("DeviceRejected", "0000:3d:01.0", "is not bound to vfio-pci", "bind it")
     assert [e.warning for e in events(plan(replace(run_desired(), blocked=other), observed(), SETTINGS))] == [True]
