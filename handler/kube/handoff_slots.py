@@ -53,6 +53,17 @@ class HandoffSlots:
         with self._lock:
             return [s for s in self._slots.values() if s.handoff is not None and s.handoff.vmi_uid == vmi_uid]
 
+    def stopping(self) -> list[tuple[str, Handoff]]:
+        """(slot, handoff) of each launcher that asked for its guest to be stopped. The slot is the
+        directory's name, the pod uid a pod cannot forge; a handoff naming another pod is left out."""
+        with self._lock:
+            slots = list(self._slots.values())
+        return [
+            (s.pod_uid, s.handoff)
+            for s in slots
+            if s.handoff is not None and s.handoff.stop_requested and s.handoff.pod_uid == s.pod_uid
+        ]
+
     def slot(self, pod_uid: str) -> Slot | None:
         with self._lock:
             return self._slots.get(pod_uid)

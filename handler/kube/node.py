@@ -60,7 +60,9 @@ class KubeNode:
             pod_resources=pod_resources,
         )
         self.status_subresource = serves_vmi_status(api)
-        self.sink = KubeStatusSink(api, self.source.vmis, node_name, self.status_subresource, self._report)
+        self.sink = KubeStatusSink(
+            api, self.source.vmis, node_name, self.status_subresource, self._report, on_forget=self._release_launchers
+        )
         disks = LauncherContainerDisks(
             self.source.pods.items, settings.host_root / "proc", settings.state_dir / "images", node_name
         )
@@ -96,6 +98,8 @@ class KubeNode:
             log.warning("still waiting for the first list from the API server", node=self.node_name)
         self.runtime.start()
         self._started.set()
+        for _slot, handoff in self.slots.stopping():  # asked while the agent was away
+            self._handoff_changed(handoff.vmi_uid)
         log.info(
             "agent started",
             mode="kubernetes",
@@ -124,7 +128,31 @@ class KubeNode:
             self.engine.enqueue(key)
 
     def _handoff_changed(self, vmi_uid: str) -> None:
-        self.source.handoff_changed(vmi_uid)
+        if self.source.holds(vmi_uid) or not self._started.is_set():
+            self.source.handoff_changed(vmi_uid)
+            return
+        # A launcher whose VMI is gone (deleted before any guest ran, so no finalizer held it)
+        # waits for word before its pod may end. The word comes from a pass over the VMI's key,
+        # which runs after any pass still at work on it: see _release_launchers.
+        for _slot, handoff in self.slots.stopping():
+            if handoff.vmi_uid == vmi_uid:
+                self.engine.enqueue(handoff.key)
+
+    def _release_launchers(self, key: str) -> None:
+        """The agent is done with ``key`` and its domain is gone: a launcher of that key whose VMI
+        is no longer on this node, and that asked for its guest to stop, may let its pod end.
+        Safe because a domain is defined only under the finalizer, which keeps a VMI from
+        being deleted until the domain is undefined."""
+        for slot, handoff in self.slots.stopping():
+            if handoff.key != key or self.source.holds(handoff.vmi_uid):
+                continue
+            message = f"VMI {key} is gone and no guest of it runs on this node"
+            try:
+                self.slots.write_report(slot, AgentReport(handoff.vmi_uid, "", guest_off=True, message=message))
+            except OSError as error:
+                log.warning("could not report to the launcher", vmi=key, pod_uid=slot, error=str(error))
+                continue
+            log.info("launcher of a gone VMI released", vmi=key, pod_uid=slot)
 
     def _report(self, key: str, status: VMIStatus) -> None:
         """Tell the VMI's launcher how its guest is doing; it waits on this during pod shutdown."""

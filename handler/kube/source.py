@@ -194,6 +194,11 @@ class KubeSource:
         if vmi_uid:
             self.handoff_changed(vmi_uid)
 
+    def holds(self, vmi_uid: str) -> bool:
+        """Whether a VMI with this uid is on this node as the caches see it."""
+        with self._lock:
+            return vmi_uid in self._uid_to_key
+
     def handoff_changed(self, vmi_uid: str) -> None:
         key = self._uid_to_key.get(vmi_uid)
         if key is not None:

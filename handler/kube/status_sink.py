@@ -42,6 +42,7 @@ class KubeStatusSink:
         node_name: str,
         status_subresource: bool,
         on_status: Callable[[str, VMIStatus], None] = lambda _key, _status: None,
+        on_forget: Callable[[str], None] = lambda _key: None,
     ) -> None:
         self._custom = client.CustomObjectsApi(api)
         self._vmis = vmis
@@ -49,6 +50,8 @@ class KubeStatusSink:
         self._status_subresource = status_subresource
         self._events = EventRecorder(api, node_name)
         self._on_status = on_status
+        self._on_forget = on_forget
+        """Called once a VMI's domain is gone and the agent is done with the key."""
         self._lock = threading.Lock()
         self._written: dict[str, tuple[str, VMIStatus]] = {}
         """Our last write per key (with the VMI uid): the watch may not have echoed it yet."""
@@ -91,6 +94,7 @@ class KubeStatusSink:
         self._own.forget(key)
         with self._lock:
             self._written.pop(key, None)
+        self._on_forget(key)
 
     # -- API calls ------------------------------------------------------------------------
     def _patch_status(

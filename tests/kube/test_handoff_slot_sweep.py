@@ -42,3 +42,17 @@ def test_a_sweep_reads_the_slots_the_watch_missed_and_no_others(tmp_path: Path) 
     slot.rmdir()
     slots.sweep()
     assert slots.slot("pod-a") is None and changed == [VMI_UID] * 3
+
+
+def test_only_a_slots_own_stop_request_counts(tmp_path: Path) -> None:
+    """The agent answers a stop request in the slot it came from. A handoff naming another pod
+    (a pod can write anything into its own slot) is not a stop request of that pod, so the
+    agent never tells another pod's launcher that its guest is off."""
+    slots = HandoffSlots(tmp_path)
+    slots.scan()
+    for slot, claimed in (("pod-a", "pod-a"), ("pod-b", "pod-victim"), ("pod-c", "pod-c")):
+        (tmp_path / "pods" / slot).mkdir()
+        stopping = Handoff("ns", slot, VMI_UID, claimed, (), stop_requested=slot != "pod-c")
+        (tmp_path / "pods" / slot / HANDOFF_FILE).write_text(json.dumps(handoff_to_json(stopping)))
+    slots.scan()
+    assert [(slot, h.name) for slot, h in slots.stopping()] == [("pod-a", "pod-a")]

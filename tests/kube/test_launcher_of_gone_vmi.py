@@ -1,0 +1,80 @@
+"""A VMI deleted before its guest ever ran: its launcher pod ends at once and gives its VF back.
+
+Such a VMI (here one whose multus network names a NetworkAttachmentDefinition that does not
+exist, so the node refuses it) never got the agent's finalizer, so `kubectl delete vmi`
+removes it at once, and the pod's SIGTERM reaches a launcher whose VMI the agent no longer
+has. The launcher holds its pod until the agent says the guest is off; with no VMI there was
+no status to say it with, and the pod held the VF for the VMI's grace + 15 s.
+
+Real processes on the fake cluster, as in test_launcher_pod_lost: the controller, the agent on
+test:///default, the fake kubelet running the real launcher, and kubectl. The grace is 600 s,
+so a launcher that waited it out would hold its pod far past every wait below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakekube.objects import vmi_manifest
+from tests.kube.test_control_plane_e2e import KUBECTL, NODE, REPO, Stack, eventually, stack_on
+
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+GRACE = 600
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    with stack_on(tmp_path, vfs=1) as running:
+        gate = running.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
+        assert gate.returncode == 0, gate.stderr
+        running.controller("controller-a")
+        eventually("controller-a leading", lambda: running.leader() == "controller-a")
+        node = running.cluster.node(NODE)
+        running.start(
+            "agent", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
+            "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
+            "--pod-resources-socket", str(tmp_path / "no-kubelet.sock"), "--on-stop", "keep",
+        )  # fmt: skip
+        yield running
+
+
+def refused_vmi(name: str) -> str:
+    """One QAT VF, a long grace, and a NIC on a network this cluster does not have."""
+    grace = "terminationGracePeriodSeconds:"
+    manifest = vmi_manifest(name, "qat1").replace(f"{grace} 5", f"{grace} {GRACE}")
+    return (
+        manifest.replace(
+            "    devices:\n",
+            "    devices:\n      interfaces:\n        - {name: storage, bridge: {}}\n",
+        )
+        + "  networks:\n    - {name: storage, multus: {networkName: no-such-network}}\n"
+    )
+
+
+def synchronized_reason(stack: Stack, name: str) -> str:
+    conditions = (stack.vmi(name).get("status") or {}).get("conditions") or []
+    return next((str(c.get("reason")) for c in conditions if c.get("type") == "Synchronized"), "")
+
+
+def test_deleting_a_vmi_whose_guest_never_ran_ends_its_pod_and_frees_its_vf(stack: Stack) -> None:
+    applied = stack.kubectl("apply", "-f", "-", stdin=refused_vmi("never-ran"))
+    assert applied.returncode == 0, applied.stderr
+    eventually("the node's refusal", lambda: synchronized_reason(stack, "never-ran") == "NetworkUnavailable")
+    (pod,) = stack.pods_of("never-ran")
+    assert stack.cluster.node(NODE).free_vfs() == (), "the refused VMI's pod holds the node's only VF"
+
+    deleted = stack.kubectl("delete", "vmi", "never-ran")
+    assert deleted.returncode == 0, deleted.stderr
+    eventually("the launcher pod gone", lambda: not stack.pods_of("never-ran"))
+    log = stack.cluster.node(NODE).kubelet.log_of(pod["metadata"]["uid"], "launcher")
+    assert "guest is off" in log and "is gone and no guest of it runs on this node" in log, log
+    assert "did not report the guest off in time" not in log, log
+
+    # The VF is back: the next VMI runs on it.
+    assert stack.apply("next").returncode == 0
+    assert stack.running_with_vf("next")
+    assert '"launcher of a gone VMI released"' in (stack.work / "agent.log").read_text()
