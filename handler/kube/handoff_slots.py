@@ -18,7 +18,15 @@ from pathlib import Path
 
 import structlog
 
-from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, AgentReport, Handoff, handoff_from_json, report_to_json
+from handler.core.handoff import (
+    HANDOFF_FILE,
+    REPORT_FILE,
+    AgentReport,
+    Handoff,
+    handoff_from_json,
+    report_from_json,
+    report_to_json,
+)
 from handler.core.refusal import Refusal, Refused
 from handler.ops.atomic_file import write_atomically
 from handler.ops.directory_watch import Change, DirectoryWatch
@@ -108,6 +116,14 @@ class HandoffSlots:
         touched = {s.handoff.vmi_uid for s in (old, slot) if s is not None and s.handoff is not None}
         for vmi_uid in touched:
             self.on_change(vmi_uid)
+
+    def told_off(self, pod_uid: str, vmi_uid: str) -> bool:
+        """Whether the slot's report already says that this VMI's guest is off."""
+        try:
+            report = report_from_json(json.loads(read_slot_file(self.pods_dir / pod_uid / REPORT_FILE)))
+        except (OSError, ValueError):
+            return False
+        return report is not None and report.vmi_uid == vmi_uid and report.guest_off
 
     def write_report(self, pod_uid: str, report: AgentReport) -> None:
         folder = self.pods_dir / pod_uid

@@ -144,8 +144,8 @@ class KubeNode:
         Safe because a domain is defined only under the finalizer, which keeps a VMI from
         being deleted until the domain is undefined."""
         for slot, handoff in self.slots.stopping():
-            if handoff.key != key or self.source.holds(handoff.vmi_uid):
-                continue
+            if handoff.key != key or self.source.holds(handoff.vmi_uid) or self.slots.told_off(slot, handoff.vmi_uid):
+                continue  # another VMI's, or still on the node, or told already (a slot outlives its pod)
             message = f"VMI {key} is gone and no guest of it runs on this node"
             try:
                 self.slots.write_report(slot, AgentReport(handoff.vmi_uid, "", guest_off=True, message=message))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from handler.core.handoff import HANDOFF_FILE, Handoff, handoff_to_json
+from handler.core.handoff import HANDOFF_FILE, AgentReport, Handoff, handoff_to_json
 from handler.kube.handoff_slots import HandoffSlots
 
 VMI_UID = "00000000-0000-4000-8000-000000000007"
@@ -56,3 +56,14 @@ def test_only_a_slots_own_stop_request_counts(tmp_path: Path) -> None:
         (tmp_path / "pods" / slot / HANDOFF_FILE).write_text(json.dumps(handoff_to_json(stopping)))
     slots.scan()
     assert [(slot, h.name) for slot, h in slots.stopping()] == [("pod-a", "pod-a")]
+
+
+def test_a_report_saying_off_is_known_as_told(tmp_path: Path) -> None:
+    slots = HandoffSlots(tmp_path)
+    slots.scan()
+    (tmp_path / "pods" / "pod-a").mkdir()
+    assert not slots.told_off("pod-a", VMI_UID)
+    slots.write_report("pod-a", AgentReport(VMI_UID, "Running", guest_off=False))
+    assert not slots.told_off("pod-a", VMI_UID)
+    slots.write_report("pod-a", AgentReport(VMI_UID, "", guest_off=True, message="gone"))
+    assert slots.told_off("pod-a", VMI_UID) and not slots.told_off("pod-a", "another-uid")

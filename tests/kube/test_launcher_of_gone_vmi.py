@@ -13,6 +13,7 @@ so a launcher that waited it out would hold its pod far past every wait below.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -78,3 +79,29 @@ def test_deleting_a_vmi_whose_guest_never_ran_ends_its_pod_and_frees_its_vf(stac
     assert stack.apply("next").returncode == 0
     assert stack.running_with_vf("next")
     assert '"launcher of a gone VMI released"' in (stack.work / "agent.log").read_text()
+
+
+def test_a_stop_asked_while_the_agent_was_away_is_answered_when_it_is_back(stack: Stack, tmp_path: Path) -> None:
+    applied = stack.kubectl("apply", "-f", "-", stdin=refused_vmi("asked-meanwhile"))
+    assert applied.returncode == 0, applied.stderr
+    eventually("the node's refusal", lambda: synchronized_reason(stack, "asked-meanwhile") == "NetworkUnavailable")
+    (pod,) = stack.pods_of("asked-meanwhile")
+    agent = stack.processes["agent"]
+    agent.send_signal(signal.SIGTERM)
+    assert agent.wait(timeout=30) == 0
+
+    assert stack.kubectl("delete", "vmi", "asked-meanwhile").returncode == 0
+    kubelet = stack.cluster.node(NODE).kubelet
+    eventually(
+        "the launcher asking to stop",
+        lambda: "asked the agent to shut the guest down" in kubelet.log_of(pod["metadata"]["uid"], "launcher"),
+    )
+    node = stack.cluster.node(NODE)
+    stack.start(
+        "agent-again", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
+        "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
+        "--pod-resources-socket", str(tmp_path / "no-kubelet.sock"), "--on-stop", "keep",
+    )  # fmt: skip
+    eventually("the launcher pod gone", lambda: not stack.pods_of("asked-meanwhile"))
+    log = kubelet.log_of(pod["metadata"]["uid"], "launcher")
+    assert "is gone and no guest of it runs on this node" in log, log
