@@ -3,8 +3,8 @@ same reason and message bumps ``count`` instead of creating another Event."""
 
 from __future__ import annotations
 
-import secrets
 import threading
+import time
 from typing import Any
 
 import structlog
@@ -42,7 +42,9 @@ class EventRecorder:
                 with self._lock:
                     self._seen[(uid, reason, message)] = (name, count + 1)
                 return
-            name = f"{meta.get('name', 'vmi')}.{secrets.token_hex(8)}"
+            # Named as client-go names Events: the API server lists by name, and kubectl describe
+            # keeps that order among Events of the same second, so the story reads in order.
+            name = f"{meta.get('name', 'vmi')}.{time.time_ns():x}"
             # The client annotates the body as a CoreV1Event model, but its validate_call builds
             # that model from this camelCase dict, so the dict goes through as Any.
             body: Any = {

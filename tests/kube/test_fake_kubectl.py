@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes.client import ApiClient, Configuration
 
+from handler.kube.event_recorder import EventRecorder
 from tests.support.fakekube import FakeApiServer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,3 +52,24 @@ def test_kubectl_shows_the_crds_printer_columns(fake_apiserver: FakeApiServer, t
     assert row.split()[:2] == ["default", "vmi-qat"] and row.split()[3:] == ["Running", "10.0.0.5", "node01", "True"]
     assert "deleted" in kubectl("delete", "vmi", "vmi-qat")
     assert fake_apiserver.get_object("virtualmachineinstances", "default", "vmi-qat") is None
+
+
+def test_kubectl_describe_lists_one_seconds_events_in_the_order_they_happened(
+    fake_apiserver: FakeApiServer, tmp_path: Path
+) -> None:
+    """Event times have whole seconds, and kubectl sorts by them, keeping the list order for a tie.
+    The API server lists by name, so Events are named as client-go names them: the object's name
+    and the time in nanoseconds. With random names, a guest's "Stopped" showed before its "ShuttingDown"."""
+    env = {**os.environ, "KUBECONFIG": str(fake_apiserver.write_kubeconfig(tmp_path / "kubeconfig"))}
+    assert KUBECTL is not None
+    subprocess.run([KUBECTL, "apply", "-f", "deploy/examples/vmi-qat.yaml"], env=env, cwd=REPO, check=True)
+    vmi = fake_apiserver.get_object("virtualmachineinstances", "default", "vmi-qat")
+    recorder = EventRecorder(ApiClient(Configuration(host=fake_apiserver.url)), "node01")
+    story = ["Created", "Started", "ShuttingDown", "Stopped", "Deleted", "Again", "More", "Last"]
+    for reason in story:
+        recorder.record(vmi, reason, f"{reason} happened", warning=False)
+    described = subprocess.run(
+        [KUBECTL, "describe", "vmi", "vmi-qat"], env=env, cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    events = described.split("Events:", 1)[1].splitlines()[3:]
+    assert [line.split()[1] for line in events if line.strip()] == story, described
