@@ -173,12 +173,29 @@ def start_control_plane(stack: Stack) -> None:
     port = free_port()
     server.route_service(TLS.namespace, TLS.service, 443, ("127.0.0.1", port))
     stack.start("webhook", "webhook", "--listen", f"127.0.0.1:{port}", env={"POD_NAMESPACE": TLS.namespace})
+    start_agent(stack)
+
+
+def start_agent(stack: Stack, name: str = "agent") -> None:
+    """`qat-handler agent --kubernetes` on the node, on test:///default, leaving guests running when it stops."""
     node = stack.cluster.node(NODE)
     stack.start(
-        "agent", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
+        name, "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
         "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
         "--pod-resources-socket", str(stack.work / "no-kubelet.sock"), "--on-stop", "keep",
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def controller_and_agent(tmp_path: Path, vfs: int) -> Iterator[Stack]:
+    """The gate on, one controller leading, and the node's agent (no webhook)."""
+    with stack_on(tmp_path, vfs=vfs) as running:
+        gate = running.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
+        assert gate.returncode == 0, gate.stderr
+        running.controller("controller-a")
+        eventually("controller-a leading", lambda: running.leader() == "controller-a")
+        start_agent(running)
+        yield running
 
 
 def test_kubectl_apply_to_running_guest_waiting_delete_gate_and_leader_change(stack: Stack) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakekube.objects import vmi_manifest
-from tests.kube.test_control_plane_e2e import KUBECTL, NODE, REPO, Stack, eventually, stack_on
+from tests.kube.test_control_plane_e2e import KUBECTL, NODE, Stack, controller_and_agent, eventually, start_agent
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
@@ -29,17 +29,7 @@ GRACE = 600
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    with stack_on(tmp_path, vfs=1) as running:
-        gate = running.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
-        assert gate.returncode == 0, gate.stderr
-        running.controller("controller-a")
-        eventually("controller-a leading", lambda: running.leader() == "controller-a")
-        node = running.cluster.node(NODE)
-        running.start(
-            "agent", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
-            "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
-            "--pod-resources-socket", str(tmp_path / "no-kubelet.sock"), "--on-stop", "keep",
-        )  # fmt: skip
+    with controller_and_agent(tmp_path, vfs=1) as running:
         yield running
 
 
@@ -81,7 +71,7 @@ def test_deleting_a_vmi_whose_guest_never_ran_ends_its_pod_and_frees_its_vf(stac
     assert '"launcher of a gone VMI released"' in (stack.work / "agent.log").read_text()
 
 
-def test_a_stop_asked_while_the_agent_was_away_is_answered_when_it_is_back(stack: Stack, tmp_path: Path) -> None:
+def test_a_stop_asked_while_the_agent_was_away_is_answered_when_it_is_back(stack: Stack) -> None:
     applied = stack.kubectl("apply", "-f", "-", stdin=refused_vmi("asked-meanwhile"))
     assert applied.returncode == 0, applied.stderr
     eventually("the node's refusal", lambda: synchronized_reason(stack, "asked-meanwhile") == "NetworkUnavailable")
@@ -96,12 +86,7 @@ def test_a_stop_asked_while_the_agent_was_away_is_answered_when_it_is_back(stack
         "the launcher asking to stop",
         lambda: "asked the agent to shut the guest down" in kubelet.log_of(pod["metadata"]["uid"], "launcher"),
     )
-    node = stack.cluster.node(NODE)
-    stack.start(
-        "agent-again", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
-        "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
-        "--pod-resources-socket", str(tmp_path / "no-kubelet.sock"), "--on-stop", "keep",
-    )  # fmt: skip
+    start_agent(stack, "agent-again")
     eventually("the launcher pod gone", lambda: not stack.pods_of("asked-meanwhile"))
     log = kubelet.log_of(pod["metadata"]["uid"], "launcher")
     assert "is gone and no guest of it runs on this node" in log, log

@@ -19,24 +19,14 @@ from typing import Any
 import pytest
 
 from handler.core.kube_status import FINALIZER
-from tests.kube.test_control_plane_e2e import KUBECTL, NODE, REPO, Stack, eventually, stack_on
+from tests.kube.test_control_plane_e2e import KUBECTL, NODE, Stack, controller_and_agent, eventually
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    with stack_on(tmp_path, vfs=1) as running:
-        gate = running.kubectl("apply", "-f", str(REPO / "deploy" / "examples" / "kubevirt-config.yaml"))
-        assert gate.returncode == 0, gate.stderr
-        running.controller("controller-a")
-        eventually("controller-a leading", lambda: running.leader() == "controller-a")
-        node = running.cluster.node(NODE)
-        running.start(
-            "agent", "agent", "--kubernetes", "--node-name", NODE, "--connect", "test:///default",
-            "--host-root", str(node.host_root), "--run-dir", str(node.run_dir), "--state-dir", str(node.state_dir),
-            "--pod-resources-socket", str(tmp_path / "no-kubelet.sock"), "--on-stop", "keep",
-        )  # fmt: skip
+    with controller_and_agent(tmp_path, vfs=1) as running:
         yield running
 
 
