@@ -19,6 +19,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import libvirt
@@ -470,6 +471,51 @@ def test_on_stop_keep_leaves_guests_running_and_a_new_agent_adopts_them(
     second.signal(signal.SIGTERM)
     assert second.wait_exit(KEEP_EXIT_LIMIT) == 0, second.tail()
     print(f"\nkeep: SIGTERM -> agent exit in {took:.2f}s; guests adopted with IDs {sorted(ids.values())}")
+
+
+def test_a_guest_that_powered_itself_off_stays_off_until_its_manifest_comes_back(
+    ws: Workspace,
+    agents: StartAgent,
+    images: dict[str, GuestImage],
+    events: LifecycleEvents,
+    libvirt_conn: Any,
+    tmp_path: Path,
+) -> None:
+    """README, Bare metal: a guest that powered itself off is Succeeded and stays off (a resync and a
+    SIGHUP do not start it); moving its manifest away for more than a second and back starts it again."""
+    ws.add_vmi("halts", images["acpi"], grace=30)
+    agent = agents("--resync-seconds", "1")
+    boot(ws, events, "halts")
+    dom = domain_name("halts")
+    wait_until("Running in the state file", phase_in_file(ws, "halts", "Running"), 10)
+
+    # The guest powers off on its own: the agent asked for nothing (here the press comes from outside).
+    pressed_at = time.time()
+    libvirt_conn.lookupByName(dom).shutdownFlags(libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    events.wait_for(dom, EV_STOPPED, STOP_TIMEOUT, since=pressed_at)
+    wait_until("Succeeded in the state file", phase_in_file(ws, "halts", "Succeeded"), 10)
+    assert not agent.find("ACPI shutdown requested", vmi=key_of("halts")), agent.tail()
+    row = status_rows(ws.state_dir)[key_of("halts")]
+    assert ready(row)["reason"] == "Stopped", row
+
+    # It stays off through resyncs (every second here) and a SIGHUP's rescan of the directory.
+    agent.signal(signal.SIGHUP)
+    agent.wait_log("reloading", 10)
+    time.sleep(3.0)  # three resyncs: each would start it if off meant "start again"
+    assert power(libvirt_conn, "halts") == SHUTOFF
+    assert events.of(dom, EV_STARTED, since=pressed_at) == [], "the guest was started again"
+
+    # The README's way back: the manifest away for more than a second, then in again.
+    parked = tmp_path / "halts.json"
+    ws.manifest_path("halts").rename(parked)
+    agent.wait_log("VMI forgotten", 10, vmi=key_of("halts"))
+    assert power(libvirt_conn, "halts") is None, "a forgotten VMI's domain is undefined"
+    back_at = time.time()
+    parked.rename(ws.manifest_path("halts"))
+    events.wait_for(dom, EV_STARTED, BOOT_TIMEOUT, since=back_at)
+    wait_until("Running again", phase_in_file(ws, "halts", "Running"), BOOT_TIMEOUT)
+    boot(ws, events, "halts")
+    assert power(libvirt_conn, "halts") == RUNNING
 
 
 def test_vfio_start_failure_is_reported_while_other_guests_run(
