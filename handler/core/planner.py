@@ -220,6 +220,7 @@ def _never_ran(desired: Desired, last: VMIStatus | None) -> tuple[Action, ...]:
 
 
 WAITING_FOR_LAUNCHER = "WaitingForLauncher"
+LAUNCHER_WAIT_NEWS = "waiting for the device handoff from the VMI's launcher pod"
 
 
 def _blocked(desired: Desired, observed: Observed) -> Plan:
@@ -245,8 +246,10 @@ def _blocked(desired: Desired, observed: Observed) -> Plan:
         name = desired.domain_name
         base = VMIStatus(Phase.SCHEDULED, name, (ready(False, reason, "the guest cannot start yet"),))
     status = base.with_condition(synchronized(False, reason, message))
-    # Every start waits a moment for its launcher: that is news, not a warning.
-    return Plan(_transition(last, status, RecordEvent(reason, message, warning=not waiting)))
+    # Every start waits a moment for its launcher: that is news, not a warning (the condition
+    # keeps the fix, for a wait that does not end).
+    event = RecordEvent(reason, LAUNCHER_WAIT_NEWS, warning=False) if waiting else RecordEvent(reason, message, True)
+    return Plan(_transition(last, status, event))
 
 
 def _foreign_domain(desired: Desired, observed: Observed, domain: ObservedDomain) -> Plan:

@@ -28,7 +28,7 @@ from handler.core.device_env import AssignedDevice
 from handler.core.domain_identity import read_identity
 from handler.core.domain_state import ObservedDomain, Power, StopCause
 from handler.core.domain_xml import desired_digest, identity_of
-from handler.core.planner import DESTROY_RECHECK_SECONDS, Plan, PlanSettings, plan
+from handler.core.planner import DESTROY_RECHECK_SECONDS, LAUNCHER_WAIT_NEWS, Plan, PlanSettings, plan
 from handler.core.refusal import Refusal
 from handler.core.render_settings import RenderSettings
 from handler.core.status import Condition, Phase, VMIStatus, ready, synchronized
@@ -544,7 +544,7 @@ def test_waiting_for_the_launcher_is_news_before_the_start_and_nothing_after() -
     desired = replace(run_desired(), blocked=waiting)
     before = plan(desired, observed(), SETTINGS)
     assert written(before).condition("Synchronized") == synchronized(False, "WaitingForLauncher", waiting.line())
-    assert events(before) == [RecordEvent("WaitingForLauncher", waiting.line(), warning=False)]
+    assert events(before) == [RecordEvent("WaitingForLauncher", LAUNCHER_WAIT_NEWS, warning=False)]
     assert plan(desired, observed(domain(), status=running_status()), SETTINGS).actions == ()
     # A stopped guest still ends the way it ended, and a real refusal is still a warning.
     stopped = plan(
