@@ -98,6 +98,18 @@ def test_reload_rereads_the_manifests_without_touching_guests(host: SystemdHost)
     assert "Reloaded qat-handler.service" in host.journal()
 
 
+def test_an_agent_started_by_hand_beside_the_service_is_refused_and_the_service_runs_on(host: SystemdHost) -> None:
+    """README, Bare metal: one agent per state directory. Root typing the agent's command while the
+    service runs shares /var/lib/qat-handler with it (the unit's StateDirectory=)."""
+    pid = host.show("MainPID")["MainPID"]
+    code, out = host.sh("qat-handler agent --connect test:///default", timeout=60)
+    assert code == 2, out
+    lines = [line for line in out.splitlines() if line.startswith("qat-handler:")]
+    assert len(lines) == 1 and "Traceback" not in out, out
+    assert f"(pid {pid})" in lines[0] and "fix: stop that agent (systemctl stop qat-handler)" in lines[0], out
+    assert host.show("MainPID", "ActiveState") == {"MainPID": pid, "ActiveState": "active"}
+
+
 def test_a_killed_agent_is_restarted_and_its_guests_are_brought_back(host: SystemdHost) -> None:
     host.write_manifest("survivor.yaml", MANIFEST.format(name="survivor", grace=30))
     running(host, "survivor")
