@@ -98,6 +98,26 @@ def test_reload_rereads_the_manifests_without_touching_guests(host: SystemdHost)
     assert "Reloaded qat-handler.service" in host.journal()
 
 
+def test_the_vmi_directory_replaced_whole_is_followed_inside_the_sandbox(host: SystemdHost) -> None:
+    """README, Bare metal: `mv vmis.new vmis` after moving the old one away, as configuration tools
+    do, while the unit keeps /etc/qat-handler read-only in the agent's own mount namespace."""
+    host.write_manifest("swapped-out.yaml", MANIFEST.format(name="swapped-out", grace=5))
+    running(host, "swapped-out")
+    others = {r["name"] for r in json.loads(host.ok("qat-handler status -o json")) if r["name"] != "swapped-out"}
+    new = "/etc/qat-handler/vmis.new"
+    host.ok(f"cp -a /etc/qat-handler/vmis {new} && rm {new}/swapped-out.yaml")
+    host.ok(f"cat > {new}/swapped-in.yaml <<'EOF'\n{MANIFEST.format(name='swapped-in', grace=5)}EOF")
+    host.ok(f"mv /etc/qat-handler/vmis /etc/qat-handler/vmis.old && mv {new} /etc/qat-handler/vmis")
+    try:
+        running(host, "swapped-in")
+        host.wait("swapped-out gone", "! qat-handler status | grep -q swapped-out")
+        rows = json.loads(host.ok("qat-handler status -o json"))
+        assert {r["name"] for r in rows} == others | {"swapped-in"}, rows
+        assert all(r["phase"] == "Running" for r in rows if r["name"] in others), rows
+    finally:
+        host.ok("rm -rf /etc/qat-handler/vmis.old")
+
+
 def test_an_agent_started_by_hand_beside_the_service_is_refused_and_the_service_runs_on(host: SystemdHost) -> None:
     """README, Bare metal: one agent per state directory. Root typing the agent's command while the
     service runs shares /var/lib/qat-handler with it (the unit's StateDirectory=)."""
