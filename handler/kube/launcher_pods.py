@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from handler.core.handoff import Handoff
+from handler.core.launcher_pod import ID_LABEL
 from handler.core.refusal import Refusal
 from handler.core.vmi import VMI
 
@@ -40,3 +41,17 @@ def handoff_refusal(vmi: VMI, slot_pod_uid: str, handoff: Handoff, pod: dict[str
     if (meta.get("labels") or {}).get(CREATED_BY_LABEL) != vmi.uid:
         return forged(f"comes from pod {meta.get('name')}, which was not created for this VMI")
     return None
+
+
+def vouches_for(pod: dict[str, Any] | None, handoff: Handoff) -> bool:
+    """Whether the API's pod backs what a handoff says of itself when no VMI is left to check it
+    against: the pod is in the handoff's namespace and labelled as the launcher of that VMI, by
+    uid and by name. The agent acts on such a handoff's VMI key, so a pod may only name its own."""
+    meta = (pod or {}).get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return (
+        pod is not None
+        and meta.get("namespace") == handoff.namespace
+        and labels.get(CREATED_BY_LABEL) == handoff.vmi_uid
+        and labels.get(ID_LABEL) == handoff.name
+    )

@@ -98,7 +98,7 @@ class KubeNode:
             log.warning("still waiting for the first list from the API server", node=self.node_name)
         self.runtime.start()
         self._started.set()
-        for _slot, handoff in self.slots.stopping():  # asked while the agent was away
+        for _slot, handoff in self.source.stop_requests():  # asked while the agent was away
             self._handoff_changed(handoff.vmi_uid)
         log.info(
             "agent started",
@@ -134,7 +134,7 @@ class KubeNode:
         # A launcher whose VMI is gone (deleted before any guest ran, so no finalizer held it)
         # waits for word before its pod may end. The word comes from a pass over the VMI's key,
         # which runs after any pass still at work on it: see _release_launchers.
-        for _slot, handoff in self.slots.stopping():
+        for _slot, handoff in self.source.stop_requests():
             if handoff.vmi_uid == vmi_uid:
                 self.engine.enqueue(handoff.key)
 
@@ -143,7 +143,7 @@ class KubeNode:
         is no longer on this node, and that asked for its guest to stop, may let its pod end.
         Safe because a domain is defined only under the finalizer, which keeps a VMI from
         being deleted until the domain is undefined."""
-        for slot, handoff in self.slots.stopping():
+        for slot, handoff in self.source.stop_requests():
             if handoff.key != key or self.source.holds(handoff.vmi_uid) or self.slots.told_off(slot, handoff.vmi_uid):
                 continue  # another VMI's, or still on the node, or told already (a slot outlives its pod)
             message = f"VMI {key} is gone and no guest of it runs on this node"

@@ -13,6 +13,7 @@ from handler.core.allocation_check import check_allocation
 from handler.core.desired import Desired, Intent
 from handler.core.device_env import AssignedDevice, resolve_devices
 from handler.core.feature_gates import CONFIGMAP_NAME, gate_refusal
+from handler.core.handoff import Handoff
 from handler.core.kube_status import FINALIZER
 from handler.core.launcher_failure import failed_by_controller
 from handler.core.planner import WAITING_FOR_LAUNCHER
@@ -23,7 +24,7 @@ from handler.kube.gate_watch import GateWatch
 from handler.kube.handoff_slots import HandoffSlots, Slot
 from handler.kube.informer import DEFAULT_WATCH, Obj, WatchSettings
 from handler.kube.informer_group import InformerGroup
-from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid
+from handler.kube.launcher_pods import CREATED_BY_LABEL, handoff_refusal, pod_with_uid, vouches_for
 from handler.kube.list_calls import all_pods, cluster_vmis
 from handler.kube.pod_resources import PodResourcesClient, PodResourcesUnavailable
 
@@ -198,6 +199,12 @@ class KubeSource:
         """Whether a VMI with this uid is on this node as the caches see it."""
         with self._lock:
             return vmi_uid in self._uid_to_key
+
+    def stop_requests(self) -> list[tuple[str, Handoff]]:
+        """(slot, handoff) of each launcher asking for its guest to stop whose pod the API vouches
+        for; the only ones the agent may act on once their VMI is gone."""
+        pods = self.pods.items()
+        return [(slot, h) for slot, h in self.slots.stopping() if vouches_for(pod_with_uid(pods, slot), h)]
 
     def handoff_changed(self, vmi_uid: str) -> None:
         key = self._uid_to_key.get(vmi_uid)

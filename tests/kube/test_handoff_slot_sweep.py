@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from handler.core.handoff import HANDOFF_FILE, AgentReport, Handoff, handoff_to_json
+from handler.core.handoff import HANDOFF_FILE, Handoff, handoff_to_json
 from handler.kube.handoff_slots import HandoffSlots
 
 VMI_UID = "00000000-0000-4000-8000-000000000007"
@@ -42,28 +42,3 @@ def test_a_sweep_reads_the_slots_the_watch_missed_and_no_others(tmp_path: Path) 
     slot.rmdir()
     slots.sweep()
     assert slots.slot("pod-a") is None and changed == [VMI_UID] * 3
-
-
-def test_only_a_slots_own_stop_request_counts(tmp_path: Path) -> None:
-    """The agent answers a stop request in the slot it came from. A handoff naming another pod
-    (a pod can write anything into its own slot) is not a stop request of that pod, so the
-    agent never tells another pod's launcher that its guest is off."""
-    slots = HandoffSlots(tmp_path)
-    slots.scan()
-    for slot, claimed in (("pod-a", "pod-a"), ("pod-b", "pod-victim"), ("pod-c", "pod-c")):
-        (tmp_path / "pods" / slot).mkdir()
-        stopping = Handoff("ns", slot, VMI_UID, claimed, (), stop_requested=slot != "pod-c")
-        (tmp_path / "pods" / slot / HANDOFF_FILE).write_text(json.dumps(handoff_to_json(stopping)))
-    slots.scan()
-    assert [(slot, h.name) for slot, h in slots.stopping()] == [("pod-a", "pod-a")]
-
-
-def test_a_report_saying_off_is_known_as_told(tmp_path: Path) -> None:
-    slots = HandoffSlots(tmp_path)
-    slots.scan()
-    (tmp_path / "pods" / "pod-a").mkdir()
-    assert not slots.told_off("pod-a", VMI_UID)
-    slots.write_report("pod-a", AgentReport(VMI_UID, "Running", guest_off=False))
-    assert not slots.told_off("pod-a", VMI_UID)
-    slots.write_report("pod-a", AgentReport(VMI_UID, "", guest_off=True, message="gone"))
-    assert slots.told_off("pod-a", VMI_UID) and not slots.told_off("pod-a", "another-uid")

@@ -13,12 +13,16 @@ so a launcher that waited it out would hold its pod far past every wait below.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from handler.core.handoff import HANDOFF_FILE, REPORT_FILE, Handoff, handoff_to_json
+from handler.core.kube_status import FINALIZER
+from handler.core.vmi import NODE_LABEL
 from tests.fakekube.objects import vmi_manifest
 from tests.kube.test_control_plane_e2e import KUBECTL, NODE, Stack, controller_and_agent, eventually, start_agent
 
@@ -90,3 +94,36 @@ def test_a_stop_asked_while_the_agent_was_away_is_answered_when_it_is_back(stack
     eventually("the launcher pod gone", lambda: not stack.pods_of("asked-meanwhile"))
     log = kubelet.log_of(pod["metadata"]["uid"], "launcher")
     assert "is gone and no guest of it runs on this node" in log, log
+
+
+def test_a_forged_stop_request_never_makes_the_agent_act_on_another_vmi(stack: Stack) -> None:
+    """Answering a gone VMI's launcher means a pass over the VMI key its handoff names, and a pass
+    over a key the node does not hold lets go of that VMI's finalizer. So a stop request counts only
+    where the API's pod vouches for it: here a slot that no pod backs names a VMI on another node."""
+    victim = stack.cluster.server.put_object(
+        {
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstance",
+            "metadata": {
+                "name": "victim",
+                "namespace": "default",
+                "labels": {NODE_LABEL: "node02"},
+                "finalizers": [FINALIZER],
+            },
+            "spec": {"domain": {"memory": {"guest": "64Mi"}}},
+            "status": {"phase": "Succeeded", "nodeName": "node02"},  # final: the controller leaves it be
+        }
+    )
+    forged = Handoff("default", "victim", victim["metadata"]["uid"], "no-such-pod", (), stop_requested=True)
+    slot = stack.cluster.node(NODE).run_dir / "pods" / "no-such-pod"
+    slot.mkdir(parents=True)
+    (slot / "next").write_text(json.dumps(handoff_to_json(forged)))
+    (slot / "next").rename(slot / HANDOFF_FILE)
+    # A legitimate stop request after it, answered: the agent has read the slots by then.
+    applied = stack.kubectl("apply", "-f", "-", stdin=refused_vmi("after"))
+    assert applied.returncode == 0, applied.stderr
+    eventually("the node's refusal", lambda: synchronized_reason(stack, "after") == "NetworkUnavailable")
+    assert stack.kubectl("delete", "vmi", "after").returncode == 0
+    eventually("the legitimate launcher answered", lambda: not stack.pods_of("after"))
+    assert stack.vmi("victim")["metadata"]["finalizers"] == [FINALIZER]
+    assert not (slot / REPORT_FILE).exists(), "a slot no pod backs was answered"
