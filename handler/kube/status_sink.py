@@ -21,6 +21,7 @@ from handler.core.actions import RecordEvent
 from handler.core.kube_status import FINALIZER, status_annotations, status_body, status_from_object
 from handler.core.port_error import PortError
 from handler.core.status import VMIStatus
+from handler.core.vmi import NODE_LABEL
 from handler.core.vmi_parse import API_VERSIONS
 from handler.kube.client import GROUP, PLURAL, TRANSPORT_ERRORS, VERSION
 from handler.kube.event_recorder import EventRecorder
@@ -180,6 +181,12 @@ class KubeStatusSink:
             meta = current.get("metadata") or {}
             finalizers = list(meta.get("finalizers") or [])
             if (FINALIZER in finalizers) == add:
+                return
+            owner = (meta.get("labels") or {}).get(NODE_LABEL)
+            if not add and owner and owner != self._node:
+                # Moved to another node (the label changed by hand): every node's agent uses this
+                # one finalizer, and that node's agent now holds the VMI's domain under it.
+                log.info("finalizer kept for the VMI's new node", vmi=key, finalizer=FINALIZER, node=owner)
                 return
             wanted = [*finalizers, FINALIZER] if add else [f for f in finalizers if f != FINALIZER]
             patch = {"metadata": {"finalizers": wanted, "resourceVersion": meta.get("resourceVersion")}}

@@ -194,3 +194,21 @@ def test_a_running_guest_whose_vmi_the_controller_failed_is_stopped_and_let_go(c
     assert "ShuttingDown" in cluster.event_reasons(after["metadata"]["uid"])
     eventually(lambda: cluster.phase("control") == "Running", what="the control VMI running meanwhile")
     assert cluster.domain_running("control")
+
+
+def test_a_vmi_moved_to_another_node_keeps_the_finalizer_that_nodes_agent_relies_on(cluster: Cluster) -> None:
+    """The node label changed by hand: this node's agent lets its guest go as for a delete, but the
+    finalizer is one name for every node, and the VMI's new node now holds its domain under it."""
+    cluster.set_configmap_gates("QAT")
+    node = cluster.start_agent()
+    vmi = cluster.create_vmi("moved", grace=5)
+    cluster.launch(vmi, cluster.usable_vfs[0])
+    eventually(lambda: cluster.phase("moved") == "Running", what="Running")
+    assert cluster.has_finalizer("moved")
+
+    cluster.label_vmi("moved", "node02")
+    eventually(lambda: cluster.domain("moved") is None, what="this node's domain undefined")
+    assert node.wait_synced(30), "the agent did not finish its passes"
+    assert cluster.has_finalizer("moved"), "this node removed the finalizer the VMI's new node relies on"
+    deleted = cluster.vmi("moved")
+    assert deleted is not None and deleted["metadata"]["labels"][NODE_LABEL] == "node02"
