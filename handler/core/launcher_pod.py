@@ -25,6 +25,7 @@ from handler.core.vmi import VMI
 from handler.core.vmi_parse import parse_vmi
 
 CREATED_BY_LABEL = "kubevirt.io/created-by"
+"""KubeVirt's label on a virt-launcher pod: the UID of the VMI it runs."""
 APP_LABEL = "kubevirt.io"
 APP_VALUE = "virt-launcher"
 ID_LABEL = "vmi.kubevirt.io/id"

@@ -6,12 +6,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from handler.core.handoff import Handoff
-from handler.core.launcher_pod import ID_LABEL
+from handler.core.launcher_pod import CREATED_BY_LABEL, ID_LABEL
 from handler.core.refusal import Refusal
 from handler.core.vmi import VMI
 
-CREATED_BY_LABEL = "kubevirt.io/created-by"
-"""KubeVirt's label on a virt-launcher pod: the UID of the VMI it runs."""
+__all__ = ["CREATED_BY_LABEL", "handoff_refusal", "pod_with_uid", "vouches_for"]
 
 
 def pod_with_uid(pods: Iterable[dict[str, Any]], uid: str) -> dict[str, Any] | None:

@@ -13,7 +13,7 @@ from kubernetes import client
 from handler.agent.agent import Engine
 from handler.agent.ports import DeviceInspector
 from handler.agent.runtime import NodeRuntime
-from handler.core.handoff import AgentReport
+from handler.core.handoff import AgentReport, Handoff
 from handler.core.status import VMIStatus
 from handler.core.stop_policy import StopPolicy
 from handler.host.guest_files import GuestFiles
@@ -98,8 +98,7 @@ class KubeNode:
             log.warning("still waiting for the first list from the API server", node=self.node_name)
         self.runtime.start()
         self._started.set()
-        for _slot, handoff in self.source.stop_requests():  # asked while the agent was away
-            self._handoff_changed(handoff.vmi_uid)
+        self._pass_over_gone([handoff for _slot, handoff in self.source.stop_requests()])  # asked meanwhile
         log.info(
             "agent started",
             mode="kubernetes",
@@ -131,11 +130,14 @@ class KubeNode:
         if self.source.holds(vmi_uid) or not self._started.is_set():
             self.source.handoff_changed(vmi_uid)
             return
-        # A launcher whose VMI is gone (deleted before any guest ran, so no finalizer held it)
-        # waits for word before its pod may end. The word comes from a pass over the VMI's key,
-        # which runs after any pass still at work on it: see _release_launchers.
-        for _slot, handoff in self.source.stop_requests():
-            if handoff.vmi_uid == vmi_uid:
+        self._pass_over_gone([h for _slot, h in self.source.stop_requests() if h.vmi_uid == vmi_uid])
+
+    def _pass_over_gone(self, stop_requests: list[Handoff]) -> None:
+        """A launcher whose VMI is gone (deleted before any guest ran, so no finalizer held it)
+        waits for word before its pod may end. The word comes from a pass over the VMI's key,
+        which runs after any pass still at work on it: see _release_launchers."""
+        for handoff in stop_requests:
+            if not self.source.holds(handoff.vmi_uid):
                 self.engine.enqueue(handoff.key)
 
     def _release_launchers(self, key: str) -> None:
@@ -147,12 +149,8 @@ class KubeNode:
             if handoff.key != key or self.source.holds(handoff.vmi_uid) or self.slots.told_off(slot, handoff.vmi_uid):
                 continue  # another VMI's, or still on the node, or told already (a slot outlives its pod)
             message = f"VMI {key} is gone and no guest of it runs on this node"
-            try:
-                self.slots.write_report(slot, AgentReport(handoff.vmi_uid, "", guest_off=True, message=message))
-            except OSError as error:
-                log.warning("could not report to the launcher", vmi=key, pod_uid=slot, error=str(error))
-                continue
-            log.info("launcher of a gone VMI released", vmi=key, pod_uid=slot)
+            if self._tell_launcher(key, slot, AgentReport(handoff.vmi_uid, "", guest_off=True, message=message)):
+                log.info("launcher of a gone VMI released", vmi=key, pod_uid=slot)
 
     def _report(self, key: str, status: VMIStatus) -> None:
         """Tell the VMI's launcher how its guest is doing; it waits on this during pod shutdown."""
@@ -162,8 +160,12 @@ class KubeNode:
         if slot is None:
             return
         message = next((c.message for c in status.conditions if c.type == "Ready"), "")
-        report = AgentReport(uid, str(status.phase), guest_off=status.phase.terminal, message=message)
+        self._tell_launcher(key, slot.pod_uid, AgentReport(uid, str(status.phase), status.phase.terminal, message))
+
+    def _tell_launcher(self, key: str, pod_uid: str, report: AgentReport) -> bool:
         try:
-            self.slots.write_report(slot.pod_uid, report)
+            self.slots.write_report(pod_uid, report)
         except OSError as error:
-            log.warning("could not report to the launcher", vmi=key, pod_uid=slot.pod_uid, error=str(error))
+            log.warning("could not report to the launcher", vmi=key, pod_uid=pod_uid, error=str(error))
+            return False
+        return True

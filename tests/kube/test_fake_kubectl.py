@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
 
 from handler.kube.event_recorder import EventRecorder
 from tests.support.fakekube import FakeApiServer
@@ -64,7 +63,7 @@ def test_kubectl_describe_lists_one_seconds_events_in_the_order_they_happened(
     assert KUBECTL is not None
     subprocess.run([KUBECTL, "apply", "-f", "deploy/examples/vmi-qat.yaml"], env=env, cwd=REPO, check=True)
     vmi = fake_apiserver.get_object("virtualmachineinstances", "default", "vmi-qat")
-    recorder = EventRecorder(ApiClient(Configuration(host=fake_apiserver.url)), "node01")
+    recorder = EventRecorder(fake_apiserver.api_client(), "node01")
     story = ["Created", "Started", "ShuttingDown", "Stopped", "Deleted", "Again", "More", "Last"]
     for reason in story:
         recorder.record(vmi, reason, f"{reason} happened", warning=False)
